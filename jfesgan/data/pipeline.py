@@ -1,0 +1,134 @@
+"""The input pipeline: a dataset as in-memory arrays, and deterministic, resumable batches.
+
+The facial-expression databases of this method are small (a few thousand images), so a dataset
+is read once from its TFDS ``array_record`` files into numpy.  Batches are a pure function of the
+step (:meth:`Batches.at`): a resumed run sees exactly the batches it would have seen, with no
+iterator state to checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from jfesgan.data import procedural, splits
+
+
+@dataclasses.dataclass(frozen=True)
+class ArrayDataset:
+  """Images uint8 (N, R, R, C), expression labels and subject ids (N,), plus optional extras."""
+
+  image: np.ndarray
+  label: np.ndarray
+  subject: np.ndarray
+  class_names: tuple[str, ...]
+  extras: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+  def __post_init__(self):
+    n = self.image.shape[0]
+    for name, arr in [("label", self.label), ("subject", self.subject), *self.extras.items()]:
+      if arr.shape[0] != n:
+        raise ValueError(f"dataset field {name!r} has {arr.shape[0]} rows, images have {n}")
+    if n and (self.label.min() < 0 or self.label.max() >= len(self.class_names)):
+      raise ValueError(f"labels must lie in [0, {len(self.class_names)}), got range "
+                       f"[{self.label.min()}, {self.label.max()}]")
+
+  def __len__(self) -> int:
+    return self.image.shape[0]
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+  def take(self, index: np.ndarray) -> "ArrayDataset":
+    """The rows at ``index`` (ints or a boolean mask)."""
+    return ArrayDataset(self.image[index], self.label[index], self.subject[index],
+                        self.class_names, {k: v[index] for k, v in self.extras.items()})
+
+
+def face_spec(data_cfg) -> procedural.FaceSpec:
+  """The FaceSpec named by a ``config.data`` section."""
+  return procedural.FaceSpec(
+      image_size=data_cfg.image_size, channels=data_cfg.channels,
+      num_identities=data_cfg.num_identities, frames=data_cfg.frames,
+      include_neutral=data_cfg.include_neutral, seed=data_cfg.data_seed,
+      idiosyncrasy=data_cfg.idiosyncrasy, au_noise=data_cfg.au_noise,
+      pixel_noise=data_cfg.pixel_noise)
+
+
+def load(data_cfg) -> ArrayDataset:
+  """Reads the dataset named by ``data_cfg.name`` through its TFDS builder."""
+  if data_cfg.name != "procedural_faces":
+    raise ValueError(f"data.name={data_cfg.name!r} is not a known dataset; known: 'procedural_faces'")
+  from jfesgan.data import procedural_tfds  # Imports TFDS only when a dataset is read.
+  b = procedural_tfds.builder(face_spec(data_cfg), data_dir=data_cfg.data_dir)
+  return read_source(b.as_data_source()["train"], tuple(b.info.features["label"].names))
+
+
+def read_source(source, class_names: tuple[str, ...]) -> ArrayDataset:
+  """All records of a TFDS data source as one ArrayDataset."""
+  n = len(source)
+  if n == 0:
+    raise ValueError("the dataset has no records")
+  records = source.__getitems__(list(range(n)))
+  cols = {k: np.stack([r[k] for r in records]) for k in records[0]}
+  return ArrayDataset(
+      image=cols.pop("image"), label=cols.pop("label").astype(np.int32),
+      subject=cols.pop("subject").astype(np.int32), class_names=class_names, extras=cols)
+
+
+def holdout_split(data: ArrayDataset, data_cfg) -> tuple[ArrayDataset, ArrayDataset]:
+  """(train, test) with fold ``data_cfg.test_fold`` of ``data_cfg.num_folds`` held out by subject."""
+  train, test = splits.fold_masks(data.subject, data_cfg.test_fold, data_cfg.num_folds,
+                                  data_cfg.fold_seed)
+  return data.take(train), data.take(test)
+
+
+def to_float(images: np.ndarray) -> np.ndarray:
+  """uint8 [0, 255] -> float32 [-1, 1]."""
+  return images.astype(np.float32) / 127.5 - 1.0
+
+
+class Batches:
+  """Deterministic batches: ``at(step)`` is the step-th batch of an endless stream of epochs.
+
+  Each epoch is a fresh permutation seeded by ``(seed, epoch)``; with ``hflip`` each image is
+  mirrored with probability 1/2 (a face's expression is symmetric enough for this to be label-
+  preserving; the procedural contempt smirk becomes a left smirk, as in real data).
+  """
+
+  def __init__(self, data: ArrayDataset, batch_size: int, seed: int, hflip: bool = False,
+               subject_index: bool = False):
+    if len(data) == 0:
+      raise ValueError("cannot draw batches from an empty dataset")
+    self.data, self.batch_size, self.seed, self.hflip = data, batch_size, seed, hflip
+    # Subject ids as contiguous class indices, for the identity network's classifier.
+    self.subjects, self.subject_idx = (np.unique(data.subject, return_inverse=True)
+                                       if subject_index else (None, None))
+    self._perm_cache: dict[int, np.ndarray] = {}
+
+  def _perm(self, epoch: int) -> np.ndarray:
+    if epoch not in self._perm_cache:
+      if len(self._perm_cache) > 4:
+        self._perm_cache.clear()
+      self._perm_cache[epoch] = np.random.default_rng([self.seed, epoch]).permutation(len(self.data))
+    return self._perm_cache[epoch]
+
+  def indices(self, step: int) -> np.ndarray:
+    """Row indices of the step-th batch."""
+    n = len(self.data)
+    pos = step * self.batch_size + np.arange(self.batch_size)
+    return np.array([self._perm(int(p // n))[p % n] for p in pos])
+
+  def at(self, step: int) -> dict[str, np.ndarray]:
+    """The step-th batch: ``image`` float32 in [-1, 1], ``label``, ``subject`` int32."""
+    idx = self.indices(step)
+    img = to_float(self.data.image[idx])
+    if self.hflip:
+      flip = np.random.default_rng([self.seed, 1 << 20, step]).random(self.batch_size) < 0.5
+      img = np.where(flip[:, None, None, None], img[:, :, ::-1], img)
+    batch = dict(image=img, label=self.data.label[idx], subject=self.data.subject[idx])
+    if self.subject_idx is not None:
+      batch["subject"] = self.subject_idx[idx].astype(np.int32)
+    return batch

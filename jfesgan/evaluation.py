@@ -1,0 +1,144 @@
+"""Evaluation: recogniser accuracy, FESGAN synthesis scores, and the sample grids' contents.
+
+Synthesis is judged on held-out identities (never seen in training):
+- ``synth/l1``, ``synth/psnr``: x_t = G(E(x), c_t) against the true rendering of the same identity
+  with expression c_t in the same pose (procedural data only), images in [0, 1]; ``synth/l1_copy``
+  and ``synth/psnr_copy`` score the unchanged input against that truth, the do-nothing baseline;
+- ``synth/expr_acc_t``, ``synth/expr_acc_p``: expression accuracy of translations and of new
+  identities x_p = G(z_p, c_p) under a recogniser trained on real images only (``eval/real_acc``
+  is its accuracy on real held-out images, the ceiling to compare with);
+- ``synth/id_sim``: mean cosine similarity under Phi between x and x_t (same identity), next to
+  ``synth/id_sim_rec`` (x vs its reconstruction) and ``synth/id_sim_other`` (x vs real images of
+  other held-out identities): the higher above ``id_sim_other``, the better identity is kept.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jfesgan.data import procedural
+from jfesgan.data.pipeline import ArrayDataset, to_float
+from jfesgan.models import Models
+
+
+def batched(fn: Callable, *arrays: np.ndarray, batch_size: int) -> np.ndarray:
+  """Applies ``fn`` to equal-size chunks of ``arrays`` (the last one padded) and concatenates."""
+  n = arrays[0].shape[0]
+  outs = []
+  for s in range(0, n, batch_size):
+    chunk = [a[s:s + batch_size] for a in arrays]
+    m = chunk[0].shape[0]
+    if m < batch_size:  # pad so every call has the same shape: one compilation
+      chunk = [np.concatenate([c, np.repeat(c[-1:], batch_size - m, 0)]) for c in chunk]
+    outs.append(np.asarray(fn(*chunk))[:m])
+  return np.concatenate(outs)
+
+
+def confusion_matrix(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
+  """(K, K) counts, rows true class, columns predicted class."""
+  cm = np.zeros((num_classes, num_classes), np.int64)
+  np.add.at(cm, (labels, preds), 1)
+  return cm
+
+
+class Evaluator:
+  """Jitted inference functions of the networks, applied in fixed-size chunks."""
+
+  def __init__(self, models: Models, batch_size: int):
+    self.models, self.batch_size = models, batch_size
+    k = models.num_classes
+    self._translate = jax.jit(lambda p, x, c: models.g.apply({"params": p}, x, jax.nn.one_hot(c, k)))
+    self._decode = jax.jit(lambda p, z, c: models.g.apply({"params": p}, z, jax.nn.one_hot(c, k),
+                                                          method="decode"))
+    self._embed = jax.jit(lambda p, x: models.phi.apply({"params": p}, x, method="embed"))
+    self._logits = jax.jit(lambda p, x: models.r.apply({"params": p}, x)[1])
+
+  def translate(self, g_params, x: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """G(E(x), c) for float images x in [-1, 1] and integer expressions c."""
+    return batched(functools.partial(self._translate, g_params), x, c, batch_size=self.batch_size)
+
+  def decode(self, g_params, z: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """G(z, c)."""
+    return batched(functools.partial(self._decode, g_params), z, c, batch_size=self.batch_size)
+
+  def embed(self, phi_params, x: np.ndarray) -> np.ndarray:
+    """Phi's unit identity embeddings."""
+    return batched(functools.partial(self._embed, phi_params), x, batch_size=self.batch_size)
+
+  def predict(self, r_params, x: np.ndarray) -> np.ndarray:
+    """R's predicted classes."""
+    logits = batched(functools.partial(self._logits, r_params), x, batch_size=self.batch_size)
+    return logits.argmax(-1)
+
+
+def recognition_scores(ev: Evaluator, r_params, data: ArrayDataset, prefix: str) -> tuple[dict, np.ndarray]:
+  """Accuracy and mean per-class accuracy of R on ``data``; also the confusion matrix."""
+  preds = ev.predict(r_params, to_float(data.image))
+  cm = confusion_matrix(data.label, preds, data.num_classes)
+  per_class = np.diag(cm) / np.maximum(cm.sum(1), 1)
+  return {f"{prefix}/acc": float(np.mean(preds == data.label)),
+          f"{prefix}/mean_class_acc": float(per_class[cm.sum(1) > 0].mean())}, cm
+
+
+def translation_targets(labels: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+  """Every (image index, other expression) pair: each image to each expression but its own."""
+  idx = np.repeat(np.arange(labels.shape[0]), num_classes - 1)
+  offset = np.tile(np.arange(1, num_classes), labels.shape[0])
+  return idx, (labels[idx] + offset) % num_classes
+
+
+def synthesis_scores(ev: Evaluator, *, g_params, phi_params, r_params, test: ArrayDataset,
+                     spec: procedural.FaceSpec | None, rng: np.random.Generator,
+                     num_prior_samples: int) -> dict[str, float]:
+  """The synthesis scores described in the module docstring."""
+  k = test.num_classes
+  x = to_float(test.image)
+  idx, c_t = translation_targets(test.label, k)
+  x_t = ev.translate(g_params, x[idx], c_t)
+  scores = {}
+  pred_t = ev.predict(r_params, x_t)
+  scores["synth/expr_acc_t"] = float(np.mean(pred_t == c_t))
+  z_p = rng.uniform(-1, 1, (num_prior_samples, ev.models.latent_dim)).astype(np.float32)
+  c_p = rng.integers(0, k, num_prior_samples)
+  scores["synth/expr_acc_p"] = float(np.mean(ev.predict(r_params, ev.decode(g_params, z_p, c_p)) == c_p))
+
+  e_x = ev.embed(phi_params, x)
+  e_t = ev.embed(phi_params, x_t)
+  e_rec = ev.embed(phi_params, ev.translate(g_params, x, test.label))
+  scores["synth/id_sim"] = float(np.mean(np.sum(e_x[idx] * e_t, -1)))
+  scores["synth/id_sim_rec"] = float(np.mean(np.sum(e_x * e_rec, -1)))
+  other = test.subject[:, None] != test.subject[None, :]
+  scores["synth/id_sim_other"] = float((e_x @ e_x.T)[other].mean()) if other.any() else float("nan")
+
+  if spec is not None and "pose" in test.extras:
+    truth = procedural.render_truth(spec, test.subject[idx], c_t, test.extras["pose"][idx])
+    fake01 = (x_t + 1) / 2
+    real01 = (x[idx] + 1) / 2
+    for name, img in (("", fake01), ("_copy", real01)):
+      err = (img - truth).reshape(img.shape[0], -1)
+      mse = np.maximum(np.mean(err**2, -1), 1e-10)
+      scores[f"synth/l1{name}"] = float(np.mean(np.abs(err)))
+      scores[f"synth/psnr{name}"] = float(np.mean(10 * np.log10(1.0 / mse)))
+  return scores
+
+
+def grid_contents(ev: Evaluator, g_params, test: ArrayDataset, rows: int, seed: int,
+                  latent_dim: int) -> dict[str, np.ndarray]:
+  """Inputs, reconstructions and translations of ``rows`` held-out identities, and ``rows`` new
+  identities with every expression (fixed by ``seed``, so grids of a run are comparable)."""
+  rng = np.random.default_rng([seed, 99])
+  k = test.num_classes
+  subjects = np.unique(test.subject)[:rows]
+  pick = np.array([rng.choice(np.flatnonzero(test.subject == s)) for s in subjects])
+  x = to_float(test.image[pick])
+  every = np.tile(np.arange(k), len(pick))
+  trans = ev.translate(g_params, np.repeat(x, k, 0), every).reshape((len(pick), k) + x.shape[1:])
+  z = rng.uniform(-1, 1, (rows, latent_dim)).astype(np.float32)
+  prior = ev.decode(g_params, np.repeat(z, k, 0), np.tile(np.arange(k), rows))
+  return dict(inputs=x, recon=ev.translate(g_params, x, test.label[pick]), translations=trans,
+              prior=prior.reshape((rows, k) + x.shape[1:]), pick=pick)

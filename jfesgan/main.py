@@ -1,0 +1,37 @@
+"""Entry point: ``python -m jfesgan.main --config configs/joint.py [--workdir DIR]``."""
+
+from __future__ import annotations
+
+import datetime
+import os
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", "configs/joint.py", "Configuration file.",
+                                lock_config=True)
+flags.DEFINE_string("workdir", None, "Where checkpoints, logs and samples go (resumed if present); "
+                    "default runs/<config name>-<time>.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  import jax  # after flags, so that --jax_* flags and XLA_FLAGS take effect first
+  from jfesgan import train
+  logging.set_verbosity(logging.INFO)
+  # Orbax logs every save and restore at INFO; keep its warnings only.
+  logging.get_absl_handler().addFilter(
+      lambda r: r.levelno >= logging.converter.STANDARD_WARNING or "orbax" not in r.pathname)
+  workdir = FLAGS.workdir
+  if workdir is None:
+    name = os.path.splitext(os.path.basename(FLAGS["config"].config_filename))[0]
+    workdir = os.path.join("runs", f"{name}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
+  logging.info("JAX %s on %s; workdir %s", jax.__version__, jax.default_backend(), workdir)
+  summary = train.train_and_evaluate(FLAGS.config, workdir)
+  print(train.format_report(summary), flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)

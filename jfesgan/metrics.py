@@ -1,0 +1,51 @@
+"""Metric writers: a JSON-lines file and TensorBoard event files, written by process 0 only."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Mapping
+
+import jax
+import numpy as np
+
+
+def to_floats(metrics: Mapping[str, Any]) -> dict[str, float]:
+  """Device scalars -> Python floats (one transfer for the whole dict)."""
+  return {k: float(v) for k, v in jax.device_get(dict(metrics)).items()}
+
+
+class MetricWriter:
+  """Writes scalars to ``<workdir>/metrics.jsonl`` and TensorBoard, images to TensorBoard."""
+
+  def __init__(self, workdir: str):
+    self.active = jax.process_index() == 0
+    self.jsonl_path = os.path.join(workdir, "metrics.jsonl")
+    self.tb_dir = os.path.join(workdir, "tensorboard")
+    self._tb = None
+    if self.active:
+      os.makedirs(workdir, exist_ok=True)
+      from tensorboardX import SummaryWriter  # Writes event files without TensorFlow.
+      self._tb = SummaryWriter(self.tb_dir)
+
+  def scalars(self, step: int, metrics: Mapping[str, float], stage: str) -> None:
+    """Appends one JSON line ``{"stage", "step", **metrics}`` and the TensorBoard scalars."""
+    if not self.active:
+      return
+    with open(self.jsonl_path, "a") as f:
+      f.write(json.dumps({"stage": stage, "step": int(step), **metrics}) + "\n")
+    for k, v in metrics.items():
+      self._tb.add_scalar(k, v, step)
+
+  def image(self, step: int, tag: str, image: np.ndarray) -> None:
+    """An (H, W, C) uint8 image."""
+    if self.active:
+      self._tb.add_image(tag, image, step, dataformats="HWC")
+
+  def flush(self) -> None:
+    if self.active:
+      self._tb.flush()
+
+  def close(self) -> None:
+    if self.active:
+      self._tb.close()

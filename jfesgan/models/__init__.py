@@ -1,0 +1,45 @@
+"""The networks of jfesgan, one module per file, built together from a config."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from jfesgan.models.discriminators import ImageDiscriminator, LatentDiscriminator
+from jfesgan.models.generator import Decoder, Encoder, Generator
+from jfesgan.models.identity import IdentityNet
+from jfesgan.models.layers import Conv, ConvTranspose2x
+from jfesgan.models.recognizer import Recognizer
+from jfesgan.models.trunk import ConvTrunk
+
+__all__ = ["Conv", "ConvTranspose2x", "ConvTrunk", "Decoder", "Encoder", "Generator",
+           "IdentityNet", "ImageDiscriminator", "LatentDiscriminator", "Models", "Recognizer",
+           "build_models"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Models:
+  """The modules of every stage, keyed by the stage names used throughout (g, dimg, dz, phi, r)."""
+
+  g: Generator
+  dimg: ImageDiscriminator
+  dz: LatentDiscriminator
+  phi: IdentityNet
+  r: Recognizer
+  image_size: int
+  channels: int
+  num_classes: int
+  latent_dim: int
+
+
+def build_models(config, num_classes: int, num_subjects: int) -> Models:
+  """All networks for ``config`` (sections ``data`` and ``model``)."""
+  m, d = config.model, config.data
+  common = dict(width=m.width, max_width=m.max_width, num_down=m.num_down, impl=m.conv_impl)
+  return Models(
+      g=Generator(image_size=d.image_size, channels=d.channels, latent_dim=m.latent_dim, **common),
+      dimg=ImageDiscriminator(num_classes=num_classes, **common),
+      dz=LatentDiscriminator(hidden=tuple(m.dz_hidden)),
+      phi=IdentityNet(num_subjects=num_subjects, embed_dim=m.embed_dim, **common),
+      r=Recognizer(num_classes=num_classes, embed_dim=m.embed_dim, **common),
+      image_size=d.image_size, channels=d.channels, num_classes=num_classes,
+      latent_dim=m.latent_dim)

@@ -1,0 +1,49 @@
+"""The two FESGAN discriminators: D_img (real/fake + expression heads) and D_z (latent prior)."""
+
+from __future__ import annotations
+
+import jax
+from flax import linen as nn
+
+from jfesgan.models.generator import check_resolution, level_widths
+from jfesgan.models.layers import Conv
+
+
+class ImageDiscriminator(nn.Module):
+  """D_img: image -> (critic score (N,), expression logits (N, K)) from one shared trunk.
+
+  No normalisation layers: the WGAN-GP penalty is defined per sample, and batch statistics would
+  couple the samples of a batch.
+  """
+
+  num_classes: int = 7
+  width: int = 32
+  max_width: int = 256
+  num_down: int = 3
+  impl: str = "auto"
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    check_resolution(x.shape[1], self.num_down)
+    widths = level_widths(self.width, self.max_width, self.num_down)
+    # Differentiated twice by the gradient penalty: "auto" picks the matmul form on CPU.
+    h = x
+    for w in widths:
+      h = nn.leaky_relu(Conv(w, 4, strides=2, impl=self.impl, second_order=True)(h), 0.2)
+    h = h.reshape(h.shape[0], -1)
+    critic = nn.Dense(1, name="critic")(h)[:, 0]
+    logits = nn.Dense(self.num_classes, name="classifier")(h)
+    return critic, logits
+
+
+class LatentDiscriminator(nn.Module):
+  """D_z: identity code (N, d) -> logit (N,) that the code is a sample of the prior U[-1, 1]^d."""
+
+  hidden: tuple[int, ...] = (256, 256)
+
+  @nn.compact
+  def __call__(self, z: jax.Array) -> jax.Array:
+    h = z
+    for w in self.hidden:
+      h = nn.leaky_relu(nn.Dense(w)(h), 0.2)
+    return nn.Dense(1)(h)[:, 0]

@@ -1,0 +1,112 @@
+"""The FESGAN generator: encoder E (image -> identity code) and decoder G (code, expression -> image).
+
+DCGAN-shaped: ``num_down`` stride-2 levels at R/2, ..., R/2**num_down with widths doubling from
+``width`` (capped at ``max_width``), and nothing at full resolution but the input and output
+layers, where a convolution costs the most and adds the least.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from jfesgan.models.layers import Conv, ConvTranspose2x, group_norm
+
+
+def level_widths(width: int, max_width: int, num_down: int) -> list[int]:
+  """Channel widths at resolutions R/2, R/4, ..., R/2**num_down (doubling, capped)."""
+  return [min(width * 2**i, max_width) for i in range(num_down)]
+
+
+def check_resolution(image_size: int, num_down: int) -> int:
+  """Returns the bottleneck size image_size / 2**num_down, or raises if it is not whole and >= 2."""
+  s = image_size // 2**num_down
+  if num_down < 1 or s * 2**num_down != image_size or s < 2:
+    raise ValueError(f"data.image_size={image_size} must be divisible by 2**model.num_down="
+                     f"{2**num_down} (num_down >= 1) with a bottleneck of at least 2x2")
+  return s
+
+
+class Encoder(nn.Module):
+  """E: (N, R, R, C) image in [-1, 1] -> (N, latent_dim) identity code in (-1, 1)."""
+
+  latent_dim: int = 64
+  width: int = 32
+  max_width: int = 256
+  num_down: int = 3
+  impl: str = "auto"
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    check_resolution(x.shape[1], self.num_down)
+    h = x
+    for i, w in enumerate(level_widths(self.width, self.max_width, self.num_down)):
+      h = Conv(w, 4, strides=2, impl=self.impl)(h)
+      h = nn.leaky_relu(group_norm(w)(h) if i else h, 0.2)
+    h = h.reshape(h.shape[0], -1)
+    return jnp.tanh(nn.Dense(self.latent_dim)(h))
+
+
+class Decoder(nn.Module):
+  """G: (code (N, d), expression code (N, K)) -> (N, R, R, channels) image in [-1, 1].
+
+  The expression code is any length-K vector: one-hot for a class, a convex mix for
+  interpolation, a scaled one-hot for intensity.  It enters with the code at the bottleneck and
+  modulates every level (FiLM: a per-channel scale and shift after normalisation), so that each
+  scale can draw its part of the expression.
+  """
+
+  image_size: int = 48
+  channels: int = 1
+  width: int = 32
+  max_width: int = 256
+  num_down: int = 3
+  impl: str = "auto"
+
+  @nn.compact
+  def __call__(self, z: jax.Array, c: jax.Array) -> jax.Array:
+    s = check_resolution(self.image_size, self.num_down)
+    widths = level_widths(self.width, self.max_width, self.num_down)[::-1]
+    c = c.astype(z.dtype)
+
+    def film(h, i):
+      w = h.shape[-1]
+      gamma_beta = nn.Dense(2 * w, kernel_init=nn.initializers.zeros, name=f"film{i}")(c)
+      gamma, beta = jnp.split(gamma_beta[:, None, None, :], 2, axis=-1)
+      return nn.relu(group_norm(w)(h) * (1 + gamma) + beta)
+
+    h = nn.Dense(s * s * widths[0])(jnp.concatenate([z, c], axis=-1))
+    h = film(h.reshape(-1, s, s, widths[0]), 0)
+    for i, w in enumerate(widths[1:], start=1):
+      h = film(ConvTranspose2x(w, impl=self.impl)(h), i)
+    return jnp.tanh(ConvTranspose2x(self.channels, impl=self.impl)(h))
+
+
+class Generator(nn.Module):
+  """E and G under one parameter tree ``{'encoder': ..., 'decoder': ...}``: the stage ``g``."""
+
+  image_size: int = 48
+  channels: int = 1
+  latent_dim: int = 64
+  width: int = 32
+  max_width: int = 256
+  num_down: int = 3
+  impl: str = "auto"
+
+  def setup(self):
+    self.encoder = Encoder(self.latent_dim, self.width, self.max_width, self.num_down, self.impl)
+    self.decoder = Decoder(self.image_size, self.channels, self.width, self.max_width,
+                           self.num_down, self.impl)
+
+  def encode(self, x: jax.Array) -> jax.Array:
+    """Identity code E(x)."""
+    return self.encoder(x)
+
+  def decode(self, z: jax.Array, c: jax.Array) -> jax.Array:
+    """Image G(z, c)."""
+    return self.decoder(z, c)
+
+  def __call__(self, x: jax.Array, c: jax.Array) -> jax.Array:
+    """G(E(x), c): ``x`` re-drawn with expression ``c``."""
+    return self.decode(self.encode(x), c)

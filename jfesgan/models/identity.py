@@ -1,0 +1,40 @@
+"""Phi, the identity network of the identity-preserving loss, trained on subject ids (stage 0)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from jfesgan.models.trunk import ConvTrunk
+
+
+class IdentityNet(nn.Module):
+  """Phi: image -> (unit-norm identity embedding (N, D), subject logits (N, num_subjects)).
+
+  The subject head is a cosine classifier (normalised weights, fixed scale), so the embedding
+  itself, not its norm, carries identity; the identity loss compares unit embeddings.
+  """
+
+  num_subjects: int
+  embed_dim: int = 64
+  width: int = 32
+  max_width: int = 256
+  num_down: int = 3
+  scale: float = 16.0
+  impl: str = "auto"
+
+  def setup(self):
+    self.trunk = ConvTrunk(self.embed_dim, self.width, self.max_width, self.num_down, self.impl)
+    self.centres = self.param("centres", nn.initializers.normal(1.0),
+                              (self.embed_dim, self.num_subjects))
+
+  def embed(self, x: jax.Array) -> jax.Array:
+    """Unit-norm identity embedding."""
+    f = self.trunk(x)
+    return f / (jnp.linalg.norm(f, axis=-1, keepdims=True) + 1e-6)
+
+  def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    e = self.embed(x)
+    w = self.centres / (jnp.linalg.norm(self.centres, axis=0, keepdims=True) + 1e-6)
+    return e, self.scale * (e @ w)

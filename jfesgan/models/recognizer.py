@@ -1,0 +1,30 @@
+"""R, the expression recogniser: image -> (embedding f, K logits)."""
+
+from __future__ import annotations
+
+import jax
+from flax import linen as nn
+
+from jfesgan.models.trunk import ConvTrunk
+
+
+class Recognizer(nn.Module):
+  """R: image -> (penultimate embedding (N, D), logits (N, num_classes)).
+
+  The trunk has the same structure as Phi's, so R can start from Phi's trunk weights.
+  """
+
+  num_classes: int = 7
+  embed_dim: int = 64
+  width: int = 32
+  max_width: int = 256
+  num_down: int = 3
+  impl: str = "auto"
+
+  def setup(self):
+    self.trunk = ConvTrunk(self.embed_dim, self.width, self.max_width, self.num_down, self.impl)
+    self.head = nn.Dense(self.num_classes)
+
+  def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    f = nn.relu(self.trunk(x))
+    return f, self.head(f)

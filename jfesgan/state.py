@@ -1,0 +1,78 @@
+"""Stage-wise train states: one TrainState and one optax optimiser per network.
+
+Stage names: ``g`` (generator: encoder + decoder), ``dimg`` (image discriminator), ``dz`` (latent
+discriminator), ``phi`` (identity network), ``r`` (recogniser).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training import train_state
+
+from jfesgan.models import Models
+
+TrainState = train_state.TrainState
+
+
+@flax.struct.dataclass
+class FesganStates:
+  """Stage 1: the players ``g``, ``dimg``, ``dz`` and the frozen identity network ``phi``."""
+
+  g: TrainState
+  dimg: TrainState
+  dz: TrainState
+  phi: TrainState
+
+  @property
+  def step(self) -> jax.Array:
+    """Stage-1 iterations: the discriminators step every iteration, ``g`` every n_critic-th."""
+    return self.dimg.step
+
+
+def make_optimizer(section) -> optax.GradientTransformation:
+  """Adam from a config section with fields lr, b1, b2 and optional grad_clip (0 = none)."""
+  tx = optax.adam(section.lr, b1=section.b1, b2=section.b2)
+  if section.get("grad_clip", 0.0):
+    tx = optax.chain(optax.clip_by_global_norm(section.grad_clip), tx)
+  return tx
+
+
+def _dummy_image(models: Models) -> jax.Array:
+  return jnp.zeros((1, models.image_size, models.image_size, models.channels), jnp.float32)
+
+
+def create_phi_state(models: Models, config, rng: jax.Array) -> TrainState:
+  """Fresh state of the identity network ``phi``."""
+  params = models.phi.init(rng, _dummy_image(models))["params"]
+  return TrainState.create(apply_fn=models.phi.apply, params=params, tx=make_optimizer(config.phi))
+
+
+def create_r_state(models: Models, section, rng: jax.Array) -> TrainState:
+  """Fresh state of a recogniser ``r``, with the optimiser of config section ``section``."""
+  params = models.r.init(rng, _dummy_image(models))["params"]
+  return TrainState.create(apply_fn=models.r.apply, params=params, tx=make_optimizer(section))
+
+
+def create_fesgan_states(models: Models, config, rng: jax.Array, phi: TrainState) -> FesganStates:
+  """Fresh stage-1 states around a trained identity network ``phi``."""
+  kg, kd, kz = jax.random.split(rng, 3)
+  img = _dummy_image(models)
+  g_params = models.g.init(kg, img, jnp.zeros((1, models.num_classes)))["params"]
+  dimg_params = models.dimg.init(kd, img)["params"]
+  dz_params = models.dz.init(kz, jnp.zeros((1, models.latent_dim)))["params"]
+  return FesganStates(
+      g=TrainState.create(apply_fn=models.g.apply, params=g_params, tx=make_optimizer(config.g)),
+      dimg=TrainState.create(apply_fn=models.dimg.apply, params=dimg_params,
+                             tx=make_optimizer(config.dimg)),
+      dz=TrainState.create(apply_fn=models.dz.apply, params=dz_params, tx=make_optimizer(config.dz)),
+      phi=phi)
+
+
+def param_count(tree: Any) -> int:
+  """Number of scalars in a pytree of arrays."""
+  return sum(int(x.size) for x in jax.tree.leaves(tree))

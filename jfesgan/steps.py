@@ -1,0 +1,214 @@
+"""Pure step functions: ``(state(s), batch, rng, *, collaborators) -> (new state(s), metrics)``.
+
+Loss functions take the parameters of every network as one dict ``{'g', 'dimg', 'dz', 'phi'}``
+so that tests can differentiate each loss term with respect to every network and check that it
+reaches exactly the parameters it is meant to train; a step differentiates only with respect to
+the players it updates.  Metrics are flat ``{"stage/name": scalar}`` dicts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jfesgan import losses
+from jfesgan.models import Models
+from jfesgan.state import FesganStates, TrainState
+
+Params = dict[str, Any]
+Batch = dict[str, jax.Array]
+
+
+def named_keys(rng: jax.Array, *names: str) -> dict[str, jax.Array]:
+  """Splits ``rng`` into one independent key per name."""
+  return dict(zip(names, jax.random.split(rng, len(names))))
+
+
+def apply_grads(state: TrainState, grads: Any, prefix: str) -> tuple[TrainState, dict[str, jax.Array]]:
+  """Applies ``grads`` and reports the L2 norms of gradients, parameters and the update."""
+  new = state.apply_gradients(grads=grads)
+  update = jax.tree.map(lambda a, b: a - b, new.params, state.params)
+  return new, {f"{prefix}/grad_norm": optax.global_norm(grads),
+               f"{prefix}/param_norm": optax.global_norm(new.params),
+               f"{prefix}/update_norm": optax.global_norm(update)}
+
+
+def synthesise(g_params: Params, x: jax.Array, y: jax.Array, rng: jax.Array, *,
+               models: Models, reconstruct: bool = True) -> dict[str, jax.Array]:
+  """The images FESGAN makes from a real batch (x, y).
+
+  Returns the identity code ``z = E(x)``, the reconstruction ``x_rec = G(z, y)``, the translation
+  ``x_t = G(z, c_t)`` to a random *other* expression ``c_t``, and a new identity
+  ``x_p = G(z_p, c_p)`` with ``z_p ~ U[-1, 1]^d`` and ``c_p`` uniform; plus ``c_t``, ``z_p``, ``c_p``.
+  With ``reconstruct=False`` the reconstruction is skipped (the discriminators never see it).
+  """
+  k, n = models.num_classes, x.shape[0]
+  keys = named_keys(rng, "c_t", "z_p", "c_p")
+  c_t = (y + jax.random.randint(keys["c_t"], (n,), 1, k)) % k
+  z_p = jax.random.uniform(keys["z_p"], (n, models.latent_dim), minval=-1.0, maxval=1.0)
+  c_p = jax.random.randint(keys["c_p"], (n,), 0, k)
+  z = models.g.apply({"params": g_params}, x, method="encode")
+  # One decoder pass over all (code, expression) pairs.
+  codes, labels = [z, z_p], [c_t, c_p]
+  if reconstruct:
+    codes, labels = [z] + codes, [y] + labels
+  out = models.g.apply({"params": g_params}, jnp.concatenate(codes),
+                       jax.nn.one_hot(jnp.concatenate(labels), k), method="decode")
+  out = jnp.split(out, len(codes))
+  syn = dict(z=z, x_t=out[-2], x_p=out[-1], c_t=c_t, z_p=z_p, c_p=c_p)
+  if reconstruct:
+    syn["x_rec"] = out[0]
+  return syn
+
+
+def discriminator_losses(params: Params, batch: Batch, rng: jax.Array, *, models: Models,
+                         cfg) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+  """The losses of ``dimg`` and ``dz`` (``cfg`` is ``config.stage1``).
+
+  D_img: WGAN-GP critic loss on real x versus {x_t, x_p}, a small drift term, and cross-entropy of
+  the expression head on real images.  D_z: non-saturating loss with prior samples as real and
+  encoder codes as fake.  The generator's images and codes enter as constants.
+  """
+  x, y = batch["image"], batch["label"]
+  keys = named_keys(rng, "syn", "gp", "prior")
+  syn = jax.lax.stop_gradient(
+      synthesise(params["g"], x, y, keys["syn"], models=models, reconstruct=False))
+  dimg = lambda im: models.dimg.apply({"params": params["dimg"]}, im)
+  fake = jnp.concatenate([syn["x_t"], syn["x_p"]])
+  scores, logits = dimg(jnp.concatenate([x, fake]))
+  n = x.shape[0]
+  real_s, fake_s, real_logits = scores[:n], scores[n:], logits[:n]
+  adv = losses.wgan_critic_loss(real_s, fake_s)
+  gp = losses.gradient_penalty(lambda im: dimg(im)[0], jnp.concatenate([x, x]), fake, keys["gp"])
+  drift = jnp.mean(real_s**2)
+  cls = losses.cross_entropy(real_logits, y)
+  dimg_loss = adv + cfg.gp_weight * gp + cfg.drift_weight * drift + cfg.dimg_cls_weight * cls
+
+  dz = lambda z: models.dz.apply({"params": params["dz"]}, z)
+  z_prior = jax.random.uniform(keys["prior"], syn["z"].shape, minval=-1.0, maxval=1.0)
+  real_z, fake_z = dz(z_prior), dz(syn["z"])
+  dz_loss = losses.ns_discriminator_loss(real_z, fake_z)
+  metrics = {"dimg/loss": dimg_loss, "dimg/wasserstein": -adv, "dimg/gp": gp, "dimg/drift": drift,
+             "dimg/cls": cls, "dimg/cls_acc": losses.accuracy(real_logits, y), "dz/loss": dz_loss,
+             "dz/real_prob": jnp.mean(jax.nn.sigmoid(real_z)),
+             "dz/fake_prob": jnp.mean(jax.nn.sigmoid(fake_z))}
+  return {"dimg": dimg_loss, "dz": dz_loss}, metrics
+
+
+def generator_terms(params: Params, batch: Batch, rng: jax.Array, *,
+                    models: Models) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+  """The unweighted stage-1 generator terms, and the synthesised images.
+
+  adv: WGAN terms on x_t and x_p; latent: non-saturating D_z term on E(x); expr: D_img's expression
+  cross-entropy on x_t (target c_t) and x_p (target c_p); rec: L1(x, x_rec); identity:
+  L1(Phi(x), Phi(x_t)) + L1(Phi(x), Phi(x_rec)) on unit embeddings; tv: total variation of x_t, x_p.
+  """
+  x, y = batch["image"], batch["label"]
+  syn = synthesise(params["g"], x, y, rng, models=models)
+  n = x.shape[0]
+  scores, logits = models.dimg.apply({"params": params["dimg"]},
+                                     jnp.concatenate([syn["x_t"], syn["x_p"]]))
+  phi = lambda im: models.phi.apply({"params": params["phi"]}, im, method="embed")
+  e = phi(jnp.concatenate([x, syn["x_t"], syn["x_rec"]]))
+  e_x, e_t, e_rec = e[:n], e[n:2 * n], e[2 * n:]
+  terms = {
+      "adv": losses.wgan_generator_loss(scores[:n]) + losses.wgan_generator_loss(scores[n:]),
+      "latent": losses.ns_generator_loss(models.dz.apply({"params": params["dz"]}, syn["z"])),
+      "expr": (losses.cross_entropy(logits[:n], syn["c_t"])
+               + losses.cross_entropy(logits[n:], syn["c_p"])),
+      "rec": losses.l1(x, syn["x_rec"]),
+      "identity": losses.l1(e_x, e_t) + losses.l1(e_x, e_rec),
+      "tv": losses.total_variation(syn["x_t"]) + losses.total_variation(syn["x_p"]),
+  }
+  aux = dict(syn, expr_acc_t=losses.accuracy(logits[:n], syn["c_t"]),
+             expr_acc_p=losses.accuracy(logits[n:], syn["c_p"]))
+  return terms, aux
+
+
+GENERATOR_TERMS = ("adv", "latent", "expr", "rec", "identity", "tv")
+
+
+def weighted_generator_loss(terms: dict[str, jax.Array], cfg) -> jax.Array:
+  """Sum of the generator terms weighted by ``cfg.<term>_weight`` (``config.stage1``)."""
+  return sum(cfg[f"{name}_weight"] * terms[name] for name in GENERATOR_TERMS)
+
+
+def _all_params(states: FesganStates) -> Params:
+  return {"g": states.g.params, "dimg": states.dimg.params, "dz": states.dz.params,
+          "phi": states.phi.params}
+
+
+def discriminator_update(states: FesganStates, batch: Batch, rng: jax.Array, *, models: Models,
+                         cfg) -> tuple[FesganStates, dict[str, jax.Array]]:
+  """One optimiser step of ``dimg`` and ``dz``; ``g`` and ``phi`` are left as they are."""
+  params = _all_params(states)
+
+  def loss_fn(dparams):
+    ls, metrics = discriminator_losses({**params, **dparams}, batch, rng, models=models, cfg=cfg)
+    return ls["dimg"] + ls["dz"], metrics  # disjoint parameters: each gets its own gradient
+
+  grads, metrics = jax.grad(loss_fn, has_aux=True)(
+      {"dimg": states.dimg.params, "dz": states.dz.params})
+  dimg, m1 = apply_grads(states.dimg, grads["dimg"], "dimg")
+  dz, m2 = apply_grads(states.dz, grads["dz"], "dz")
+  return states.replace(dimg=dimg, dz=dz), {**metrics, **m1, **m2}
+
+
+def generator_update(states: FesganStates, batch: Batch, rng: jax.Array, *, models: Models,
+                     cfg) -> tuple[FesganStates, dict[str, jax.Array]]:
+  """One optimiser step of ``g`` (encoder and decoder) on the weighted stage-1 terms."""
+  params = _all_params(states)
+
+  def loss_fn(g_params):
+    terms, aux = generator_terms({**params, "g": g_params}, batch, rng, models=models)
+    total = weighted_generator_loss(terms, cfg)
+    metrics = {f"g/{k}": v for k, v in terms.items()}
+    metrics.update({"g/loss": total, "g/expr_acc_t": aux["expr_acc_t"],
+                    "g/expr_acc_p": aux["expr_acc_p"]})
+    return total, metrics
+
+  grads, metrics = jax.grad(loss_fn, has_aux=True)(states.g.params)
+  g, m = apply_grads(states.g, grads, "g")
+  return states.replace(g=g), {**metrics, **m}
+
+
+def fesgan_step(states: FesganStates, batch: Batch, rng: jax.Array, *, models: Models, cfg,
+                update_g: bool = True) -> tuple[FesganStates, dict[str, jax.Array]]:
+  """Stage 1: a discriminator step, then (when ``update_g``) a generator step on the same batch."""
+  keys = named_keys(rng, "d", "g")
+  states, metrics = discriminator_update(states, batch, keys["d"], models=models, cfg=cfg)
+  if update_g:
+    states, m = generator_update(states, batch, keys["g"], models=models, cfg=cfg)
+    metrics.update(m)
+  return states, metrics
+
+
+def phi_step(state: TrainState, batch: Batch, rng: jax.Array, *,
+             model) -> tuple[TrainState, dict[str, jax.Array]]:
+  """Stage 0: the identity network learns the training subjects (cosine-softmax cross-entropy)."""
+  del rng  # deterministic network
+
+  def loss_fn(p):
+    _, logits = model.apply({"params": p}, batch["image"])
+    return losses.cross_entropy(logits, batch["subject"]), losses.accuracy(logits, batch["subject"])
+
+  (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  state, m = apply_grads(state, grads, "phi")
+  return state, {"phi/loss": loss, "phi/acc": acc, **m}
+
+
+def recognizer_step(state: TrainState, batch: Batch, rng: jax.Array, *, model,
+                    prefix: str = "r") -> tuple[TrainState, dict[str, jax.Array]]:
+  """A recogniser learns expressions from real images alone (cross-entropy)."""
+  del rng
+
+  def loss_fn(p):
+    _, logits = model.apply({"params": p}, batch["image"])
+    return losses.cross_entropy(logits, batch["label"]), losses.accuracy(logits, batch["label"])
+
+  (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  state, m = apply_grads(state, grads, prefix)
+  return state, {f"{prefix}/loss": loss, f"{prefix}/acc": acc, **m}
