@@ -13,7 +13,7 @@ def get_config() -> ml_collections.ConfigDict:
   # Root seed: every random stream (init, batches, sampling) is derived from it by name.
   c.seed = 0
   # Global batch size (split over all devices; must be divisible by their number).
-  c.batch_size = 32
+  c.batch_size = 16
 
   c.data = ml_collections.ConfigDict()
   # Dataset: 'procedural_faces' is embedded and generated on first use (no download).
@@ -53,11 +53,12 @@ def get_config() -> ml_collections.ConfigDict:
   # Convolution implementation: 'auto' (matmul on CPU, XLA conv on GPU/TPU), 'matmul' or 'xla'.
   c.model.conv_impl = "auto"
 
-  # Optimisers, one per stage (Adam).
-  c.phi = ml_collections.ConfigDict(dict(lr=1e-3, b1=0.9, b2=0.999, grad_clip=0.0, steps=300))
-  c.g = ml_collections.ConfigDict(dict(lr=1e-4, b1=0.5, b2=0.999, grad_clip=0.0))
-  c.dimg = ml_collections.ConfigDict(dict(lr=1e-4, b1=0.5, b2=0.999, grad_clip=0.0))
-  c.dz = ml_collections.ConfigDict(dict(lr=1e-4, b1=0.5, b2=0.999, grad_clip=0.0))
+  # Optimisers, one per stage: optimizer "adam" or "sgd" (momentum b1), learning rate, betas,
+  # global-norm gradient clipping (0 = none).
+  c.phi = ml_collections.ConfigDict(dict(optimizer="adam", lr=1e-3, b1=0.9, b2=0.999, grad_clip=0.0, steps=300))
+  c.g = ml_collections.ConfigDict(dict(optimizer="adam", lr=2e-4, b1=0.5, b2=0.999, grad_clip=0.0))
+  c.dimg = ml_collections.ConfigDict(dict(optimizer="adam", lr=2e-4, b1=0.5, b2=0.999, grad_clip=0.0))
+  c.dz = ml_collections.ConfigDict(dict(optimizer="adam", lr=2e-4, b1=0.5, b2=0.999, grad_clip=0.0))
 
   # Stage 1 (FESGAN).
   c.stage1 = ml_collections.ConfigDict()
@@ -78,7 +79,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Evaluation: a recogniser trained on real images only judges the synthetic expressions.
   c.eval = ml_collections.ConfigDict()
-  c.eval.r = ml_collections.ConfigDict(dict(lr=1e-3, b1=0.9, b2=0.999, grad_clip=0.0, steps=400))
+  c.eval.r = ml_collections.ConfigDict(dict(optimizer="adam", lr=1e-3, b1=0.9, b2=0.999, grad_clip=0.0, steps=400))
   # New identities drawn from the prior for the expression-accuracy score.
   c.eval.num_prior_samples = 512
   # Rows of held-out identities and of new identities in the sample grids.

@@ -11,6 +11,7 @@ from ml_collections import config_flags
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", "configs/joint.py", "Configuration file.",
                                 lock_config=True)
+flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() first (multi-host runs).")
 flags.DEFINE_string("workdir", None, "Where checkpoints, logs and samples go (resumed if present); "
                     "default runs/<config name>-<time>.")
 
@@ -19,6 +20,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   import jax  # after flags, so that --jax_* flags and XLA_FLAGS take effect first
+  if FLAGS.distributed:
+    jax.distributed.initialize()
   from jfesgan import train
   logging.set_verbosity(logging.INFO)
   # Orbax logs every save and restore at INFO; keep its warnings only.

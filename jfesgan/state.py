@@ -35,8 +35,15 @@ class FesganStates:
 
 
 def make_optimizer(section) -> optax.GradientTransformation:
-  """Adam from a config section with fields lr, b1, b2 and optional grad_clip (0 = none)."""
-  tx = optax.adam(section.lr, b1=section.b1, b2=section.b2)
+  """The optimiser of a config section: fields lr, b1, b2, optional grad_clip (0 = none) and
+  optional optimizer ('adam', the default, or 'sgd' with momentum b1)."""
+  name = section.get("optimizer", "adam")
+  if name == "adam":
+    tx = optax.adam(section.lr, b1=section.b1, b2=section.b2)
+  elif name == "sgd":
+    tx = optax.sgd(section.lr, momentum=section.b1 or None)
+  else:
+    raise ValueError(f"optimizer must be 'adam' or 'sgd', got {name!r}")
   if section.get("grad_clip", 0.0):
     tx = optax.chain(optax.clip_by_global_norm(section.grad_clip), tx)
   return tx

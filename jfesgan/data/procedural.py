@@ -35,6 +35,9 @@ _PROTOTYPES = np.array([
     [-0.10, 0.90, -0.25, -0.80, 0.00, -0.10, 0.00, 0.00, 0.00, 0.00, 0.30],  # sadness
     [1.00, 0.30, 1.00, 0.00, 1.00, -0.35, 0.00, 0.00, 0.00, 0.00, 0.00],  # surprise
 ], np.float32)
+# Bump whenever the drawing changes: it names the TFDS builder config, so a cached copy drawn by an
+# older renderer is never read back as current.
+RENDERER_VERSION = 2
 POSE_FIELDS = ("dx", "dy", "scale", "rotation", "light_angle", "light_amp", "brightness")
 
 
@@ -73,7 +76,7 @@ class FaceSpec:
   @property
   def name(self) -> str:
     """A builder-config name that encodes every field."""
-    return (f"s{self.image_size}_c{self.channels}_n{self.num_identities}_f{self.frames}"
+    return (f"r{RENDERER_VERSION}_s{self.image_size}_c{self.channels}_n{self.num_identities}_f{self.frames}"
             f"_neu{int(self.include_neutral)}_seed{self.seed}_i{self.idiosyncrasy:g}"
             f"_a{self.au_noise:g}_p{self.pixel_noise:g}")
 
@@ -102,10 +105,10 @@ def identity_params(spec: FaceSpec, ids: np.ndarray) -> dict[str, np.ndarray]:
         skin=skin, skin_hue=u(-1, 1), hair=u(0.05, 0.6) if r.random() < 0.8 else u(0.6, 0.9),
         hair_hue=u(-1, 1), hairline=u(0.45, 0.78), hair_rx=u(1.02, 1.15), hair_ry=u(1.03, 1.12),
         bg=u(0.15, 0.95), bg_hue=u(-1, 1),
-        eye_y=u(0.12, 0.25), eye_sep=u(0.33, 0.45), eye_rx=u(0.15, 0.21), eye_ry=u(0.45, 0.65),
-        iris=u(0.05, 0.5), brow_h=u(1.5, 2.6), brow_thick=u(0.025, 0.05), brow_len=u(1.05, 1.5),
+        eye_y=u(0.12, 0.25), eye_sep=u(0.34, 0.46), eye_rx=u(0.18, 0.24), eye_ry=u(0.45, 0.65),
+        iris=u(0.05, 0.5), brow_h=u(1.5, 2.4), brow_thick=u(0.04, 0.07), brow_len=u(1.05, 1.4),
         brow_arch=u(-0.01, 0.04), brow_tone=u(-0.15, 0.15), nose_y=u(0.08, 0.22),
-        nose_w=u(0.06, 0.11), mouth_y=u(0.42, 0.56), mouth_w=u(0.26, 0.42), lip=u(0.022, 0.045),
+        nose_w=u(0.06, 0.11), mouth_y=u(0.42, 0.54), mouth_w=u(0.36, 0.50), lip=u(0.03, 0.05),
         lip_tone=u(0.55, 0.85), gain=u(0.6, 1.15))
     p["resting"] = r.normal(0.0, 0.15, len(AUS))
     p["protos"] = (_prototypes(spec.include_neutral)

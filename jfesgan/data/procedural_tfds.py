@@ -63,6 +63,9 @@ class ProceduralFaces(tfds.core.GeneratorBasedBuilder):
 
 def builder(spec: procedural.FaceSpec, data_dir: str | None = None) -> ProceduralFaces:
   """The builder for ``spec``, prepared (generated and written) on first use."""
-  b = ProceduralFaces(config=ProceduralFacesConfig(spec), data_dir=data_dir or None)
+  # TFDS refuses a custom config named like a registered one: pass registered ones by name.
+  registered = {c.name for c in ProceduralFaces.BUILDER_CONFIGS}
+  config = spec.name if spec.name in registered else ProceduralFacesConfig(spec)
+  b = ProceduralFaces(config=config, data_dir=data_dir or None)
   b.download_and_prepare(file_format="array_record")
   return b

@@ -41,9 +41,8 @@ class Encoder(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     check_resolution(x.shape[1], self.num_down)
     h = x
-    for i, w in enumerate(level_widths(self.width, self.max_width, self.num_down)):
-      h = Conv(w, 4, strides=2, impl=self.impl)(h)
-      h = nn.leaky_relu(group_norm(w)(h) if i else h, 0.2)
+    for w in level_widths(self.width, self.max_width, self.num_down):
+      h = nn.leaky_relu(Conv(w, 4, strides=2, impl=self.impl)(h), 0.2)
     h = h.reshape(h.shape[0], -1)
     return jnp.tanh(nn.Dense(self.latent_dim)(h))
 
@@ -76,10 +75,11 @@ class Decoder(nn.Module):
       gamma, beta = jnp.split(gamma_beta[:, None, None, :], 2, axis=-1)
       return nn.relu(group_norm(w)(h) * (1 + gamma) + beta)
 
-    h = nn.Dense(s * s * widths[0])(jnp.concatenate([z, c], axis=-1))
+    # Layers followed by normalisation carry no bias: it would be normalised away.
+    h = nn.Dense(s * s * widths[0], use_bias=False)(jnp.concatenate([z, c], axis=-1))
     h = film(h.reshape(-1, s, s, widths[0]), 0)
     for i, w in enumerate(widths[1:], start=1):
-      h = film(ConvTranspose2x(w, impl=self.impl)(h), i)
+      h = film(ConvTranspose2x(w, use_bias=False, impl=self.impl)(h), i)
     return jnp.tanh(ConvTranspose2x(self.channels, impl=self.impl)(h))
 
 

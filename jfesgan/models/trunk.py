@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 from flax import linen as nn
 
 from jfesgan.models.generator import check_resolution, level_widths
-from jfesgan.models.layers import Conv, group_norm
+from jfesgan.models.layers import Conv
 
 
 class ConvTrunk(nn.Module):
-  """Image -> (N, embed_dim) feature: per level a stride-2 conv then a 3x3 conv, global pool."""
+  """Image -> (N, embed_dim) feature: per level a stride-2 conv then a 3x3 conv, then a dense layer.
+
+  No normalisation layers: with GroupNorm the recogniser sat at chance for hundreds of steps on
+  the procedural faces (the expression cues are small and per-sample normalisation washes them
+  out early on); without it, it learns.  The spatial map is flattened rather than pooled, since
+  where a cue sits (brow or mouth) is the cue.
+  """
 
   embed_dim: int = 64
   width: int = 32
@@ -25,7 +30,7 @@ class ConvTrunk(nn.Module):
     widths = level_widths(self.width, self.max_width, self.num_down)
     h = x
     for w in widths:
-      h = nn.relu(group_norm(w)(Conv(w, 4, strides=2, impl=self.impl)(h)))
-      h = nn.relu(group_norm(w)(Conv(w, 3, impl=self.impl)(h)))
-    h = jnp.mean(h, axis=(1, 2))
+      h = nn.relu(Conv(w, 4, strides=2, impl=self.impl)(h))
+      h = nn.relu(Conv(w, 3, impl=self.impl)(h))
+    h = h.reshape(h.shape[0], -1)
     return nn.Dense(self.embed_dim)(h)

@@ -1,0 +1,148 @@
+"""The procedural faces, their TFDS builder, subject-disjoint splits and deterministic batches."""
+
+import chex
+import numpy as np
+import pytest
+
+from jfesgan.data import pipeline, procedural, splits
+
+SPEC = procedural.FaceSpec(image_size=32, channels=3, num_identities=5, frames=2)
+
+
+@pytest.fixture(scope="module")
+def generated():
+  return procedural.generate(SPEC)
+
+
+def test_generate_is_deterministic_and_complete(generated):
+  again = procedural.generate(SPEC)
+  for k in generated:
+    np.testing.assert_array_equal(generated[k], again[k])
+  n = 5 * 7 * 2
+  chex.assert_shape(generated["image"], (n, 32, 32, 3))
+  assert generated["image"].dtype == np.uint8
+  # Every identity shows every expression in every frame, once.
+  combos = set(zip(generated["subject"], generated["label"], generated["frame"]))
+  assert len(combos) == n
+  assert generated["image"].std() > 20  # not blank
+
+
+def test_identity_does_not_depend_on_dataset_size():
+  """Identity i is a function of (seed, i) only, so datasets of different sizes agree on it."""
+  small = procedural.generate(procedural.FaceSpec(image_size=32, num_identities=2, frames=1))
+  large = procedural.generate(procedural.FaceSpec(image_size=32, num_identities=4, frames=1))
+  np.testing.assert_array_equal(small["image"], large["image"][:small["image"].shape[0]])
+
+
+def test_seed_changes_faces():
+  a = procedural.generate(procedural.FaceSpec(image_size=32, num_identities=2, frames=1, seed=0))
+  b = procedural.generate(procedural.FaceSpec(image_size=32, num_identities=2, frames=1, seed=1))
+  assert np.abs(a["image"].astype(float) - b["image"]).mean() > 5
+
+
+def test_render_truth_is_clean_and_expression_specific(generated):
+  i = np.flatnonzero((generated["subject"] == 1) & (generated["frame"] == 1))  # 7 peak images
+  poses = generated["pose"][i]
+  truth = procedural.render_truth(SPEC, generated["subject"][i], generated["label"][i], poses)
+  again = procedural.render_truth(SPEC, generated["subject"][i], generated["label"][i], poses)
+  np.testing.assert_array_equal(truth, again)
+  # The noisy dataset image is close to its clean truth, and far from another expression's truth.
+  real = generated["image"][i] / 255.0
+  err_same = np.abs(real - truth).mean()
+  other = procedural.render_truth(SPEC, generated["subject"][i], (generated["label"][i] + 3) % 7, poses)
+  assert err_same < 0.06
+  assert np.abs(truth - other).reshape(7, -1).mean(1).min() > 0.003
+  with pytest.raises(ValueError, match="expression labels"):
+    procedural.render_truth(SPEC, [0], [7], poses[:1])
+  with pytest.raises(ValueError, match="identities"):
+    procedural.render_truth(SPEC, [5], [0], poses[:1])
+
+
+def test_neutral_class_is_optional():
+  spec = procedural.FaceSpec(image_size=32, num_identities=2, frames=1, include_neutral=True)
+  assert spec.class_names[0] == "neutral" and spec.num_classes == 8
+  assert procedural.generate(spec)["label"].max() == 7
+
+
+def test_bad_spec_is_named():
+  with pytest.raises(ValueError, match="data.channels"):
+    procedural.FaceSpec(channels=2)
+  with pytest.raises(ValueError, match="data.image_size"):
+    procedural.FaceSpec(image_size=8)
+
+
+def test_tfds_builder_round_trip(tmp_path, generated):
+  from jfesgan.data import procedural_tfds
+  b = procedural_tfds.builder(SPEC, data_dir=str(tmp_path))
+  data = pipeline.read_source(b.as_data_source()["train"], SPEC.class_names)
+  assert len(data) == generated["label"].shape[0]
+  # TFDS shuffles records on disk: compare after sorting by (subject, label, frame).
+  order = np.lexsort((data.extras["frame"], data.label, data.subject))
+  np.testing.assert_array_equal(data.image[order], generated["image"])
+  np.testing.assert_array_equal(data.label[order], generated["label"])
+  np.testing.assert_array_equal(data.subject[order], generated["subject"])
+  np.testing.assert_allclose(data.extras["pose"][order], generated["pose"])
+  # A second call reuses the prepared files.
+  b2 = procedural_tfds.builder(SPEC, data_dir=str(tmp_path))
+  assert b2.data_dir == b.data_dir
+
+
+def test_subject_folds_are_disjoint_balanced_and_deterministic():
+  subjects = np.repeat(np.arange(23), 5)
+  a = splits.subject_folds(subjects, 10, seed=3)
+  assert a == splits.subject_folds(subjects, 10, seed=3)
+  assert a != splits.subject_folds(subjects, 10, seed=4)
+  sizes = np.bincount(list(a.values()), minlength=10)
+  assert sizes.max() - sizes.min() <= 1
+  tests = [set(subjects[splits.fold_masks(subjects, f, 10, 3)[1]]) for f in range(10)]
+  assert set().union(*tests) == set(range(23))
+  for f in range(10):
+    train, test = splits.fold_masks(subjects, f, 10, 3)
+    assert not set(subjects[train]) & set(subjects[test])
+    assert (train ^ test).all()
+  with pytest.raises(ValueError, match="num_folds"):
+    splits.subject_folds(subjects, 30, 0)
+  with pytest.raises(ValueError, match="test_fold"):
+    splits.fold_masks(subjects, 10, 10, 0)
+
+
+def _dataset(generated):
+  return pipeline.ArrayDataset(generated["image"], generated["label"], generated["subject"],
+                               SPEC.class_names)
+
+
+def test_batches_are_a_function_of_the_step(generated):
+  data = _dataset(generated)
+  a = pipeline.Batches(data, 16, seed=1, hflip=True)
+  b = pipeline.Batches(data, 16, seed=1, hflip=True)
+  for step in (7, 0, 3, 100):  # any order, fresh instance: same batch
+    chex.assert_trees_all_equal(a.at(step), b.at(step))
+  # One epoch visits every image once.
+  n = len(data)
+  seen = np.concatenate([a.indices(s) for s in range(n // 16)])
+  assert len(np.unique(seen)) == len(seen)
+  batch = a.at(0)
+  assert batch["image"].dtype == np.float32 and -1 <= batch["image"].min() <= batch["image"].max() <= 1
+  assert pipeline.Batches(data, 16, seed=2).indices(0).tolist() != a.indices(0).tolist()
+
+
+def test_subject_index_is_contiguous(generated):
+  data = _dataset(generated).take(generated["subject"] >= 2)
+  batch = pipeline.Batches(data, 8, seed=0, subject_index=True).at(0)
+  assert batch["subject"].min() >= 0 and batch["subject"].max() < 3
+
+
+def test_dataset_validation():
+  with pytest.raises(ValueError, match="'label' has 2 rows"):
+    pipeline.ArrayDataset(np.zeros((3, 4, 4, 1), np.uint8), np.zeros(2, np.int32),
+                          np.zeros(3, np.int32), ("a",))
+  with pytest.raises(ValueError, match="labels must lie"):
+    pipeline.ArrayDataset(np.zeros((1, 4, 4, 1), np.uint8), np.array([3]), np.zeros(1, np.int32),
+                          ("a", "b"))
+
+
+def test_unknown_dataset_is_named(tiny_config):
+  cfg = tiny_config.data.copy_and_resolve_references()
+  cfg.name = "ckplus_typo"
+  with pytest.raises(ValueError, match="ckplus_typo"):
+    pipeline.load(cfg)
