@@ -68,18 +68,18 @@ def get_config() -> ml_collections.ConfigDict:
   # D_img: WGAN-GP penalty weight, drift (E[D(real)^2]) weight, real-image expression CE weight.
   c.stage1.gp_weight = 10.0
   c.stage1.drift_weight = 1e-3
-  c.stage1.dimg_cls_weight = 1.0
+  c.stage1.dimg_cls_weight = 3.0
   # Generator term weights (see steps.generator_terms).
   c.stage1.adv_weight = 1.0
   c.stage1.latent_weight = 1.0
-  c.stage1.expr_weight = 1.0
+  c.stage1.expr_weight = 2.0
   c.stage1.rec_weight = 10.0
   c.stage1.identity_weight = 5.0
   c.stage1.tv_weight = 0.0
 
   # Evaluation: a recogniser trained on real images only judges the synthetic expressions.
   c.eval = ml_collections.ConfigDict()
-  c.eval.r = ml_collections.ConfigDict(dict(optimizer="adam", lr=1e-3, b1=0.9, b2=0.999, grad_clip=0.0, steps=400))
+  c.eval.r = ml_collections.ConfigDict(dict(optimizer="adam", lr=3e-4, b1=0.9, b2=0.999, grad_clip=0.0, steps=800))
   # New identities drawn from the prior for the expression-accuracy score.
   c.eval.num_prior_samples = 512
   # Rows of held-out identities and of new identities in the sample grids.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sys
 import time
 from typing import Any, Callable
 
@@ -37,12 +38,14 @@ def stage_key(seed: int, stage: str) -> jax.Array:
 def run_stage(name: str, *, create: Callable[[], Any], step_fn: Callable, batches: pipeline.Batches,
               num_steps: int, rng: jax.Array, mesh, workdir: str, writer: metrics_lib.MetricWriter,
               log_every: int, checkpoint_every: int, variant: Callable[[int], dict] | None = None,
-              on_step: Callable[[int, Any], None] | None = None) -> Any:
+              on_step: Callable[[int, Any], None] | None = None,
+              show: tuple[str, ...] = ()) -> Any:
   """Trains one stage from its latest checkpoint (or from ``create()``) up to ``num_steps``.
 
   ``step_fn(state, batch, rng, **variant(step))`` is jitted once per distinct variant.  Metrics
   are logged every ``log_every`` steps, the state saved every ``checkpoint_every`` steps and at
-  the end; ``on_step(step, state)`` runs after each step (for sample grids).
+  the end; ``on_step(step, state)`` runs after each step (for sample grids).  The progress bar
+  shows the metrics named in ``show`` (default: the stage's loss and accuracy, where present).
   """
   ckpt = checkpointing.StageCheckpointer(workdir, name)
   state = ckpt.restore_or_create(create, parallel.replicated(mesh))
@@ -54,7 +57,9 @@ def run_stage(name: str, *, create: Callable[[], Any], step_fn: Callable, batche
   if start:
     logging.info("stage %s: resuming from step %d", name, start)
   compiled: dict[tuple, Callable] = {}
-  bar = tqdm.tqdm(total=num_steps, initial=start, desc=f"{name:>7s}", mininterval=1.0,
+  # In a log file (no terminal) a line every 30 s is plenty.
+  bar = tqdm.tqdm(total=num_steps, initial=start, desc=f"{name:>7s}",
+                  mininterval=1.0 if sys.stderr.isatty() else 30.0,
                   dynamic_ncols=True, disable=jax.process_index() != 0)
   for step in range(start, num_steps):
     kwargs = variant(step) if variant else {}
@@ -67,8 +72,8 @@ def run_stage(name: str, *, create: Callable[[], Any], step_fn: Callable, batche
     if done % log_every == 0 or done == num_steps:
       values = metrics_lib.to_floats(metrics)
       writer.scalars(done, values, name)
-      bar.set_postfix({k.split("/", 1)[1] if k.startswith(name) else k: f"{v:.3g}"
-                       for k, v in list(values.items())[:4]}, refresh=False)
+      keys = show or [k for k in values if k.split("/", 1)[-1] in ("loss", "acc")]
+      bar.set_postfix({k: f"{values[k]:.3g}" for k in keys if k in values}, refresh=False)
     bar.update(1)
     if on_step is not None:
       on_step(done, state)
@@ -154,7 +159,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
                                                       phi),
         step_fn=functools.partial(steps.fesgan_step, models=models, cfg=config.stage1),
         batches=batches("fesgan"), num_steps=config.stage1.steps, rng=stage_key(config.seed, "fesgan"),
-        variant=lambda s: {"update_g": s % n_critic == n_critic - 1}, on_step=save_grid, **common)
+        variant=lambda s: {"update_g": s % n_critic == n_critic - 1}, on_step=save_grid,
+        show=("g/rec", "g/expr", "g/expr_acc_t", "dimg/wasserstein", "dimg/cls_acc"), **common)
     times["fesgan"] = time.time() - t
     save_grid(int(fes.step), fes, final=True)
 

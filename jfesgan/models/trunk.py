@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 from flax import linen as nn
 
 from jfesgan.models.generator import check_resolution, level_widths
@@ -28,7 +29,10 @@ class ConvTrunk(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     check_resolution(x.shape[1], self.num_down)
     widths = level_widths(self.width, self.max_width, self.num_down)
-    h = x
+    # Per-image standardisation: lighting and skin tone are nuisances for both identity (mostly)
+    # and expression; removing them up front lets the first layers look for shape.
+    mean = jnp.mean(x, axis=(1, 2, 3), keepdims=True)
+    h = (x - mean) / (jnp.std(x, axis=(1, 2, 3), keepdims=True) + 1e-3)
     for w in widths:
       h = nn.relu(Conv(w, 4, strides=2, impl=self.impl)(h))
       h = nn.relu(Conv(w, 3, impl=self.impl)(h))
