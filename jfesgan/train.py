@@ -102,6 +102,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   unknown = [s for s in config.stages if s not in KNOWN_STAGES]
   if unknown:
     raise ValueError(f"config.stages has unknown stages {unknown}; known: {KNOWN_STAGES}")
+  if not config.stages or tuple(config.stages) != KNOWN_STAGES[:len(config.stages)]:
+    raise ValueError(f"config.stages={tuple(config.stages)} must be a non-empty prefix of "
+                     f"{KNOWN_STAGES}: each stage builds on the one before")
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.batch_size, mesh)
   logging.info("devices: %d x %s (%d processes); mesh %s", jax.device_count(),
@@ -139,7 +142,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   summary: dict[str, Any] = {}
   if "fesgan" in config.stages:
     def save_grid(step: int, states, final: bool = False) -> None:
-      if not (final or step % config.sample_every == 0):
+      # Periodic grids during training; the last one is drawn once, after the stage.
+      if not final and (step % config.sample_every or step >= config.stage1.steps):
         return
       g = evaluation.grid_contents(ev, states.g.params, test, config.eval.grid_rows, config.seed,
                                    models.latent_dim)

@@ -53,10 +53,13 @@ def test_train_and_evaluate_then_resume(tiny_config, tmp_path):
   assert os.path.exists(os.path.join(workdir, "samples", "fesgan_000004.png"))
 
 
-def test_unknown_stage_is_named(tiny_config, tmp_path):
+def test_bad_stages_are_named(tiny_config, tmp_path):
   cfg = _config(tiny_config, tmp_path / "tfds")
   cfg.stages = ("phi", "fesgann")
   with pytest.raises(ValueError, match="fesgann"):
+    train.train_and_evaluate(cfg, str(tmp_path / "run"))
+  cfg.stages = ("fesgan",)
+  with pytest.raises(ValueError, match="prefix"):
     train.train_and_evaluate(cfg, str(tmp_path / "run"))
 
 
