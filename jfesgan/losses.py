@@ -64,3 +64,50 @@ def total_variation(images: jax.Array) -> jax.Array:
   dy = jnp.abs(images[:, 1:] - images[:, :-1])
   dx = jnp.abs(images[:, :, 1:] - images[:, :, :-1])
   return jnp.mean(dy) + jnp.mean(dx)
+
+
+INTRA_CLASS_MODES = ("rdbp", "plain", "none")
+
+
+def intra_class_loss(f_real: jax.Array, y_real: jax.Array, f_syn: jax.Array, y_syn: jax.Array, *,
+                     num_classes: int, mode: str = "rdbp",
+                     memory: jax.Array | None = None) -> jax.Array:
+  """Intra-class loss of real features ``f_real`` (N_r, D) and synthetic features ``f_syn`` (N_s, D).
+
+  Value: 1/(2 N_r) sum_i |f_real_i - m_{y_i}|^2 + 1/(2 N_s) sum_j |f_syn_j - m_{y_syn_j}|^2.
+
+  - ``"rdbp"``: m_k is the mean of the real features of class k in the batch (``memory[k]``, the
+    running real centre, for a class with no real sample; without ``memory`` such synthetic
+    samples contribute zero); the backward pass treats the centres as constants, so synthetic
+    features never pull real ones (:func:`jfesgan.grad_rules.rdbp_intra_class`).
+  - ``"plain"``: m_k is the mean of the real AND synthetic features of class k; ordinary autodiff
+    through everything (the ablation).  ``memory`` is not used.
+  - ``"none"``: 0, with zero gradients.
+
+  Under ``jax.jit`` over a device mesh the batch is the global batch, so are the centres.
+  """
+  if mode == "none":
+    return jnp.zeros((), f_real.dtype)
+  if mode == "rdbp":
+    from jfesgan import grad_rules  # the custom_vjp lives alone in its own module
+    return grad_rules.rdbp_intra_class(f_real, f_syn, y_real, y_syn, memory, num_classes)
+  if mode == "plain":
+    f_all = jnp.concatenate([f_real, f_syn])
+    y_all = jnp.concatenate([y_real, y_syn])
+    counts = jax.ops.segment_sum(jnp.ones(y_all.shape, f_all.dtype), y_all, num_classes)
+    centres = jax.ops.segment_sum(f_all, y_all, num_classes) / jnp.maximum(counts, 1.0)[:, None]
+    n_r, n_s = max(f_real.shape[0], 1), max(f_syn.shape[0], 1)
+    return (0.5 * jnp.sum((f_real - centres[y_real])**2) / n_r
+            + 0.5 * jnp.sum((f_syn - centres[y_syn])**2) / n_s)
+  raise ValueError(f"intra-class mode must be one of {INTRA_CLASS_MODES}, got {mode!r}")
+
+
+def update_centre_memory(memory: jax.Array, f_real: jax.Array, y_real: jax.Array, *,
+                         decay: float) -> jax.Array:
+  """EMA of the real class centres, from real features only; classes absent from the batch keep
+  their value.  ``memory`` is (K, D)."""
+  k = memory.shape[0]
+  counts = jax.ops.segment_sum(jnp.ones(y_real.shape, f_real.dtype), y_real, k)
+  means = jax.ops.segment_sum(f_real, y_real, k) / jnp.maximum(counts, 1.0)[:, None]
+  updated = decay * memory + (1.0 - decay) * means
+  return jax.lax.stop_gradient(jnp.where((counts > 0)[:, None], updated, memory))
