@@ -60,6 +60,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.dimg = ml_collections.ConfigDict(dict(optimizer="adam", lr=2e-4, b1=0.5, b2=0.999, grad_clip=0.0))
   c.dz = ml_collections.ConfigDict(dict(optimizer="adam", lr=2e-4, b1=0.5, b2=0.999, grad_clip=0.0))
 
+  c.r = ml_collections.ConfigDict(dict(optimizer="adam", lr=3e-4, b1=0.9, b2=0.999, grad_clip=0.0))
+
   # Stage 1 (FESGAN).
   c.stage1 = ml_collections.ConfigDict()
   c.stage1.steps = 1500
@@ -76,6 +78,30 @@ def get_config() -> ml_collections.ConfigDict:
   c.stage1.rec_weight = 10.0
   c.stage1.identity_weight = 5.0
   c.stage1.tv_weight = 0.0
+
+  # Stage 2 (joint learning of the recogniser R and the generator).
+  c.stage2 = ml_collections.ConfigDict()
+  c.stage2.steps = 800
+  # Synthetic images for R: "prior" (new identities G(z_p, c_p)) and/or "translation" (the real
+  # batch re-drawn with other expressions, G(E(x), c_t)), split evenly; `syn_ratio` synthetic
+  # images per real image.
+  c.stage2.synthetic = ("prior", "translation")
+  c.stage2.syn_ratio = 1.0
+  # L_R = CE(real) + syn_weight * CE(synthetic) + intra_weight * L_intra.
+  c.stage2.syn_weight = 1.0
+  c.stage2.intra_weight = 0.01
+  # Intra-class loss: "rdbp" (real-data-guided back-propagation), "plain" or "none".
+  c.stage2.intra_mode = "rdbp"
+  # L_G = stage-1 generator terms (if `generator_terms`) + beta * (CE(synthetic) + intra_weight *
+  # L_intra): R's loss reaches the generator through the synthetic images.
+  c.stage2.beta = 0.5
+  c.stage2.generator_terms = True
+  # Keep training D_img and D_z in stage 2.
+  c.stage2.train_discriminators = True
+  # EMA decay of R's running real class centres.
+  c.stage2.centre_decay = 0.9
+  # Start R's trunk from Phi's (a face-pretrained start).
+  c.stage2.init_r_from_phi = False
 
   # Evaluation: a recogniser trained on real images only judges the synthetic expressions.
   c.eval = ml_collections.ConfigDict()

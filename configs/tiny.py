@@ -19,6 +19,8 @@ def get_config():
   c.phi.steps = 2
   c.stage1.steps = 2
   c.eval.r.steps = 2
+  c.stage2.steps = 2
+  c.stages = ("phi", "fesgan", "joint")
   c.eval.num_prior_samples = 16
   c.eval.grid_rows = 2
   c.eval.batch_size = 16

@@ -34,6 +34,29 @@ class FesganStates:
     return self.dimg.step
 
 
+class RState(TrainState):
+  """The recogniser's state: a TrainState plus the running (EMA) real class centres (K, D) that
+  stand in for classes with no real sample in a batch (intra-class loss)."""
+
+  centres: jax.Array
+
+
+@flax.struct.dataclass
+class JointStates:
+  """Stage 2: the recogniser ``r`` joins the stage-1 players; ``phi`` stays frozen."""
+
+  g: TrainState
+  dimg: TrainState
+  dz: TrainState
+  phi: TrainState
+  r: RState
+
+  @property
+  def step(self) -> jax.Array:
+    """Stage-2 iterations (the recogniser steps every iteration)."""
+    return self.r.step
+
+
 def make_optimizer(section) -> optax.GradientTransformation:
   """The optimiser of a config section: fields lr, b1, b2, optional grad_clip (0 = none) and
   optional optimizer ('adam', the default, or 'sgd' with momentum b1)."""
@@ -63,6 +86,20 @@ def create_r_state(models: Models, section, rng: jax.Array) -> TrainState:
   """Fresh state of a recogniser ``r``, with the optimiser of config section ``section``."""
   params = models.r.init(rng, _dummy_image(models))["params"]
   return TrainState.create(apply_fn=models.r.apply, params=params, tx=make_optimizer(section))
+
+
+def create_joint_states(models: Models, config, rng: jax.Array, fes: FesganStates) -> JointStates:
+  """Stage-2 states: the trained stage-1 players with fresh optimiser states, and a new ``r``
+  (its trunk copied from Phi when ``config.stage2.init_r_from_phi``)."""
+  params = models.r.init(rng, _dummy_image(models))["params"]
+  if config.stage2.init_r_from_phi:
+    params = dict(params, trunk=fes.phi.params["trunk"])
+  r = RState.create(apply_fn=models.r.apply, params=params, tx=make_optimizer(config.r),
+                    centres=jnp.zeros((models.num_classes, config.model.embed_dim), jnp.float32))
+  fresh = lambda s, section: TrainState.create(apply_fn=s.apply_fn, params=s.params,
+                                               tx=make_optimizer(section))
+  return JointStates(g=fresh(fes.g, config.g), dimg=fresh(fes.dimg, config.dimg),
+                     dz=fresh(fes.dz, config.dz), phi=fes.phi, r=r)
 
 
 def create_fesgan_states(models: Models, config, rng: jax.Array, phi: TrainState) -> FesganStates:

@@ -16,7 +16,7 @@ import optax
 
 from jfesgan import losses
 from jfesgan.models import Models
-from jfesgan.state import FesganStates, TrainState
+from jfesgan.state import FesganStates, JointStates, TrainState
 
 Params = dict[str, Any]
 Batch = dict[str, jax.Array]
@@ -98,16 +98,19 @@ def discriminator_losses(params: Params, batch: Batch, rng: jax.Array, *, models
   return {"dimg": dimg_loss, "dz": dz_loss}, metrics
 
 
-def generator_terms(params: Params, batch: Batch, rng: jax.Array, *,
-                    models: Models) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+def generator_terms(params: Params, batch: Batch, rng: jax.Array, *, models: Models,
+                    syn: dict[str, jax.Array] | None = None
+                    ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
   """The unweighted stage-1 generator terms, and the synthesised images.
 
   adv: WGAN terms on x_t and x_p; latent: non-saturating D_z term on E(x); expr: D_img's expression
   cross-entropy on x_t (target c_t) and x_p (target c_p); rec: L1(x, x_rec); identity:
   L1(Phi(x), Phi(x_t)) + L1(Phi(x), Phi(x_rec)) on unit embeddings; tv: total variation of x_t, x_p.
+  ``syn`` reuses images already drawn with ``params["g"]`` (stage 2 shares them with R).
   """
   x, y = batch["image"], batch["label"]
-  syn = synthesise(params["g"], x, y, rng, models=models)
+  if syn is None:
+    syn = synthesise(params["g"], x, y, rng, models=models)
   n = x.shape[0]
   scores, logits = models.dimg.apply({"params": params["dimg"]},
                                      jnp.concatenate([syn["x_t"], syn["x_p"]]))
@@ -136,12 +139,12 @@ def weighted_generator_loss(terms: dict[str, jax.Array], cfg) -> jax.Array:
   return sum(cfg[f"{name}_weight"] * terms[name] for name in GENERATOR_TERMS)
 
 
-def _all_params(states: FesganStates) -> Params:
+def _all_params(states: FesganStates | JointStates) -> Params:
   return {"g": states.g.params, "dimg": states.dimg.params, "dz": states.dz.params,
           "phi": states.phi.params}
 
 
-def discriminator_update(states: FesganStates, batch: Batch, rng: jax.Array, *, models: Models,
+def discriminator_update(states: FesganStates | JointStates, batch: Batch, rng: jax.Array, *, models: Models,
                          cfg) -> tuple[FesganStates, dict[str, jax.Array]]:
   """One optimiser step of ``dimg`` and ``dz``; ``g`` and ``phi`` are left as they are."""
   params = _all_params(states)
@@ -212,3 +215,102 @@ def recognizer_step(state: TrainState, batch: Batch, rng: jax.Array, *, model,
   (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   state, m = apply_grads(state, grads, prefix)
   return state, {f"{prefix}/loss": loss, f"{prefix}/acc": acc, **m}
+
+
+def synthetic_batch(syn: dict[str, jax.Array], kinds: tuple[str, ...], ratio: float,
+                    n_real: int) -> tuple[jax.Array, jax.Array]:
+  """R's synthetic batch (x_s, c_s): ``round(ratio * n_real)`` images, split evenly between the
+  ``kinds`` ("prior": new identities x_p, "translation": the real batch re-drawn, x_t)."""
+  pools = {"prior": (syn["x_p"], syn["c_p"]), "translation": (syn["x_t"], syn["c_t"])}
+  unknown = [k for k in kinds if k not in pools]
+  if unknown or not kinds:
+    raise ValueError(f"stage2.synthetic must name some of {tuple(pools)}, got {tuple(kinds)}")
+  n = int(round(ratio * n_real))
+  if not 1 <= n <= n_real * len(kinds):
+    raise ValueError(f"stage2.syn_ratio={ratio} gives {n} synthetic images; it must give between "
+                     f"1 and {len(kinds)} x the real batch")
+  sizes = [n // len(kinds) + (i < n % len(kinds)) for i in range(len(kinds))]
+  xs = [pools[k][0][:m] for k, m in zip(kinds, sizes)]
+  cs = [pools[k][1][:m] for k, m in zip(kinds, sizes)]
+  return jnp.concatenate(xs), jnp.concatenate(cs)
+
+
+def joint_terms(params: Params, centres: jax.Array, batch: Batch, rng: jax.Array, *,
+                models: Models, cfg2) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+  """Stage-2 terms, unweighted: R's cross-entropy on real (``ce_real``) and synthetic (``ce_syn``)
+  images, the intra-class loss (``intra``, mode ``cfg2.intra_mode``, R's running centres for
+  classes without a real sample) and the stage-1 generator terms (``g_<name>``)."""
+  x, y = batch["image"], batch["label"]
+  syn = synthesise(params["g"], x, y, rng, models=models)
+  g_terms, g_aux = generator_terms(params, batch, rng, models=models, syn=syn)
+  x_s, c_s = synthetic_batch(syn, tuple(cfg2.synthetic), cfg2.syn_ratio, x.shape[0])
+  n = x.shape[0]
+  feats, logits = models.r.apply({"params": params["r"]}, jnp.concatenate([x, x_s]))
+  f_r, f_s = feats[:n], feats[n:]
+  terms = {
+      "ce_real": losses.cross_entropy(logits[:n], y),
+      "ce_syn": losses.cross_entropy(logits[n:], c_s),
+      "intra": losses.intra_class_loss(f_r, y, f_s, c_s, num_classes=models.num_classes,
+                                       mode=cfg2.intra_mode, memory=centres),
+      **{f"g_{k}": v for k, v in g_terms.items()},
+  }
+  aux = {"f_real": f_r, "acc_real": losses.accuracy(logits[:n], y),
+         "acc_syn": losses.accuracy(logits[n:], c_s), "expr_acc_t": g_aux["expr_acc_t"],
+         "expr_acc_p": g_aux["expr_acc_p"]}
+  return terms, aux
+
+
+def joint_update(states: JointStates, batch: Batch, rng: jax.Array, *, models: Models, cfg1,
+                 cfg2) -> tuple[JointStates, dict[str, jax.Array]]:
+  """One update of ``r`` and ``g`` from a single forward pass.
+
+  L_R = CE(R(x), y) + syn_weight * CE(R(x_s), c_s) + intra_weight * L_intra
+  L_G = stage-1 generator loss + beta * (CE(R(x_s), c_s) + intra_weight * L_intra)
+
+  Both are pulled from one ``jax.vjp`` of the term vector, each with its own cotangent; R's loss
+  reaches the generator through x_s (with ``rdbp`` only through the synthetic features, since
+  the centres are constants).  The running centres are then updated from real features only.
+  """
+  params = {"g": states.g.params, "dimg": states.dimg.params, "dz": states.dz.params,
+            "phi": states.phi.params, "r": states.r.params}
+
+  def terms_fn(trainable):
+    terms, aux = joint_terms({**params, **trainable}, states.r.centres, batch, rng,
+                             models=models, cfg2=cfg2)
+    return terms, aux
+
+  terms, vjp_fn, aux = jax.vjp(terms_fn, {"r": states.r.params, "g": states.g.params},
+                               has_aux=True)
+  one = lambda v: jnp.ones_like(v)
+  zero = lambda v: jnp.zeros_like(v)
+  r_cot = {k: zero(v) for k, v in terms.items()}
+  r_cot.update(ce_real=one(terms["ce_real"]), ce_syn=cfg2.syn_weight * one(terms["ce_syn"]),
+               intra=cfg2.intra_weight * one(terms["intra"]))
+  g_cot = {k: zero(v) for k, v in terms.items()}
+  g_cot.update(ce_syn=cfg2.beta * one(terms["ce_syn"]),
+               intra=cfg2.beta * cfg2.intra_weight * one(terms["intra"]))
+  if cfg2.generator_terms:
+    g_cot.update({f"g_{k}": cfg1[f"{k}_weight"] * one(terms[f"g_{k}"]) for k in GENERATOR_TERMS})
+  r_grads = vjp_fn(r_cot)[0]["r"]
+  g_grads = vjp_fn(g_cot)[0]["g"]
+  r, m_r = apply_grads(states.r, r_grads, "r")
+  r = r.replace(centres=losses.update_centre_memory(
+      states.r.centres, aux["f_real"], batch["label"], decay=cfg2.centre_decay))
+  g, m_g = apply_grads(states.g, g_grads, "g")
+  loss_r = terms["ce_real"] + cfg2.syn_weight * terms["ce_syn"] + cfg2.intra_weight * terms["intra"]
+  metrics = {"r/loss": loss_r, "r/ce_real": terms["ce_real"], "r/ce_syn": terms["ce_syn"],
+             "r/intra": terms["intra"], "r/acc_real": aux["acc_real"], "r/acc_syn": aux["acc_syn"],
+             "g/expr_acc_t": aux["expr_acc_t"], "g/expr_acc_p": aux["expr_acc_p"], **m_r, **m_g}
+  metrics.update({f"g/{k}": terms[f"g_{k}"] for k in GENERATOR_TERMS})
+  return states.replace(r=r, g=g), metrics
+
+
+def joint_step(states: JointStates, batch: Batch, rng: jax.Array, *, models: Models, cfg1,
+               cfg2) -> tuple[JointStates, dict[str, jax.Array]]:
+  """Stage 2: (optionally) a discriminator step, then the joint update of ``r`` and ``g``."""
+  keys = named_keys(rng, "d", "joint")
+  metrics = {}
+  if cfg2.train_discriminators:
+    states, metrics = discriminator_update(states, batch, keys["d"], models=models, cfg=cfg1)
+  states, m = joint_update(states, batch, keys["joint"], models=models, cfg1=cfg1, cfg2=cfg2)
+  return states, {**metrics, **m}

@@ -2,8 +2,9 @@
 
 No maths here: losses live in :mod:`jfesgan.losses`, updates in :mod:`jfesgan.steps`.
 Stages, in order: ``phi`` (stage 0: identity network on training subject ids), ``fesgan`` (stage
-1: E, G, D_img, D_z), then ``r_real`` (a recogniser on real images only, the judge of synthetic
-expressions and the real-only baseline).
+1: E, G, D_img, D_z), ``r_real`` (a recogniser on real images only: the judge of synthetic
+expressions and the real-only baseline), ``joint`` (stage 2: the recogniser R learnt jointly with
+the generator).
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from jfesgan.data import pipeline
 from jfesgan.models import Models, build_models
 
 # Fixed ids that name each stage's random stream: fold_in(root, id).
-STAGE_IDS = {"phi": 0, "fesgan": 1, "r_real": 2, "eval": 3}
-KNOWN_STAGES = ("phi", "fesgan")
+STAGE_IDS = {"phi": 0, "fesgan": 1, "r_real": 2, "eval": 3, "joint": 4}
+KNOWN_STAGES = ("phi", "fesgan", "joint")
 
 
 def stage_key(seed: int, stage: str) -> jax.Array:
@@ -140,6 +141,16 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   times["phi"] = time.time() - t
 
   summary: dict[str, Any] = {}
+
+  def save_confusion(cm: np.ndarray, name: str, title: str) -> None:
+    """Writes ``confusion_<name>.json`` and ``.png`` into the workdir."""
+    base = os.path.join(workdir, f"confusion_{name}")
+    _save_json({"class_names": list(data.class_names), "rows_true_columns_predicted": cm.tolist()},
+               base + ".json")
+    if jax.process_index() == 0:
+      visualize.save_png(visualize.confusion_image(cm, data.class_names, title), base + ".png")
+    paths[f"confusion_{name}"] = base + ".png"
+
   if "fesgan" in config.stages:
     def save_grid(step: int, states, final: bool = False) -> None:
       # Periodic grids during training; the last one is drawn once, after the stage.
@@ -184,9 +195,26 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
         ev, g_params=fes.g.params, phi_params=fes.phi.params, r_params=r_real.params, test=test,
         spec=spec, rng=np.random.default_rng([config.seed, STAGE_IDS["eval"]]),
         num_prior_samples=config.eval.num_prior_samples))
-    summary["eval/real_confusion"] = cm.tolist()
+    save_confusion(cm, "r_real", "real-only R")
     times["eval"] = time.time() - t
     writer.scalars(int(fes.step), {k: v for k, v in summary.items() if isinstance(v, float)}, "eval")
+
+  if "joint" in config.stages:
+    t = time.time()
+    joint = run_stage(
+        "joint",
+        create=lambda: state_lib.create_joint_states(models, config, stage_key(config.seed, "joint"),
+                                                     fes),
+        step_fn=functools.partial(steps.joint_step, models=models, cfg1=config.stage1,
+                                  cfg2=config.stage2),
+        batches=batches("joint"), num_steps=config.stage2.steps,
+        rng=stage_key(config.seed, "joint"),
+        show=("r/ce_real", "r/ce_syn", "r/intra", "r/acc_real", "r/acc_syn"), **common)
+    times["joint"] = time.time() - t
+    joint_scores, cm = evaluation.recognition_scores(ev, joint.r.params, test, "eval/joint")
+    summary.update(joint_scores)
+    save_confusion(cm, "joint", "joint R")
+    writer.scalars(int(joint.step), joint_scores, "eval")
 
   times["total"] = time.time() - t_start
   summary["wall_seconds"] = times
@@ -202,11 +230,15 @@ def format_report(summary: dict[str, Any]) -> str:
   """A human-readable end-of-run report."""
   lines = ["", "jfesgan run finished.", ""]
   for k, v in summary["paths"].items():
-    lines.append(f"  {k:12s} {v}")
+    lines.append(f"  {k:18s} {v}")
   lines.append("")
   for k, v in sorted(summary.items()):
     if isinstance(v, float):
-      lines.append(f"  {k:24s} {v:.4f}")
+      lines.append(f"  {k:28s} {v:.4f}")
+  if "eval/joint/acc" in summary:
+    lines.append("")
+    lines.append(f"  held-out accuracy: joint R {summary['eval/joint/acc']:.4f} vs real-only R "
+                 f"{summary['eval/real/acc']:.4f} (same number of steps)")
   lines.append("")
   lines.append("  wall time (s): " + ", ".join(f"{k} {v:.1f}" for k, v in summary["wall_seconds"].items()))
   return "\n".join(lines)

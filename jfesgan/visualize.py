@@ -50,3 +50,29 @@ def synthesis_grid(inputs: np.ndarray, recon: np.ndarray, translations: np.ndarr
 def save_png(image: np.ndarray, path: str) -> None:
   """Writes an (H, W, 3) uint8 image."""
   Image.fromarray(image).save(path)
+
+
+def confusion_image(cm: np.ndarray, class_names: tuple[str, ...] | list[str], title: str = "",
+                    cell: int = 44) -> np.ndarray:
+  """A confusion matrix (rows true, columns predicted) as an RGB image: each cell shaded by its
+  row-normalised rate and labelled with its count; the title shows the accuracy."""
+  k = cm.shape[0]
+  rates = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+  left, top = 80, 34 + 14
+  img = Image.new("RGB", (left + k * cell + 4, top + k * cell + 4), "white")
+  draw = ImageDraw.Draw(img)
+  font = ImageFont.load_default()
+  acc = np.trace(cm) / max(cm.sum(), 1)
+  draw.text((4, 2), f"{title} accuracy {acc:.3f} (rows: true, columns: predicted)", fill="black",
+            font=font)
+  for j, name in enumerate(class_names):
+    draw.text((left + j * cell + 2, 34), name[:7], fill="black", font=font)
+    draw.text((4, top + j * cell + cell // 2 - 6), name[:12], fill="black", font=font)
+  for i in range(k):
+    for j in range(k):
+      shade = int(255 * (1 - rates[i, j]))
+      x0, y0 = left + j * cell, top + i * cell
+      draw.rectangle([x0, y0, x0 + cell - 2, y0 + cell - 2], fill=(shade, shade, 255))
+      draw.text((x0 + 4, y0 + cell // 2 - 6), str(int(cm[i, j])),
+                fill="white" if rates[i, j] > 0.5 else "black", font=font)
+  return np.asarray(img)
