@@ -64,7 +64,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Stage 1 (FESGAN).
   c.stage1 = ml_collections.ConfigDict()
-  c.stage1.steps = 1500
+  c.stage1.steps = 1200
   # Discriminator steps per generator step.
   c.stage1.n_critic = 1
   # D_img: WGAN-GP penalty weight, drift (E[D(real)^2]) weight, real-image expression CE weight.
@@ -81,7 +81,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Stage 2 (joint learning of the recogniser R and the generator).
   c.stage2 = ml_collections.ConfigDict()
-  c.stage2.steps = 800
+  c.stage2.steps = 500
   # Synthetic images for R: "prior" (new identities G(z_p, c_p)) and/or "translation" (the real
   # batch re-drawn with other expressions, G(E(x), c_t)), split evenly; `syn_ratio` synthetic
   # images per real image.
@@ -96,6 +96,8 @@ def get_config() -> ml_collections.ConfigDict:
   # L_intra): R's loss reaches the generator through the synthetic images.
   c.stage2.beta = 0.5
   c.stage2.generator_terms = True
+  # False freezes the stage-1 generator (R learns from its images: offline augmentation).
+  c.stage2.update_generator = True
   # Keep training D_img and D_z in stage 2.
   c.stage2.train_discriminators = True
   # EMA decay of R's running real class centres.

@@ -296,7 +296,10 @@ def joint_update(states: JointStates, batch: Batch, rng: jax.Array, *, models: M
   r, m_r = apply_grads(states.r, r_grads, "r")
   r = r.replace(centres=losses.update_centre_memory(
       states.r.centres, aux["f_real"], batch["label"], decay=cfg2.centre_decay))
-  g, m_g = apply_grads(states.g, g_grads, "g")
+  if cfg2.update_generator:
+    g, m_g = apply_grads(states.g, g_grads, "g")
+  else:  # offline augmentation: the stage-1 generator stays frozen
+    g, m_g = states.g, {}
   loss_r = terms["ce_real"] + cfg2.syn_weight * terms["ce_syn"] + cfg2.intra_weight * terms["intra"]
   metrics = {"r/loss": loss_r, "r/ce_real": terms["ce_real"], "r/ce_syn": terms["ce_syn"],
              "r/intra": terms["intra"], "r/acc_real": aux["acc_real"], "r/acc_syn": aux["acc_syn"],

@@ -1,0 +1,152 @@
+"""Stage 2: R's losses reach the generator through the synthetic images, and only as intended."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jfesgan import parallel, state as state_lib, steps
+from jfesgan.models import build_models
+
+K, SUBJECTS, N = 7, 6, 8
+
+
+def _cfg(tiny_config, **stage2):
+  cfg = tiny_config.copy_and_resolve_references()
+  for k, v in stage2.items():
+    cfg.stage2[k] = v
+  return cfg
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_config):
+  models = build_models(tiny_config, K, SUBJECTS)
+  rng = jax.random.key(0)
+  phi = state_lib.create_phi_state(models, tiny_config, jax.random.fold_in(rng, 1))
+  fes = state_lib.create_fesgan_states(models, tiny_config, jax.random.fold_in(rng, 2), phi)
+  joint = state_lib.create_joint_states(models, tiny_config, jax.random.fold_in(rng, 3), fes)
+  x = jax.random.uniform(jax.random.fold_in(rng, 4), (N, 32, 32, 1), minval=-1, maxval=1)
+  batch = {"image": x, "label": jnp.arange(N) % 5, "subject": jnp.arange(N) % SUBJECTS}
+  params = {k: getattr(joint, k).params for k in ("g", "dimg", "dz", "phi", "r")}
+  # Distinct running centres so that classes 5 and 6 (absent from the real batch) have targets.
+  centres = jax.random.normal(jax.random.fold_in(rng, 5), joint.r.centres.shape)
+  return models, joint.replace(r=joint.r.replace(centres=centres)), batch, params
+
+
+def _norm(tree):
+  return float(jnp.sqrt(sum(jnp.sum(x**2) for x in jax.tree.leaves(tree))))
+
+
+def _grad_norms(models, joint, batch, params, cfg, term):
+  grads = jax.grad(lambda p: steps.joint_terms(p, joint.r.centres, batch, jax.random.key(7),
+                                               models=models, cfg2=cfg.stage2)[0][term])(params)
+  chex.assert_tree_all_finite(grads)
+  return {"encoder": _norm(grads["g"]["encoder"]), "decoder": _norm(grads["g"]["decoder"]),
+          **{k: _norm(grads[k]) for k in ("r", "dimg", "dz", "phi")}}
+
+
+@pytest.mark.parametrize("mode", ["rdbp", "plain"])
+def test_recogniser_losses_reach_encoder_and_decoder(setup, tiny_config, mode):
+  models, joint, batch, params = setup
+  cfg = _cfg(tiny_config, intra_mode=mode, synthetic=("prior", "translation"))
+  for term in ("ce_syn", "intra"):
+    n = _grad_norms(models, joint, batch, params, cfg, term)
+    assert n["encoder"] > 0 and n["decoder"] > 0 and n["r"] > 0, (term, n)
+    assert n["dimg"] == 0 and n["dz"] == 0 and n["phi"] == 0, (term, n)
+  n = _grad_norms(models, joint, batch, params, cfg, "ce_real")
+  assert n["r"] > 0 and n["encoder"] == n["decoder"] == 0, n
+
+
+def test_new_identities_reach_the_decoder_only(setup, tiny_config):
+  """x_p = G(z_p, c_p) does not pass through E: with prior images only, R's synthetic loss
+  trains the decoder and not the encoder."""
+  models, joint, batch, params = setup
+  cfg = _cfg(tiny_config, synthetic=("prior",))
+  n = _grad_norms(models, joint, batch, params, cfg, "ce_syn")
+  assert n["decoder"] > 0 and n["encoder"] == 0, n
+
+
+def test_intra_none_is_inert(setup, tiny_config):
+  models, joint, batch, params = setup
+  n = _grad_norms(models, joint, batch, params, _cfg(tiny_config, intra_mode="none"), "intra")
+  assert all(v == 0 for v in n.values()), n
+
+
+def _changed(a, b):
+  return any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_joint_update_trains_r_and_g_only_and_updates_centres(setup, tiny_config):
+  models, joint, batch, _ = setup
+  cfg = _cfg(tiny_config, train_discriminators=False)
+  new, metrics = steps.joint_step(joint, batch, jax.random.key(3), models=models,
+                                  cfg1=cfg.stage1, cfg2=cfg.stage2)
+  chex.assert_tree_all_finite(metrics)
+  assert _changed(new.r.params, joint.r.params)
+  assert _changed(new.g.params["encoder"], joint.g.params["encoder"])
+  assert _changed(new.g.params["decoder"], joint.g.params["decoder"])
+  for name in ("dimg", "dz", "phi"):
+    assert not _changed(getattr(new, name).params, getattr(joint, name).params), name
+  # Centres move for classes with real samples (labels 0-4) and stay for the absent 5 and 6.
+  assert not np.allclose(new.r.centres[:5], joint.r.centres[:5])
+  np.testing.assert_array_equal(new.r.centres[5:], joint.r.centres[5:])
+  assert int(new.step) == int(joint.step) + 1
+  with_d, m = steps.joint_step(joint, batch, jax.random.key(3), models=models, cfg1=cfg.stage1,
+                               cfg2=_cfg(tiny_config).stage2)
+  assert _changed(with_d.dimg.params, joint.dimg.params) and "dimg/loss" in m
+
+
+def test_generator_gets_beta_weighted_recogniser_gradient(setup, tiny_config):
+  """With the stage-1 terms off and beta = 0 the generator does not move; with beta > 0 it does."""
+  models, joint, batch, _ = setup
+  for beta, moves in ((0.0, False), (1.0, True)):
+    cfg = _cfg(tiny_config, beta=beta, generator_terms=False, train_discriminators=False)
+    new, _ = steps.joint_update(joint, batch, jax.random.key(4), models=models, cfg1=cfg.stage1,
+                                cfg2=cfg.stage2)
+    assert _changed(new.g.params, joint.g.params) == moves, beta
+
+
+def test_synthetic_batch_mix_and_errors():
+  syn = {"x_p": jnp.zeros((4, 2)), "c_p": jnp.zeros(4, jnp.int32),
+         "x_t": jnp.ones((4, 2)), "c_t": jnp.ones(4, jnp.int32)}
+  x, c = steps.synthetic_batch(syn, ("prior", "translation"), 1.0, 4)
+  assert x.shape == (4, 2) and c.tolist() == [0, 0, 1, 1]
+  x, c = steps.synthetic_batch(syn, ("translation",), 0.5, 4)
+  assert c.tolist() == [1, 1]
+  with pytest.raises(ValueError, match="stage2.synthetic"):
+    steps.synthetic_batch(syn, ("noise",), 1.0, 4)
+  with pytest.raises(ValueError, match="syn_ratio"):
+    steps.synthetic_batch(syn, ("prior",), 3.0, 4)
+
+
+def test_r_can_start_from_phi(tiny_config):
+  models = build_models(tiny_config, K, SUBJECTS)
+  phi = state_lib.create_phi_state(models, tiny_config, jax.random.key(1))
+  fes = state_lib.create_fesgan_states(models, tiny_config, jax.random.key(2), phi)
+  cfg = _cfg(tiny_config, init_r_from_phi=True)
+  joint = state_lib.create_joint_states(models, cfg, jax.random.key(3), fes)
+  chex.assert_trees_all_equal(joint.r.params["trunk"], phi.params["trunk"])
+
+
+def test_sharded_joint_step_equals_single_device(tiny_config):
+  cfg = _cfg(tiny_config)
+  for section in ("g", "dimg", "dz", "r"):
+    cfg[section].optimizer = "sgd"
+    cfg[section].lr = 0.1
+  models = build_models(cfg, K, SUBJECTS)
+  rng = np.random.default_rng(0)
+  batch = {"image": rng.uniform(-1, 1, (N, 32, 32, 1)).astype(np.float32),
+           "label": (np.arange(N) % K).astype(np.int32), "subject": np.zeros(N, np.int32)}
+  out = []
+  for n in (1, 4):
+    mesh = parallel.make_mesh(n)
+    phi = state_lib.create_phi_state(models, cfg, jax.random.key(1))
+    fes = state_lib.create_fesgan_states(models, cfg, jax.random.key(2), phi)
+    joint = parallel.replicate(state_lib.create_joint_states(models, cfg, jax.random.key(3), fes),
+                               mesh)
+    step = parallel.jit_step(lambda s, b, r: steps.joint_step(
+        s, b, r, models=models, cfg1=cfg.stage1, cfg2=cfg.stage2), mesh)
+    joint, metrics = step(joint, parallel.shard_batch(batch, mesh), jax.random.key(5))
+    out.append(jax.device_get((joint.r.params, joint.r.centres, joint.g.params, metrics)))
+  chex.assert_trees_all_close(out[0], out[1], atol=1e-5, rtol=1e-4)
