@@ -85,6 +85,11 @@ def step_benchmarks(config, n: int) -> dict:
                                        state_lib.create_phi_state(models, config, key)))
   bench("r", functools.partial(steps.recognizer_step, model=models.r),
         state_lib.create_r_state(models, config.eval.r, key))
+  fes = state_lib.create_fesgan_states(models, config, key,
+                                       state_lib.create_phi_state(models, config, key))
+  bench("joint", functools.partial(steps.joint_step, models=models, cfg1=config.stage1,
+                                   cfg2=config.stage2),
+        state_lib.create_joint_states(models, config, key, fes))
   return results
 
 
