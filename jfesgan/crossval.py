@@ -131,7 +131,9 @@ def markdown_table(agg: dict[str, dict], title: str, command: str) -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  from jfesgan import metrics
   logging.set_verbosity(logging.INFO)
+  metrics.quiet_orbax_logs()
   config = FLAGS.config
   folds = ([int(f) for f in FLAGS.folds.split(",")] if FLAGS.folds
            else list(range(config.data.num_folds)))

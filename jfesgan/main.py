@@ -23,10 +23,9 @@ def main(argv):
   if FLAGS.distributed:
     jax.distributed.initialize()
   from jfesgan import train
+  from jfesgan import metrics
   logging.set_verbosity(logging.INFO)
-  # Orbax logs every save and restore at INFO; keep its warnings only.
-  logging.get_absl_handler().addFilter(
-      lambda r: r.levelno >= logging.converter.STANDARD_WARNING or "orbax" not in r.pathname)
+  metrics.quiet_orbax_logs()
   workdir = FLAGS.workdir
   if workdir is None:
     name = os.path.splitext(os.path.basename(FLAGS["config"].config_filename))[0]

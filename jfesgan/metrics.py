@@ -10,6 +10,13 @@ import jax
 import numpy as np
 
 
+def quiet_orbax_logs() -> None:
+  """Orbax logs every save and restore at INFO through absl; keep only its warnings."""
+  from absl import logging
+  logging.get_absl_handler().addFilter(
+      lambda r: r.levelno >= logging.converter.STANDARD_WARNING or "orbax" not in r.pathname)
+
+
 def to_floats(metrics: Mapping[str, Any]) -> dict[str, float]:
   """Device scalars -> Python floats (one transfer for the whole dict)."""
   return {k: float(v) for k, v in jax.device_get(dict(metrics)).items()}

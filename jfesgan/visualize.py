@@ -63,7 +63,7 @@ def confusion_image(cm: np.ndarray, class_names: tuple[str, ...] | list[str], ti
   draw = ImageDraw.Draw(img)
   font = ImageFont.load_default()
   acc = np.trace(cm) / max(cm.sum(), 1)
-  draw.text((4, 2), f"{title} accuracy {acc:.3f} (rows: true, columns: predicted)", fill="black",
+  draw.text((4, 2), f"{title}: accuracy {acc:.3f} (rows: true, columns: predicted)", fill="black",
             font=font)
   for j, name in enumerate(class_names):
     draw.text((left + j * cell + 2, 34), name[:7], fill="black", font=font)
