@@ -114,8 +114,10 @@ def aggregate(results: dict[int, dict[str, dict]]) -> dict[str, dict]:
   for row in rows:
     summaries = [results[f][row] for f in sorted(results)]
     accs = [row_accuracy(row, s) for s in summaries]
+    cm = pooled_confusion(row, summaries)
     out[row] = {"folds": sorted(results), "acc": accs, "mean": float(np.mean(accs)),
-                "std": float(np.std(accs)), "confusion": pooled_confusion(row, summaries).tolist()}
+                "std": float(np.std(accs)), "confusion": cm.tolist(),
+                "per_class_accuracy": (np.diag(cm) / np.maximum(cm.sum(1), 1)).tolist()}
   return out
 
 

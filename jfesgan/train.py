@@ -145,8 +145,10 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   def save_confusion(cm: np.ndarray, name: str, title: str) -> None:
     """Writes ``confusion_<name>.json`` and ``.png`` into the workdir."""
     base = os.path.join(workdir, f"confusion_{name}")
-    _save_json({"class_names": list(data.class_names), "rows_true_columns_predicted": cm.tolist()},
-               base + ".json")
+    per_class = np.diag(cm) / np.maximum(cm.sum(1), 1)
+    _save_json({"class_names": list(data.class_names), "rows_true_columns_predicted": cm.tolist(),
+                "per_class_accuracy": dict(zip(data.class_names, per_class.tolist())),
+                "accuracy": float(np.trace(cm) / max(cm.sum(), 1))}, base + ".json")
     if jax.process_index() == 0:
       visualize.save_png(visualize.confusion_image(cm, data.class_names, title), base + ".png")
     paths[f"confusion_{name}"] = base + ".png"

@@ -35,6 +35,7 @@ def test_ablation_rows_share_stage1_and_aggregate(tiny_config, tmp_path):
     cm = np.asarray(a["confusion"])
     # Pooled over folds: every held-out image of both folds is counted once.
     assert cm.shape == (7, 7) and cm.sum() == 2 * 2 * 7  # 2 subjects x 7 images per fold
+    np.testing.assert_allclose(a["per_class_accuracy"], np.diag(cm) / cm.sum(1))
   table = crossval.markdown_table(agg, "t", "cmd")
   assert "| joint_rdbp |" in table and "+-" in table
   # Re-running a finished fold trains nothing new.
