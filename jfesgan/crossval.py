@@ -30,6 +30,8 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from jfesgan import evaluation
+
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", "configs/joint.py", "Configuration file.",
                                 lock_config=False)
@@ -117,7 +119,7 @@ def aggregate(results: dict[int, dict[str, dict]]) -> dict[str, dict]:
     cm = pooled_confusion(row, summaries)
     out[row] = {"folds": sorted(results), "acc": accs, "mean": float(np.mean(accs)),
                 "std": float(np.std(accs)), "confusion": cm.tolist(),
-                "per_class_accuracy": (np.diag(cm) / np.maximum(cm.sum(1), 1)).tolist()}
+                "per_class_accuracy": evaluation.per_class_accuracy(cm).tolist()}
   return out
 
 

@@ -46,6 +46,11 @@ def confusion_matrix(labels: np.ndarray, preds: np.ndarray, num_classes: int) ->
   return cm
 
 
+def per_class_accuracy(cm: np.ndarray) -> np.ndarray:
+  """Recall of each class from a confusion matrix (0 for a class with no sample)."""
+  return np.diag(cm) / np.maximum(cm.sum(1), 1)
+
+
 class Evaluator:
   """Jitted inference functions of the networks, applied in fixed-size chunks."""
 
@@ -80,7 +85,7 @@ def recognition_scores(ev: Evaluator, r_params, data: ArrayDataset, prefix: str)
   """Accuracy and mean per-class accuracy of R on ``data``; also the confusion matrix."""
   preds = ev.predict(r_params, to_float(data.image))
   cm = confusion_matrix(data.label, preds, data.num_classes)
-  per_class = np.diag(cm) / np.maximum(cm.sum(1), 1)
+  per_class = per_class_accuracy(cm)
   return {f"{prefix}/acc": float(np.mean(preds == data.label)),
           f"{prefix}/mean_class_acc": float(per_class[cm.sum(1) > 0].mean())}, cm
 

@@ -6,7 +6,6 @@ discriminator), ``phi`` (identity network), ``r`` (recogniser).
 
 from __future__ import annotations
 
-from typing import Any
 
 import flax
 import jax
@@ -115,8 +114,3 @@ def create_fesgan_states(models: Models, config, rng: jax.Array, phi: TrainState
                              tx=make_optimizer(config.dimg)),
       dz=TrainState.create(apply_fn=models.dz.apply, params=dz_params, tx=make_optimizer(config.dz)),
       phi=phi)
-
-
-def param_count(tree: Any) -> int:
-  """Number of scalars in a pytree of arrays."""
-  return sum(int(x.size) for x in jax.tree.leaves(tree))

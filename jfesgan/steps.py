@@ -189,32 +189,31 @@ def fesgan_step(states: FesganStates, batch: Batch, rng: jax.Array, *, models: M
   return states, metrics
 
 
-def phi_step(state: TrainState, batch: Batch, rng: jax.Array, *,
-             model) -> tuple[TrainState, dict[str, jax.Array]]:
-  """Stage 0: the identity network learns the training subjects (cosine-softmax cross-entropy)."""
-  del rng  # deterministic network
+def classifier_step(state: TrainState, batch: Batch, rng: jax.Array, *, model, label_key: str,
+                    prefix: str) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One cross-entropy step of a network whose second output is logits over ``batch[label_key]``."""
+  del rng  # deterministic networks
 
   def loss_fn(p):
     _, logits = model.apply({"params": p}, batch["image"])
-    return losses.cross_entropy(logits, batch["subject"]), losses.accuracy(logits, batch["subject"])
+    labels = batch[label_key]
+    return losses.cross_entropy(logits, labels), losses.accuracy(logits, labels)
 
   (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  state, m = apply_grads(state, grads, "phi")
-  return state, {"phi/loss": loss, "phi/acc": acc, **m}
+  state, m = apply_grads(state, grads, prefix)
+  return state, {f"{prefix}/loss": loss, f"{prefix}/acc": acc, **m}
+
+
+def phi_step(state: TrainState, batch: Batch, rng: jax.Array, *,
+             model) -> tuple[TrainState, dict[str, jax.Array]]:
+  """Stage 0: the identity network learns the training subjects (cosine-softmax cross-entropy)."""
+  return classifier_step(state, batch, rng, model=model, label_key="subject", prefix="phi")
 
 
 def recognizer_step(state: TrainState, batch: Batch, rng: jax.Array, *, model,
                     prefix: str = "r") -> tuple[TrainState, dict[str, jax.Array]]:
   """A recogniser learns expressions from real images alone (cross-entropy)."""
-  del rng
-
-  def loss_fn(p):
-    _, logits = model.apply({"params": p}, batch["image"])
-    return losses.cross_entropy(logits, batch["label"]), losses.accuracy(logits, batch["label"])
-
-  (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  state, m = apply_grads(state, grads, prefix)
-  return state, {f"{prefix}/loss": loss, f"{prefix}/acc": acc, **m}
+  return classifier_step(state, batch, rng, model=model, label_key="label", prefix=prefix)
 
 
 def synthetic_batch(syn: dict[str, jax.Array], kinds: tuple[str, ...], ratio: float,

@@ -145,7 +145,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   def save_confusion(cm: np.ndarray, name: str, title: str) -> None:
     """Writes ``confusion_<name>.json`` and ``.png`` into the workdir."""
     base = os.path.join(workdir, f"confusion_{name}")
-    per_class = np.diag(cm) / np.maximum(cm.sum(1), 1)
+    per_class = evaluation.per_class_accuracy(cm)
     _save_json({"class_names": list(data.class_names), "rows_true_columns_predicted": cm.tolist(),
                 "per_class_accuracy": dict(zip(data.class_names, per_class.tolist())),
                 "accuracy": float(np.trace(cm) / max(cm.sum(), 1))}, base + ".json")
