@@ -112,13 +112,15 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
                jax.devices()[0].device_kind, jax.process_count(), dict(mesh.shape))
   _save_json(config.to_dict(), os.path.join(workdir, "config.json"))
 
-  data = pipeline.load(config.data)
-  train, test = pipeline.holdout_split(data, config.data)
+  train, test = pipeline.train_test(config.data)
   spec = pipeline.face_spec(config.data) if config.data.name == "procedural_faces" else None
   logging.info("data: %d train images (%d subjects), %d test images (%d subjects), classes %s",
                len(train), len(np.unique(train.subject)), len(test), len(np.unique(test.subject)),
-               data.class_names)
-  models = build_models(config, data.num_classes, num_subjects=len(np.unique(train.subject)))
+               train.class_names)
+  if (train.subject < 0).any() and (config.phi.steps > 0 or config.stage1.identity_weight > 0):
+    raise ValueError(f"{config.data.name} has no subject ids, so there is no identity network to "
+                     "train: set phi.steps=0 and stage1.identity_weight=0 (configs/fer2013.py)")
+  models = build_models(config, train.num_classes, num_subjects=len(np.unique(train.subject)))
   writer = metrics_lib.MetricWriter(workdir)
   ev = evaluation.Evaluator(models, config.eval.batch_size)
   common = dict(mesh=mesh, workdir=workdir, writer=writer, log_every=config.log_every,
@@ -146,11 +148,11 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     """Writes ``confusion_<name>.json`` and ``.png`` into the workdir."""
     base = os.path.join(workdir, f"confusion_{name}")
     per_class = evaluation.per_class_accuracy(cm)
-    _save_json({"class_names": list(data.class_names), "rows_true_columns_predicted": cm.tolist(),
-                "per_class_accuracy": dict(zip(data.class_names, per_class.tolist())),
+    _save_json({"class_names": list(train.class_names), "rows_true_columns_predicted": cm.tolist(),
+                "per_class_accuracy": dict(zip(train.class_names, per_class.tolist())),
                 "accuracy": float(np.trace(cm) / max(cm.sum(), 1))}, base + ".json")
     if jax.process_index() == 0:
-      visualize.save_png(visualize.confusion_image(cm, data.class_names, title), base + ".png")
+      visualize.save_png(visualize.confusion_image(cm, train.class_names, title), base + ".png")
     paths[f"confusion_{name}"] = base + ".png"
 
   if "fesgan" in config.stages:
@@ -161,7 +163,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
       g = evaluation.grid_contents(ev, states.g.params, test, config.eval.grid_rows, config.seed,
                                    models.latent_dim)
       img = visualize.synthesis_grid(g["inputs"], g["recon"], g["translations"], g["prior"],
-                                     data.class_names)
+                                     train.class_names)
       path = os.path.join(workdir, "samples", f"fesgan_{step:06d}.png")
       if jax.process_index() == 0:
         visualize.save_png(img, path)
@@ -221,7 +223,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   times["total"] = time.time() - t_start
   summary["wall_seconds"] = times
   summary["paths"] = paths
-  summary["class_names"] = list(data.class_names)
+  summary["class_names"] = list(train.class_names)
   paths["summary"] = os.path.join(workdir, "summary.json")
   _save_json(summary, paths["summary"])
   writer.close()

@@ -57,20 +57,36 @@ def face_spec(data_cfg) -> procedural.FaceSpec:
       pixel_noise=data_cfg.pixel_noise)
 
 
+def _builder(data_cfg):
+  """The prepared TFDS builder of ``data_cfg.name`` (TFDS is imported only when data is read)."""
+  if data_cfg.name == "procedural_faces":
+    from jfesgan.data import procedural_tfds  # pylint: disable=g-import-not-at-top
+    return procedural_tfds.builder(face_spec(data_cfg), data_dir=data_cfg.data_dir)
+  from jfesgan.data import databases  # pylint: disable=g-import-not-at-top
+  if data_cfg.name not in databases.BUILDERS:
+    raise ValueError(f"data.name={data_cfg.name!r} is not a known dataset; known: "
+                     f"{('procedural_faces', *databases.BUILDERS)}")
+  return databases.builder(data_cfg)
+
+
+def load_splits(data_cfg) -> dict[str, ArrayDataset]:
+  """Every split of the dataset named by ``data_cfg.name``, read through its TFDS builder."""
+  b = _builder(data_cfg)
+  names = tuple(b.info.features["label"].names)
+  return {split: read_source(source, names, f"{b.name}/{split}")
+          for split, source in b.as_data_source().items()}
+
+
 def load(data_cfg) -> ArrayDataset:
-  """Reads the dataset named by ``data_cfg.name`` through its TFDS builder."""
-  if data_cfg.name != "procedural_faces":
-    raise ValueError(f"data.name={data_cfg.name!r} is not a known dataset; known: 'procedural_faces'")
-  from jfesgan.data import procedural_tfds  # Imports TFDS only when a dataset is read.
-  b = procedural_tfds.builder(face_spec(data_cfg), data_dir=data_cfg.data_dir)
-  return read_source(b.as_data_source()["train"], tuple(b.info.features["label"].names))
+  """The ``train`` split (for databases without an official split: all of the data)."""
+  return load_splits(data_cfg)["train"]
 
 
-def read_source(source, class_names: tuple[str, ...]) -> ArrayDataset:
+def read_source(source, class_names: tuple[str, ...], what: str = "the dataset") -> ArrayDataset:
   """All records of a TFDS data source as one ArrayDataset."""
   n = len(source)
   if n == 0:
-    raise ValueError("the dataset has no records")
+    raise ValueError(f"{what} has no records")
   records = source.__getitems__(list(range(n)))
   cols = {k: np.stack([r[k] for r in records]) for k in records[0]}
   return ArrayDataset(
@@ -80,9 +96,30 @@ def read_source(source, class_names: tuple[str, ...]) -> ArrayDataset:
 
 def holdout_split(data: ArrayDataset, data_cfg) -> tuple[ArrayDataset, ArrayDataset]:
   """(train, test) with fold ``data_cfg.test_fold`` of ``data_cfg.num_folds`` held out by subject."""
-  train, test = splits.fold_masks(data.subject, data_cfg.test_fold, data_cfg.num_folds,
-                                  data_cfg.fold_seed)
+  train, test = splits.fold_masks(data.subject, data.label, data_cfg.test_fold,
+                                  data_cfg.num_folds, data_cfg.fold_seed)
   return data.take(train), data.take(test)
+
+
+PROTOCOLS = ("folds", "official")
+
+
+def train_test(data_cfg) -> tuple[ArrayDataset, ArrayDataset]:
+  """The (train, test) data of a run under ``data_cfg.protocol``.
+
+  ``folds``: subject-independent k-fold (fold ``test_fold`` held out); ``official``: the
+  database's own ``train`` split and its ``data.test_split`` (FER2013, RAF-DB).
+  """
+  protocol = data_cfg.get("protocol", "folds")
+  if protocol not in PROTOCOLS:
+    raise ValueError(f"data.protocol={protocol!r} must be one of {PROTOCOLS}")
+  if protocol == "folds":
+    return holdout_split(load(data_cfg), data_cfg)
+  parts = load_splits(data_cfg)
+  if data_cfg.test_split not in parts or "train" not in parts:
+    raise ValueError(f"data.test_split={data_cfg.test_split!r}: {data_cfg.name} has splits "
+                     f"{sorted(parts)}")
+  return parts["train"], parts[data_cfg.test_split]
 
 
 def to_float(images: np.ndarray) -> np.ndarray:

@@ -1,0 +1,41 @@
+"""Shared settings of the real-database configs: the full method (stages 0-2) on a database.
+
+Each database config calls :func:`get_config` with its own data fields.  Faces are cropped once
+when the TFDS builder is prepared (see ``jfesgan/data/databases.py``); the manual folder is
+``--config.data.manual_dir`` (default ``<data_dir>/downloads/manual``).
+"""
+
+import ml_collections
+
+from configs import joint
+
+
+def get_config(name: str, **data) -> ml_collections.ConfigDict:
+  """The joint configuration on database ``name`` with ``data`` overrides."""
+  c = joint.get_config()
+  d = c.data
+  d.name = name
+  # The folder the user downloaded the database to ('' = TFDS's <data_dir>/downloads/manual).
+  d.manual_dir = ""
+  # Face crop: side in pixels, channels, detector ('haar': OpenCV's cascade, which ships in the
+  # opencv wheel; 'none': the images are faces already) and margin around the face box.
+  d.image_size = 48
+  d.channels = 1
+  d.detector = "haar"
+  d.margin = 0.1
+  # Frames per labelled sequence (the last ones: the apex) and the neutral class.
+  d.frames = 3
+  d.include_neutral = False
+  # Bad input (unreadable image, unparsable label, unknown class folder, empty sequence, no face
+  # found) is an error naming the file; True leaves such items out and lists them in the
+  # dataset's metadata.json.
+  d.skip_bad_input = False
+  # Protocol: 'folds' (10-fold by subject, fold `test_fold` held out) or 'official' splits.
+  d.protocol = "folds"
+  d.test_split = "test"
+  for k, v in data.items():
+    d[k] = v
+  # Fields of the procedural renderer are not used by a real database.
+  for k in ("num_identities", "data_seed", "idiosyncrasy", "au_noise", "pixel_noise"):
+    del d[k]
+  return c

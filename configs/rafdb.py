@@ -1,0 +1,12 @@
+"""RAF-DB basic: the aligned 100x100 faces resized to 48 px gray (no detection), 7 classes, the
+official train/test lists.  No subject ids: no identity network and no identity term."""
+
+from configs import database
+
+
+def get_config():
+  c = database.get_config("rafdb", detector="none", margin=0.0, frames=1,
+                          protocol="official", test_split="test")
+  c.phi.steps = 0
+  c.stage1.identity_weight = 0.0
+  return c

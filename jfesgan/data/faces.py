@@ -1,0 +1,153 @@
+"""Reading face images and cropping faces: done once, when a database's TFDS builder is prepared.
+
+Databases that ship whole frames (CK+, Oulu-CASIA, MMI, JAFFE) are cropped around the face found
+by OpenCV's frontal-face Haar cascade, whose model file ships inside the ``opencv-python-headless``
+wheel (``pip install 'jfesgan[faces]'``; OpenCV 5 dropped ``CascadeClassifier``, hence ``<5``):
+nothing is downloaded at run time.  Pre-cropped databases (CK+48, FER2013, RAF-DB aligned) use
+``detector="none"``: a centred square crop, resized.
+
+Every crop is a square centred on the face box and ``1 + 2 * margin`` times its side, resized to
+``size`` pixels, so faces are centred and scaled the same way across a database.  A region that
+leaves the frame is padded by repeating the border pixels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+DETECTORS = ("haar", "none")
+
+
+class BadInputError(ValueError):
+  """A file of a database that cannot be used; ``path`` names it."""
+
+  def __init__(self, path: str, reason: str):
+    super().__init__(f"{path}: {reason}")
+    self.path, self.reason = str(path), reason
+
+
+def load_image(path: str) -> np.ndarray:
+  """An image file as uint8 (H, W, 3) RGB; raises BadInputError naming the file if unreadable."""
+  try:
+    with Image.open(path) as im:
+      im.load()
+      return np.asarray(im.convert("RGB"), dtype=np.uint8)
+  except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    raise BadInputError(path, f"unreadable or corrupt image ({type(e).__name__}: {e})") from e
+
+
+def to_channels(rgb: np.ndarray, channels: int) -> np.ndarray:
+  """(H, W, 3) uint8 RGB -> (H, W, channels) uint8 (ITU-R 601 luma for one channel)."""
+  if channels == 3:
+    return rgb
+  if channels != 1:
+    raise ValueError(f"channels must be 1 or 3, got {channels}")
+  luma = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+  return np.clip(np.rint(luma), 0, 255).astype(np.uint8)[..., None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Box:
+  """A face box in pixels: top-left corner and side lengths."""
+
+  x: float
+  y: float
+  w: float
+  h: float
+
+
+class HaarDetector:
+  """OpenCV's frontal-face Haar cascade (its XML ships in the opencv wheel)."""
+
+  def __init__(self, min_face_frac: float = 0.15):
+    try:
+      import cv2  # pylint: disable=g-import-not-at-top
+    except ImportError as e:
+      raise ImportError("face detection needs OpenCV 4: pip install 'jfesgan[faces]' "
+                        "(opencv-python-headless<5)") from e
+    if not hasattr(cv2, "CascadeClassifier"):
+      raise ImportError(f"OpenCV {cv2.__version__} has no CascadeClassifier (removed in OpenCV 5): "
+                        "pip install 'opencv-python-headless<5'")
+    path = os.path.join(cv2.data.haarcascades, "haarcascade_frontalface_default.xml")
+    self._cascade = cv2.CascadeClassifier(path)
+    if self._cascade.empty():
+      raise RuntimeError(f"could not load the Haar cascade {path}")
+    self._cv2 = cv2
+    self.min_face_frac = min_face_frac
+
+  def __call__(self, rgb: np.ndarray) -> Box | None:
+    """The largest frontal face in the image, or None."""
+    gray = to_channels(rgb, 1)[..., 0]
+    gray = self._cv2.equalizeHist(gray)
+    side = int(self.min_face_frac * min(gray.shape))
+    found = self._cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5,
+                                           minSize=(side, side))
+    if len(found) == 0:
+      return None
+    x, y, w, h = max(found, key=lambda b: b[2] * b[3])
+    return Box(float(x), float(y), float(w), float(h))
+
+
+@dataclasses.dataclass(frozen=True)
+class CropSpec:
+  """How faces are cut out: output side, channels, detector and margin around the face box."""
+
+  size: int = 48
+  channels: int = 1
+  detector: str = "haar"
+  margin: float = 0.1
+
+  def __post_init__(self):
+    if self.detector not in DETECTORS:
+      raise ValueError(f"detector={self.detector!r} is not one of {DETECTORS}")
+    if self.size < 8 or self.channels not in (1, 3) or not 0 <= self.margin < 1:
+      raise ValueError(f"bad crop spec {self}: size >= 8, channels 1 or 3, 0 <= margin < 1")
+
+  @property
+  def tag(self) -> str:
+    """A short name for builder configs: '48px_g_haar_m10'."""
+    return f"{self.size}px_{'g' if self.channels == 1 else 'rgb'}_{self.detector}_m{round(100 * self.margin)}"
+
+
+class FaceCropper:
+  """Finds (or assumes) the face and returns the standard crop of an image."""
+
+  def __init__(self, spec: CropSpec):
+    self.spec = spec
+    self._detector = HaarDetector() if spec.detector == "haar" else None
+
+  def box(self, rgb: np.ndarray, path: str) -> Box:
+    """The face box: detected, or the centred square for ``detector="none"``."""
+    h, w = rgb.shape[:2]
+    if self._detector is None:
+      side = min(h, w)
+      return Box((w - side) / 2, (h - side) / 2, side, side)
+    found = self._detector(rgb)
+    if found is None:
+      raise BadInputError(path, "no face found by the Haar detector")
+    return found
+
+  def crop(self, rgb: np.ndarray, box: Box) -> np.ndarray:
+    """The square crop around ``box`` (margin added), resized, as (size, size, channels) uint8."""
+    side = max(box.w, box.h) * (1 + 2 * self.spec.margin)
+    if self._detector is None:  # The image is the face already: no margin beyond its borders.
+      side = max(box.w, box.h)
+    cx, cy = box.x + box.w / 2, box.y + box.h / 2
+    x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
+    s = int(round(side))
+    h, w = rgb.shape[:2]
+    pad = max(0, -x0, -y0, x0 + s - w, y0 + s - h)
+    if pad:
+      rgb = np.pad(rgb, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+      x0, y0 = x0 + pad, y0 + pad
+    region = Image.fromarray(rgb[y0:y0 + s, x0:x0 + s])
+    region = region.resize((self.spec.size, self.spec.size), Image.Resampling.BICUBIC
+                           if s < self.spec.size else Image.Resampling.BOX)
+    return to_channels(np.asarray(region, dtype=np.uint8), self.spec.channels)
+
+  def __call__(self, rgb: np.ndarray, path: str) -> np.ndarray:
+    return self.crop(rgb, self.box(rgb, path))
