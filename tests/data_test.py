@@ -89,21 +89,47 @@ def test_tfds_builder_round_trip(tmp_path, generated):
 
 def test_subject_folds_are_disjoint_balanced_and_deterministic():
   subjects = np.repeat(np.arange(23), 5)
-  a = splits.subject_folds(subjects, 10, seed=3)
-  assert a == splits.subject_folds(subjects, 10, seed=3)
-  assert a != splits.subject_folds(subjects, 10, seed=4)
+  labels = np.tile(np.arange(5), 23)
+  a = splits.subject_folds(subjects, labels, 10, seed=3)
+  assert a == splits.subject_folds(subjects, labels, 10, seed=3)
+  assert a != splits.subject_folds(subjects, labels, 10, seed=4)
   sizes = np.bincount(list(a.values()), minlength=10)
   assert sizes.max() - sizes.min() <= 1
-  tests = [set(subjects[splits.fold_masks(subjects, f, 10, 3)[1]]) for f in range(10)]
+  tests = [set(subjects[splits.fold_masks(subjects, labels, f, 10, 3)[1]]) for f in range(10)]
   assert set().union(*tests) == set(range(23))
   for f in range(10):
-    train, test = splits.fold_masks(subjects, f, 10, 3)
+    train, test = splits.fold_masks(subjects, labels, f, 10, 3)
     assert not set(subjects[train]) & set(subjects[test])
     assert (train ^ test).all()
   with pytest.raises(ValueError, match="num_folds"):
-    splits.subject_folds(subjects, 30, 0)
+    splits.subject_folds(subjects, labels, 30, 0)
   with pytest.raises(ValueError, match="test_fold"):
-    splits.fold_masks(subjects, 10, 10, 0)
+    splits.fold_masks(subjects, labels, 10, 10, 0)
+  with pytest.raises(ValueError, match="need subject ids"):
+    splits.subject_folds(-np.ones(20, int), np.zeros(20, int), 2, 0)
+
+
+def test_subject_folds_are_stratified_by_class():
+  # CK+-like: subjects with 1-6 sequences of 3 frames each, a rare class (6) and a common one (0).
+  rng = np.random.default_rng(0)
+  subjects, labels = [], []
+  for s in range(118):
+    for c in rng.choice(7, size=rng.integers(1, 7), replace=False, p=[.25, .2, .15, .15, .1, .1, .05]):
+      subjects += [s] * 3
+      labels += [c] * 3
+  subjects, labels = np.array(subjects), np.array(labels)
+  assign = splits.subject_folds(subjects, labels, 10, seed=0)
+  fold = np.array([assign[s] for s in subjects])
+  counts = np.stack([np.bincount(labels[fold == f], minlength=7) for f in range(10)])
+  spread = counts.max(0) - counts.min(0)
+  # Every class is spread over the folds within a few sequences (3 frames each) ...
+  assert (spread <= 12).all(), counts
+  # ... far more evenly than dealing the same subjects round-robin, class-blind.
+  order = np.random.default_rng([0, 7]).permutation(118)
+  blind = {int(s): i % 10 for i, s in enumerate(order)}
+  blind_fold = np.array([blind[s] for s in subjects])
+  blind_counts = np.stack([np.bincount(labels[blind_fold == f], minlength=7) for f in range(10)])
+  assert spread.sum() < 0.5 * (blind_counts.max(0) - blind_counts.min(0)).sum()
 
 
 def _dataset(generated):
