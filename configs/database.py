@@ -30,8 +30,7 @@ def get_config(name: str, **data) -> ml_collections.ConfigDict:
   # found) is an error naming the file; True leaves such items out and lists them in the
   # dataset's metadata.json.
   d.skip_bad_input = False
-  # Protocol: 'folds' (10-fold by subject, fold `test_fold` held out) or 'official' splits.
-  d.protocol = "folds"
+  # With data.protocol='official': the split to test on (FER2013, RAF-DB).
   d.test_split = "test"
   for k, v in data.items():
     d[k] = v

@@ -36,6 +36,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.num_folds = 10
   c.data.test_fold = 0
   c.data.fold_seed = 0
+  # "folds" (subject-independent k-fold) or "official" (the database's own train/test splits).
+  c.data.protocol = "folds"
   # Random horizontal flips of real training images.
   c.data.hflip = True
 

@@ -17,7 +17,9 @@ one resumes from its checkpoints, so the command can be re-run until it is compl
 6. ``rdbp_no_new_ids``: the full method with translations x_t only (no new identities).
 
 Outputs mean +- std over folds of held-out accuracy, the pooled confusion matrix, and a Markdown
-table (``ablation.md`` / ``crossval.md``) with the exact command.
+table (``ablation.md`` / ``crossval.md``) with the exact command.  The table covers every finished
+fold and row in the workdir, so rows can be run on different folds by several calls (``--rows``,
+``--folds``); a finished row run with another configuration is an error, never mixed in.
 """
 
 from __future__ import annotations
@@ -109,15 +111,66 @@ def pooled_confusion(row: str, summaries: list[dict]) -> np.ndarray:
   return total
 
 
+def _row_workdir(workdir: str, fold: int, row: str) -> str:
+  fold_dir = os.path.join(workdir, f"fold_{fold}")
+  return fold_dir if row in ("method", "real_only") else os.path.join(fold_dir, row)
+
+
+def _row_config(config, fold: int, row: str):
+  if row == "method":
+    return fold_config(config, fold)
+  overrides = ABLATION_ROWS[row]
+  return fold_config(config, fold, overrides, with_joint=overrides is not None)
+
+
+def collect_finished(config, workdir: str, ablation: bool) -> dict[int, dict[str, dict]]:
+  """{fold: {row: summary}} of every finished fold and row under ``workdir``.
+
+  A row is finished when its ``summary.json`` exists.  Its ``config.json`` must be the one this
+  ``config`` gives that fold and row (a run of another configuration in the same workdir is an
+  error naming the file, never silently mixed into the table).
+  """
+  rows = tuple(ABLATION_ROWS) if ablation else ("method",)
+  out: dict[int, dict[str, dict]] = {}
+  for fold in range(config.data.num_folds):
+    for row in rows:
+      d = _row_workdir(workdir, fold, row)
+      if not os.path.isfile(os.path.join(d, "summary.json")):
+        continue
+      with open(os.path.join(d, "config.json")) as f:
+        saved = json.load(f)
+      want = json.loads(json.dumps(_row_config(config, fold, row).to_dict()))
+      if saved != want:
+        diff = sorted(_diff(saved, want))
+        raise ValueError(f"{os.path.join(d, 'config.json')} was run with another configuration "
+                         f"(differs in {diff[:8]}); use another --workdir")
+      with open(os.path.join(d, "summary.json")) as f:
+        out.setdefault(fold, {})[row] = json.load(f)
+  return out
+
+
+def _diff(a, b, prefix: str = "") -> list[str]:
+  """Dotted paths where two nested dicts differ."""
+  if not (isinstance(a, dict) and isinstance(b, dict)):
+    return [] if a == b else [prefix.rstrip(".")]
+  out = []
+  for k in set(a) | set(b):
+    out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
+  return out
+
+
 def aggregate(results: dict[int, dict[str, dict]]) -> dict[str, dict]:
-  """Per row: fold accuracies, mean, std (population std over folds) and pooled confusion."""
-  rows = list(next(iter(results.values())))
+  """Per row (over the folds where it ran): fold accuracies, mean, std (population std over
+  folds), pooled confusion and per-class accuracy."""
+  order = list(ABLATION_ROWS) + ["method"]
+  rows = sorted({r for v in results.values() for r in v}, key=order.index)
   out = {}
   for row in rows:
-    summaries = [results[f][row] for f in sorted(results)]
+    folds = sorted(f for f in results if row in results[f])
+    summaries = [results[f][row] for f in folds]
     accs = [row_accuracy(row, s) for s in summaries]
     cm = pooled_confusion(row, summaries)
-    out[row] = {"folds": sorted(results), "acc": accs, "mean": float(np.mean(accs)),
+    out[row] = {"folds": folds, "acc": accs, "mean": float(np.mean(accs)),
                 "std": float(np.std(accs)), "confusion": cm.tolist(),
                 "per_class_accuracy": evaluation.per_class_accuracy(cm).tolist()}
   return out
@@ -148,11 +201,13 @@ def main(argv):
   unknown = [r for r in rows if r not in ABLATION_ROWS]
   if unknown:
     raise app.UsageError(f"--rows {unknown} unknown; rows are {tuple(ABLATION_ROWS)}")
-  results = {f: run_fold(config, FLAGS.workdir, f, FLAGS.ablation, rows) for f in folds}
-  agg = aggregate(results)
+  for f in folds:
+    run_fold(config, FLAGS.workdir, f, FLAGS.ablation, rows)
+  # The table covers every finished fold and row in the workdir, not only this call's.
+  agg = aggregate(collect_finished(config, FLAGS.workdir, FLAGS.ablation))
   name = "ablation" if FLAGS.ablation else "crossval"
   command = "python -m jfesgan.crossval " + " ".join(sys.argv[1:])
-  table = markdown_table(agg, f"{name}: held-out accuracy, {len(folds)} folds by subject", command)
+  table = markdown_table(agg, f"{name}: held-out accuracy, folds by subject", command)
   with open(os.path.join(FLAGS.workdir, f"{name}.json"), "w") as f:
     json.dump(agg, f, indent=2)
   with open(os.path.join(FLAGS.workdir, f"{name}.md"), "w") as f:

@@ -38,6 +38,17 @@ def test_ablation_rows_share_stage1_and_aggregate(tiny_config, tmp_path):
     np.testing.assert_allclose(a["per_class_accuracy"], np.diag(cm) / cm.sum(1))
   table = crossval.markdown_table(agg, "t", "cmd")
   assert "| joint_rdbp |" in table and "+-" in table
+  # The table is built from every finished fold and row in the workdir ...
+  assert crossval.aggregate(crossval.collect_finished(cfg, workdir, ablation=True)) == agg
+  crossval.run_fold(cfg, workdir, 2, ablation=True, rows=("real_only",))
+  more = crossval.aggregate(crossval.collect_finished(cfg, workdir, ablation=True))
+  assert more["real_only"]["folds"] == [0, 1, 2] and more["joint_rdbp"]["folds"] == [0, 1]
+  assert more["joint_rdbp"] == agg["joint_rdbp"]
+  # ... and never mixes in a run of another configuration.
+  other = cfg.copy_and_resolve_references()
+  other.stage2.beta = 0.25
+  with pytest.raises(ValueError, match=r"fold_0/config.json was run with another .*stage2.beta"):
+    crossval.collect_finished(other, workdir, ablation=True)
   # Re-running a finished fold trains nothing new.
   before = os.path.getsize(os.path.join(workdir, "fold_0", "metrics.jsonl"))
   crossval.run_fold(cfg, workdir, 0, ablation=True, rows=("real_only",))
