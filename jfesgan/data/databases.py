@@ -85,9 +85,9 @@ class DatabaseConfig(tfds.core.BuilderConfig):
     auto = (f"{crop.tag}_f{frames}{'_neutral' if include_neutral else ''}"
             f"{'_skipbad' if skip_bad_input else ''}")
     if options:
+      readable = [str(options[k]) for k in ("modality", "light") if k in options]
       digest = hashlib.sha1(repr(sorted(options.items())).encode()).hexdigest()[:8]
-      auto += "_" + "_".join(str(v) for k, v in sorted(options.items()) if k in ("modality", "light")) \
-          + f"_{digest}"
+      auto = "_".join([auto, *readable, digest])
     super().__init__(name=name or auto, description=description or f"{auto} {options}")
     self.crop, self.frames, self.include_neutral = crop, frames, include_neutral
     self.skip_bad_input, self.options = skip_bad_input, options
@@ -211,8 +211,14 @@ class Ckplus(ExpressionDatabase):
     out, n = [], self.builder_config.frames
     neutral = self.builder_config.include_neutral
     for subj in _visible(os.listdir(emotion)):
+      if not os.path.isdir(os.path.join(emotion, subj)):
+        self._bad(os.path.join(emotion, subj), "expected a subject folder (Sxxx)")
+        continue
       for seq in _visible(os.listdir(os.path.join(emotion, subj))):
         seq_dir = os.path.join(emotion, subj, seq)
+        if not os.path.isdir(seq_dir):
+          self._bad(seq_dir, "expected a sequence folder (nnn)")
+          continue
         labels = [f for f in _visible(os.listdir(seq_dir)) if f.endswith("_emotion.txt")]
         if not labels:
           continue  # An unlabelled sequence: CK+ labels 327 of its 593.
@@ -338,8 +344,8 @@ class Mmi(ExpressionDatabase):
   def class_names(self):
     return self.EMOTIONS
 
-  def _parse_session(self, xml_path: str) -> tuple[int | None, str | None, str | None]:
-    """(emotion code or None, subject name or None, media file or None) from a session.xml."""
+  def _parse_session(self, xml_path: str) -> tuple[int | None, str | None]:
+    """(emotion code or None, subject name or None) from a session.xml."""
     root = ET.parse(xml_path).getroot()
     code = subject = None
     for el in root.iter():
@@ -348,8 +354,7 @@ class Mmi(ExpressionDatabase):
         code = int(attrs["value"])
       if el.tag.lower() == "subject" and "id" in attrs:
         subject = attrs["id"]
-    media = {k.lower(): v for k, v in root.attrib.items()}.get("filename")
-    return code, subject, media
+    return code, subject
 
   def _samples(self, root):
     sessions = os.path.join(root, "Sessions")
@@ -364,7 +369,7 @@ class Mmi(ExpressionDatabase):
         self._bad(sdir, "session folder without session.xml")
         continue
       try:
-        code, subject, _ = self._parse_session(xml_path)
+        code, subject = self._parse_session(xml_path)
       except (ET.ParseError, ValueError, KeyError) as e:
         self._bad(xml_path, f"session.xml does not parse ({type(e).__name__}: {e})")
         continue
