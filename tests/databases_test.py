@@ -425,3 +425,53 @@ def test_official_protocol_and_missing_subjects_are_checked(tmp_path):
   cfg.data.protocol = "folds"
   with pytest.raises(ValueError, match="need subject ids"):
     pipeline.train_test(cfg.data)
+
+
+# ---------------------------------------------------------------------------------------------
+# End to end: a real-database config through train_and_evaluate (tiny networks and steps)
+
+
+def _tiny(cfg, tiny_config):
+  """``cfg``'s data with the tiny config's networks, budgets and logging (keeping ``cfg``'s
+  choice of no identity network)."""
+  no_phi = cfg.phi.steps == 0
+  for section in ("model", "phi", "stage1", "stage2", "eval"):
+    cfg[section] = tiny_config[section].copy_and_resolve_references()
+  if no_phi:
+    cfg.phi.steps, cfg.stage1.identity_weight = 0, 0.0
+  for k in ("batch_size", "log_every", "checkpoint_every", "sample_every"):
+    cfg[k] = tiny_config[k]
+  cfg.data.image_size = 32
+  return cfg
+
+
+@pytest.mark.slow
+def test_real_database_configs_train_end_to_end(tmp_path, tiny_config):
+  from configs import expression_folder, fer2013
+  from jfesgan import train
+  rng = np.random.default_rng(0)
+  # A CK+48-like tree of 8 subjects, and a FER2013 folder export (no subject ids).
+  for s in range(8):
+    for cls in ("anger", "happy", "surprise"):
+      save(rng.integers(0, 256, (48, 48), dtype=np.uint8), f"{tmp_path}/ck/{cls}/S{s:03d}_001_00000001.png")
+  for split in ("train", "test"):
+    for cls in ("angry", "happy", "sad"):
+      for i in range(4):
+        save(rng.integers(0, 256, (48, 48), dtype=np.uint8), f"{tmp_path}/fer/{split}/{cls}/{i}.jpg")
+
+  ck = _tiny(expression_folder.get_config(str(tmp_path / "ck")), tiny_config)
+  ck.data.data_dir, ck.data.num_folds = str(tmp_path / "tfds"), 4
+  summary = train.train_and_evaluate(ck, str(tmp_path / "run_ck"))
+  assert summary["class_names"] == list(expression_folder.get_config().data.classes)
+  assert 0 <= summary["eval/joint/acc"] <= 1 and "synth/l1" not in summary  # no ground truth
+
+  fer = _tiny(fer2013.get_config(), tiny_config)
+  fer.data.manual_dir, fer.data.data_dir = str(tmp_path / "fer"), str(tmp_path / "tfds")
+  assert fer.phi.steps == 0 and fer.stage1.identity_weight == 0
+  summary = train.train_and_evaluate(fer, str(tmp_path / "run_fer"))
+  assert 0 <= summary["eval/joint/acc"] <= 1
+  with open(summary["paths"]["confusion_joint"].replace(".png", ".json")) as f:
+    assert np.sum(json.load(f)["rows_true_columns_predicted"]) == 12  # the whole test split
+  fer.stage1.identity_weight = 1.0
+  with pytest.raises(ValueError, match="no subject ids"):
+    train.train_and_evaluate(fer, str(tmp_path / "run_fer2"))
