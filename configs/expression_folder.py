@@ -4,8 +4,10 @@
 
 Defaults suit CK+48 (48x48 gray crops named ``S010_004_00000017.png``): its 7 class folders, the
 subject from the file name, no detection, 10 folds by subject.  Other trees: set
-``--config.data.classes`` and ``--config.data.subject_regex`` (its first group is the subject;
-'' for no subject ids, then use ``data.protocol`` folds only if ids exist).
+``--config.data.classes`` and ``--config.data.subject_regex`` (its first group is the subject).
+Training and cross-validation hold out subjects, so they need subject ids: with
+``subject_regex=''`` the dataset is built with ``subject`` -1 and a run stops with an error saying
+so.
 """
 
 from configs import database
