@@ -75,23 +75,39 @@ def _link_base(fold_dir: str, row_dir: str) -> None:
       os.symlink(os.path.join(fold_dir, "checkpoints", stage), link)
 
 
+def row_workdir(workdir: str, fold: int, row: str) -> str:
+  """Where a row of a fold runs: the fold's own workdir for the configured method and for
+  ``real_only`` (the base run's recogniser), ``fold_<k>/<row>`` for the other ablation rows."""
+  fold_dir = os.path.join(workdir, f"fold_{fold}")
+  return fold_dir if row in ("method", "real_only") else os.path.join(fold_dir, row)
+
+
+def row_config(config, fold: int, row: str):
+  """The configuration of a row of a fold (``method``: the configured method)."""
+  if row == "method":
+    return fold_config(config, fold)
+  overrides = ABLATION_ROWS[row]
+  return fold_config(config, fold, overrides, with_joint=overrides is not None)
+
+
 def run_fold(config, workdir: str, fold: int, ablation: bool,
              rows: tuple[str, ...] = tuple(ABLATION_ROWS)) -> dict[str, dict]:
   """Trains and evaluates one fold; returns {row: summary} (``rows`` of the ablation)."""
   from jfesgan import train
-  fold_dir = os.path.join(workdir, f"fold_{fold}")
+
+  def run(row: str) -> dict:
+    return train.train_and_evaluate(row_config(config, fold, row), row_workdir(workdir, fold, row))
+
   if not ablation:
-    return {"method": train.train_and_evaluate(fold_config(config, fold), fold_dir)}
-  base = train.train_and_evaluate(fold_config(config, fold, with_joint=False), fold_dir)
+    return {"method": run("method")}
+  base = run("real_only")  # Stages 0-1 and the real-only R, shared by every row.
   out = {}
   for row in rows:
-    overrides = ABLATION_ROWS[row]
-    if overrides is None:
+    if ABLATION_ROWS[row] is None:
       out[row] = base
       continue
-    row_dir = os.path.join(fold_dir, row)
-    _link_base(fold_dir, row_dir)
-    out[row] = train.train_and_evaluate(fold_config(config, fold, overrides), row_dir)
+    _link_base(row_workdir(workdir, fold, "real_only"), row_workdir(workdir, fold, row))
+    out[row] = run(row)
   return out
 
 
@@ -111,18 +127,6 @@ def pooled_confusion(row: str, summaries: list[dict]) -> np.ndarray:
   return total
 
 
-def _row_workdir(workdir: str, fold: int, row: str) -> str:
-  fold_dir = os.path.join(workdir, f"fold_{fold}")
-  return fold_dir if row in ("method", "real_only") else os.path.join(fold_dir, row)
-
-
-def _row_config(config, fold: int, row: str):
-  if row == "method":
-    return fold_config(config, fold)
-  overrides = ABLATION_ROWS[row]
-  return fold_config(config, fold, overrides, with_joint=overrides is not None)
-
-
 def collect_finished(config, workdir: str, ablation: bool) -> dict[int, dict[str, dict]]:
   """{fold: {row: summary}} of every finished fold and row under ``workdir``.
 
@@ -134,12 +138,12 @@ def collect_finished(config, workdir: str, ablation: bool) -> dict[int, dict[str
   out: dict[int, dict[str, dict]] = {}
   for fold in range(config.data.num_folds):
     for row in rows:
-      d = _row_workdir(workdir, fold, row)
+      d = row_workdir(workdir, fold, row)
       if not os.path.isfile(os.path.join(d, "summary.json")):
         continue
       with open(os.path.join(d, "config.json")) as f:
         saved = json.load(f)
-      want = json.loads(json.dumps(_row_config(config, fold, row).to_dict()))
+      want = json.loads(json.dumps(row_config(config, fold, row).to_dict()))
       if saved != want:
         diff = sorted(_diff(saved, want))
         raise ValueError(f"{os.path.join(d, 'config.json')} was run with another configuration "
