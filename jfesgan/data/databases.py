@@ -132,6 +132,36 @@ class ExpressionDatabase(tfds.core.GeneratorBasedBuilder):
     self._skipped.append({"path": str(path), "reason": reason})
     logging.warning("skipped %s: %s", path, reason)
 
+  def _class_folder_samples(self, root: str, lookup: dict[str, int],
+                              subject_of: Callable[[str], int | None]) -> list[Sample]:
+    """Samples of ``root/<class>/<image>``; unknown class folders and non-images are bad input."""
+    out = []
+    for cls in _visible(os.listdir(root)):
+      cdir = os.path.join(root, cls)
+      if not os.path.isdir(cdir):
+        self._bad(cdir, "expected only class folders here")
+        continue
+      if cls.lower() not in lookup:
+        self._bad(cdir, f"unknown class folder; classes are {sorted(lookup)}")
+        continue
+      for name in _visible(os.listdir(cdir)):
+        path = os.path.join(cdir, name)
+        if not _is_image(name):
+          self._bad(path, f"not an image file (extensions {IMAGE_EXTENSIONS})")
+          continue
+        subject = subject_of(name)
+        if subject is None:
+          self._bad(path, "the subject regex does not match the file name")
+          continue
+        out.append(Sample(f"{cls}/{name}", lookup[cls.lower()], subject, path, _read_files([path])))
+    return out
+
+  def _require(self, path: str, what: str = "folder") -> None:
+    """Raises BadInputError naming ``path`` if it is missing, with the expected layout."""
+    if not (os.path.isdir(path) if what == "folder" else os.path.isfile(path)):
+      raise faces.BadInputError(path, f"missing {what}; the manual folder must follow the "
+                                f"layout:\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+
   def _split_generators(self, dl_manager):
     root = os.fspath(dl_manager.manual_dir)  # TFDS raises with our instructions if missing/empty.
     self._skipped: list[dict] = []
@@ -203,14 +233,13 @@ class Ckplus(ExpressionDatabase):
 
   def _samples(self, root):
     images, emotion = os.path.join(root, "cohn-kanade-images"), os.path.join(root, "Emotion")
-    for d in (images, emotion):
-      if not os.path.isdir(d):
-        raise faces.BadInputError(d, "missing folder; the manual folder must follow the layout:\n"
-                                  + self.MANUAL_DOWNLOAD_INSTRUCTIONS)
-    subjects = subject_ids(_visible(os.listdir(emotion)))
+    self._require(images)
+    self._require(emotion)
+    people = _visible(os.listdir(emotion))
+    subjects = subject_ids(people)
     out, n = [], self.builder_config.frames
     neutral = self.builder_config.include_neutral
-    for subj in _visible(os.listdir(emotion)):
+    for subj in people:
       if not os.path.isdir(os.path.join(emotion, subj)):
         self._bad(os.path.join(emotion, subj), "expected a subject folder (Sxxx)")
         continue
@@ -287,9 +316,7 @@ class OuluCasia(ExpressionDatabase):
     opts = self.builder_config.options
     base = os.path.join(root, "OriginalImg", self.MODALITY_DIRS[opts["modality"]],
                         self.LIGHT_DIRS[opts["light"]])
-    if not os.path.isdir(base):
-      raise faces.BadInputError(base, "missing folder; the manual folder must follow the layout:\n"
-                                + self.MANUAL_DOWNLOAD_INSTRUCTIONS)
+    self._require(base)
     people = _visible(os.listdir(base))
     subjects = subject_ids(people)
     lookup = {e.lower(): i for i, e in enumerate(self.EMOTIONS)}
@@ -358,9 +385,7 @@ class Mmi(ExpressionDatabase):
 
   def _samples(self, root):
     sessions = os.path.join(root, "Sessions")
-    if not os.path.isdir(sessions):
-      raise faces.BadInputError(sessions, "missing folder; the manual folder must follow the "
-                                "layout:\n" + self.MANUAL_DOWNLOAD_INSTRUCTIONS)
+    self._require(sessions)
     items = []
     for sid in _visible(os.listdir(sessions)):
       sdir = os.path.join(sessions, sid)
@@ -520,7 +545,7 @@ class Fer2013(ExpressionDatabase):
       if not os.path.isdir(sdir):
         raise faces.BadInputError(sdir, "missing folder: expected fer2013.csv or train/ and test/ "
                                   "class folders:\n" + self.MANUAL_DOWNLOAD_INSTRUCTIONS)
-      out[split] = _class_folder_samples(self, sdir, lookup, subject_of=lambda name: -1)
+      out[split] = self._class_folder_samples(sdir, lookup, subject_of=lambda name: -1)
     return out
 
   def _csv_samples(self, path):
@@ -577,10 +602,8 @@ class Rafdb(ExpressionDatabase):
   def _samples(self, root):
     labels = os.path.join(root, "basic", "EmoLabel", "list_patition_label.txt")
     images = os.path.join(root, "basic", "Image", "aligned")
-    for p in (labels, images):
-      if not os.path.exists(p):
-        raise faces.BadInputError(p, "missing; the manual folder must follow the layout:\n"
-                                  + self.MANUAL_DOWNLOAD_INSTRUCTIONS)
+    self._require(labels, "file")
+    self._require(images)
     out = {s: [] for s in self.SPLITS}
     with open(labels) as f:
       for line_no, line in enumerate(f, start=1):
@@ -604,31 +627,6 @@ class Rafdb(ExpressionDatabase):
 
 # ----------------------------------------------------------------------------------------------
 # Any class-per-folder tree
-
-
-def _class_folder_samples(builder: ExpressionDatabase, root: str, lookup: dict[str, int],
-                          subject_of: Callable[[str], int | None]) -> list[Sample]:
-  """Samples of ``root/<class>/<image>``; unknown class folders and non-images are bad input."""
-  out = []
-  for cls in _visible(os.listdir(root)):
-    cdir = os.path.join(root, cls)
-    if not os.path.isdir(cdir):
-      builder._bad(cdir, "expected only class folders here")  # pylint: disable=protected-access
-      continue
-    if cls.lower() not in lookup:
-      builder._bad(cdir, f"unknown class folder; classes are {sorted(lookup)}")  # pylint: disable=protected-access
-      continue
-    for name in _visible(os.listdir(cdir)):
-      path = os.path.join(cdir, name)
-      if not _is_image(name):
-        builder._bad(path, f"not an image file (extensions {IMAGE_EXTENSIONS})")  # pylint: disable=protected-access
-        continue
-      subject = subject_of(name)
-      if subject is None:
-        builder._bad(path, "the subject regex does not match the file name")  # pylint: disable=protected-access
-        continue
-      out.append(Sample(f"{cls}/{name}", lookup[cls.lower()], subject, path, _read_files([path])))
-  return out
 
 
 class ExpressionFolder(ExpressionDatabase):
@@ -667,13 +665,14 @@ class ExpressionFolder(ExpressionDatabase):
     if pattern is not None:
       for _, _, filenames in os.walk(root):
         for f in filenames:
-          if name_of(f) is not None:
-            names[f] = name_of(f)
+          name = name_of(f)
+          if name is not None:
+            names[f] = name
     ids = subject_ids(set(names.values()))
     lookup = {c.lower(): i for i, c in enumerate(self.class_names())}
     subject_of = ((lambda f: ids[names[f]] if f in names else None) if pattern is not None
                   else (lambda f: -1))
-    return {"train": _class_folder_samples(self, root, lookup, subject_of)}
+    return {"train": self._class_folder_samples(root, lookup, subject_of)}
 
 
 BUILDERS = {"ckplus": Ckplus, "oulu_casia": OuluCasia, "mmi": Mmi, "jaffe": Jaffe,
