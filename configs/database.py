@@ -10,8 +10,13 @@ import ml_collections
 from configs import joint
 
 
-def get_config(name: str, **data) -> ml_collections.ConfigDict:
-  """The joint configuration on database ``name`` with ``data`` overrides."""
+def get_config(name: str, subjects: bool = True, **data) -> ml_collections.ConfigDict:
+  """The joint configuration on database ``name`` with ``data`` overrides.
+
+  ``subjects=False`` is for databases without subject ids (FER2013, RAF-DB): no identity network
+  (stage 0) and no identity term; a translation keeps identity through the reconstruction and
+  latent terms.
+  """
   c = joint.get_config()
   d = c.data
   d.name = name
@@ -37,4 +42,7 @@ def get_config(name: str, **data) -> ml_collections.ConfigDict:
   # Fields of the procedural renderer are not used by a real database.
   for k in ("num_identities", "data_seed", "idiosyncrasy", "au_noise", "pixel_noise"):
     del d[k]
+  if not subjects:
+    c.phi.steps = 0
+    c.stage1.identity_weight = 0.0
   return c

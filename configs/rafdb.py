@@ -5,8 +5,5 @@ from configs import database
 
 
 def get_config():
-  c = database.get_config("rafdb", detector="none", margin=0.0, frames=1,
-                          protocol="official", test_split="test")
-  c.phi.steps = 0
-  c.stage1.identity_weight = 0.0
-  return c
+  return database.get_config("rafdb", subjects=False, detector="none", margin=0.0, frames=1,
+                             protocol="official", test_split="test")
