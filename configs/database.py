@@ -1,7 +1,7 @@
 """Shared settings of the real-database configs: the full method (stages 0-2) on a database.
 
 Each database config calls :func:`get_config` with its own data fields.  Faces are cropped once
-when the TFDS builder is prepared (see ``jfesgan/data/databases.py``); the manual folder is
+when the TFDS builder is prepared (see ``jfesgan/data/databases/``); the manual folder is
 ``--config.data.manual_dir`` (default ``<data_dir>/downloads/manual``).
 """
 
@@ -44,5 +44,5 @@ def get_config(name: str, subjects: bool = True, **data) -> ml_collections.Confi
     del d[k]
   if not subjects:
     c.phi.steps = 0
-    c.stage1.identity_weight = 0.0
+    c.fesgan.identity_weight = 0.0
   return c

@@ -1,16 +1,25 @@
-"""Default configuration: FESGAN (stages 0-1) on the embedded procedural faces, sized for a laptop.
+"""Default configuration: stages ``phi``, ``fesgan`` and ``real`` on the embedded procedural faces,
+sized for a laptop.
 
 Variants import this file and override a few fields; any field can also be set from the command
-line, e.g. ``--config configs/joint.py --config.stage1.steps=500``.
+line, e.g. ``--config configs/joint.py --config.fesgan.steps=500``.  Each stage of the plan
+(``jfesgan/stages.py``) has a section named like it, holding its own ``steps`` and optimiser.
 """
 
 import ml_collections
 
 
+def optimizer(lr: float, b1: float, b2: float = 0.999, name: str = "adam",
+              grad_clip: float = 0.0) -> ml_collections.ConfigDict:
+  """An optimiser section: ``name`` "adam" or "sgd" (momentum b1), learning rate, betas, global-norm
+  gradient clipping (0 = none)."""
+  return ml_collections.ConfigDict(dict(name=name, lr=lr, b1=b1, b2=b2, grad_clip=grad_clip))
+
+
 def get_config() -> ml_collections.ConfigDict:
   """Returns the default configuration."""
   c = ml_collections.ConfigDict()
-  # Root seed: every random stream (init, batches, sampling) is derived from it by name.
+  # Root seed: every random stream (init, batches, sampling) is derived from it by stage.
   c.seed = 0
   # Global batch size (split over all devices; must be divisible by their number).
   c.batch_size = 16
@@ -52,64 +61,72 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.embed_dim = 64
   # Hidden widths of the latent discriminator D_z.
   c.model.dz_hidden = (256, 256)
-  # Convolution implementation: 'auto' (matmul on CPU, XLA conv on GPU/TPU), 'matmul' or 'xla'.
+  # Convolution implementation (jfesgan/models/layers.py): 'auto' picks 'xla' on GPU/TPU and, on
+  # CPU, 'matmul' for the image discriminator (differentiated twice) and 'phase' elsewhere; or
+  # force one of 'xla', 'phase', 'matmul' everywhere.
   c.model.conv_impl = "auto"
 
-  # Optimisers, one per stage: optimizer "adam" or "sgd" (momentum b1), learning rate, betas,
-  # global-norm gradient clipping (0 = none).
-  c.phi = ml_collections.ConfigDict(dict(optimizer="adam", lr=1e-3, b1=0.9, b2=0.999, grad_clip=0.0, steps=300))
-  c.g = ml_collections.ConfigDict(dict(optimizer="adam", lr=2e-4, b1=0.5, b2=0.999, grad_clip=0.0))
-  c.dimg = ml_collections.ConfigDict(dict(optimizer="adam", lr=2e-4, b1=0.5, b2=0.999, grad_clip=0.0))
-  c.dz = ml_collections.ConfigDict(dict(optimizer="adam", lr=2e-4, b1=0.5, b2=0.999, grad_clip=0.0))
+  # Stage `phi` (stage 0): the identity network Phi learns the training subjects.
+  c.phi = ml_collections.ConfigDict()
+  c.phi.steps = 300
+  c.phi.optimizer = optimizer(1e-3, 0.9)
 
-  c.r = ml_collections.ConfigDict(dict(optimizer="adam", lr=3e-4, b1=0.9, b2=0.999, grad_clip=0.0))
-
-  # Stage 1 (FESGAN).
-  c.stage1 = ml_collections.ConfigDict()
-  c.stage1.steps = 1200
+  # Stage `fesgan` (stage 1): encoder + decoder (g), image and latent discriminators.
+  c.fesgan = ml_collections.ConfigDict()
+  c.fesgan.steps = 1200
   # Discriminator steps per generator step.
-  c.stage1.n_critic = 1
+  c.fesgan.n_critic = 1
   # D_img: WGAN-GP penalty weight, drift (E[D(real)^2]) weight, real-image expression CE weight.
-  c.stage1.gp_weight = 10.0
-  c.stage1.drift_weight = 1e-3
-  c.stage1.dimg_cls_weight = 3.0
+  c.fesgan.gp_weight = 10.0
+  c.fesgan.drift_weight = 1e-3
+  c.fesgan.dimg_cls_weight = 3.0
   # Generator term weights (see steps.generator_terms).
-  c.stage1.adv_weight = 1.0
-  c.stage1.latent_weight = 1.0
-  c.stage1.expr_weight = 2.0
-  c.stage1.rec_weight = 10.0
-  c.stage1.identity_weight = 5.0
-  c.stage1.tv_weight = 0.0
+  c.fesgan.adv_weight = 1.0
+  c.fesgan.latent_weight = 1.0
+  c.fesgan.expr_weight = 2.0
+  c.fesgan.rec_weight = 10.0
+  c.fesgan.identity_weight = 5.0
+  c.fesgan.tv_weight = 0.0
+  # One optimiser per player; stage `joint` continues them with the same settings (fresh moments).
+  c.fesgan.optimizer = ml_collections.ConfigDict(dict(
+      g=optimizer(2e-4, 0.5), dimg=optimizer(2e-4, 0.5), dz=optimizer(2e-4, 0.5)))
 
-  # Stage 2 (joint learning of the recogniser R and the generator).
-  c.stage2 = ml_collections.ConfigDict()
-  c.stage2.steps = 500
+  # Stage `real`: a recogniser trained on real images only, the real-only baseline and the judge
+  # of synthetic expressions.
+  c.real = ml_collections.ConfigDict()
+  c.real.steps = 800
+  c.real.optimizer = optimizer(3e-4, 0.9)
+
+  # Stage `joint` (stage 2): the recogniser R learnt jointly with the generator.
+  c.joint = ml_collections.ConfigDict()
+  c.joint.steps = 500
+  # R's optimiser (the stage-1 players keep theirs, c.fesgan.optimizer).
+  c.joint.optimizer = optimizer(3e-4, 0.9)
   # Synthetic images for R: "prior" (new identities G(z_p, c_p)) and/or "translation" (the real
   # batch re-drawn with other expressions, G(E(x), c_t)), split evenly; `syn_ratio` synthetic
   # images per real image.
-  c.stage2.synthetic = ("prior", "translation")
-  c.stage2.syn_ratio = 1.0
+  c.joint.synthetic = ("prior", "translation")
+  c.joint.syn_ratio = 1.0
   # L_R = CE(real) + syn_weight * CE(synthetic) + intra_weight * L_intra.
-  c.stage2.syn_weight = 1.0
-  c.stage2.intra_weight = 0.01
+  c.joint.syn_weight = 1.0
+  c.joint.intra_weight = 0.01
   # Intra-class loss: "rdbp" (real-data-guided back-propagation), "plain" or "none".
-  c.stage2.intra_mode = "rdbp"
+  c.joint.intra_mode = "rdbp"
   # L_G = stage-1 generator terms (if `generator_terms`) + beta * (CE(synthetic) + intra_weight *
   # L_intra): R's loss reaches the generator through the synthetic images.
-  c.stage2.beta = 0.5
-  c.stage2.generator_terms = True
+  c.joint.beta = 0.5
+  c.joint.generator_terms = True
   # False freezes the stage-1 generator (R learns from its images: offline augmentation).
-  c.stage2.update_generator = True
+  c.joint.update_generator = True
   # Keep training D_img and D_z in stage 2.
-  c.stage2.train_discriminators = True
+  c.joint.train_discriminators = True
   # EMA decay of R's running real class centres.
-  c.stage2.centre_decay = 0.9
+  c.joint.centre_decay = 0.9
   # Start R's trunk from Phi's (a face-pretrained start).
-  c.stage2.init_r_from_phi = False
+  c.joint.init_r_from_phi = False
 
-  # Evaluation: a recogniser trained on real images only judges the synthetic expressions.
+  # Evaluation on the held-out subjects.
   c.eval = ml_collections.ConfigDict()
-  c.eval.r = ml_collections.ConfigDict(dict(optimizer="adam", lr=3e-4, b1=0.9, b2=0.999, grad_clip=0.0, steps=800))
   # New identities drawn from the prior for the expression-accuracy score.
   c.eval.num_prior_samples = 512
   # Rows of held-out identities and of new identities in the sample grids.
@@ -120,6 +137,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.log_every = 50
   c.checkpoint_every = 500
   c.sample_every = 500
-  # Stages to run, in order.
-  c.stages = ("phi", "fesgan")
+  # Stages to run (a subset of jfesgan.stages.PLAN, run in the plan's order; each needs the
+  # stages it builds on).
+  c.stages = ("phi", "fesgan", "real")
   return c

@@ -1,7 +1,7 @@
-"""The full method on the embedded default: stage 0 (Phi), stage 1 (FESGAN), stage 2 (joint).
+"""The full method on the embedded default: every stage of the plan (phi, fesgan, real, joint).
 
 The real-only baseline recogniser trains for as many steps as the joint stage (a field
-reference, so ``--config.stage2.steps=N`` moves both).
+reference, so ``--config.joint.steps=N`` moves both).
 """
 
 import ml_collections
@@ -12,8 +12,8 @@ from configs import default
 def get_config():
   """Returns the joint-learning configuration (the main job's default)."""
   c = default.get_config()
-  c.stages = ("phi", "fesgan", "joint")
-  steps = ml_collections.FieldReference(c.stage2.steps)
-  c.stage2.steps = steps
-  c.eval.r.steps = steps
+  c.stages = ("phi", "fesgan", "real", "joint")
+  steps = ml_collections.FieldReference(c.joint.steps)
+  c.joint.steps = steps
+  c.real.steps = steps
   return c

@@ -17,10 +17,10 @@ def get_config():
   c.model.embed_dim = 16
   c.model.dz_hidden = (32,)
   c.phi.steps = 2
-  c.stage1.steps = 2
-  c.eval.r.steps = 2
-  c.stage2.steps = 2
-  c.stages = ("phi", "fesgan", "joint")
+  c.fesgan.steps = 2
+  c.real.steps = 2
+  c.joint.steps = 2
+  c.stages = ("phi", "fesgan", "real", "joint")
   c.eval.num_prior_samples = 16
   c.eval.grid_rows = 2
   c.eval.batch_size = 16

@@ -9,7 +9,6 @@ set on CPU and the device allocator's peak on GPU/TPU.
 
 from __future__ import annotations
 
-import functools
 import json
 import resource
 import statistics
@@ -21,7 +20,8 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from jfesgan import parallel, state as state_lib, steps
+from jfesgan import parallel, stages
+from jfesgan.data.pipeline import ArrayDataset
 from jfesgan.models import build_models, layers
 
 FLAGS = flags.FLAGS
@@ -65,31 +65,25 @@ def step_benchmarks(config, n: int) -> dict:
       "subject": rng.integers(0, subjects, b).astype(np.int32)}, mesh)
   key = jax.random.key(0)
   results = {}
+  # The stages' own factories and steps (on a stand-in dataset: steps never read it).
+  ctx = stages.Context(config=config, models=models, train=ArrayDataset(
+      np.zeros((1, r, r, c), np.uint8), np.zeros(1, np.int32), np.zeros(1, np.int32),
+      tuple(map(str, range(k)))))
+  finished = {}
+  for stage in stages.PLAN:
+    state = parallel.replicate(stage.create(ctx, finished), mesh)
+    finished[stage.name] = state
+    jitted = parallel.jit_step(stage.step(ctx), mesh, static_argnames=stage.static_argnames)
+    static = stage.static(config, 0) if stage.static else {}
+    holder = {"state": parallel.replicate(stage.create(ctx, finished), mesh)}
 
-  def bench(name, step_fn, state):
-    holder = {"state": parallel.replicate(state, mesh)}
-    jitted = parallel.jit_step(step_fn, mesh)
-
-    def call(s, bt, kk):
-      holder["state"], m = jitted(s, bt, kk)
+    def call(s, bt, kk, jitted=jitted, static=static, holder=holder):
+      holder["state"], m = jitted(s, bt, kk, **static)
       return m
 
-    first, per = _time(call, lambda: (holder["state"], batch, key), n)
-    results[name] = {"compile_plus_first_s": round(first, 2), "step_s": round(per, 4),
-                     "images_per_s": round(b / per, 1)}
-
-  phi = state_lib.create_phi_state(models, config, key)
-  bench("phi", functools.partial(steps.phi_step, model=models.phi), phi)
-  bench("fesgan", functools.partial(steps.fesgan_step, models=models, cfg=config.stage1),
-        state_lib.create_fesgan_states(models, config, key,
-                                       state_lib.create_phi_state(models, config, key)))
-  bench("r", functools.partial(steps.recognizer_step, model=models.r),
-        state_lib.create_r_state(models, config.eval.r, key))
-  fes = state_lib.create_fesgan_states(models, config, key,
-                                       state_lib.create_phi_state(models, config, key))
-  bench("joint", functools.partial(steps.joint_step, models=models, cfg1=config.stage1,
-                                   cfg2=config.stage2),
-        state_lib.create_joint_states(models, config, key, fes))
+    first, per = _time(call, lambda holder=holder: (holder["state"], batch, key), n)
+    results[stage.name] = {"compile_plus_first_s": round(first, 2), "step_s": round(per, 4),
+                           "images_per_s": round(b / per, 1)}
   return results
 
 

@@ -15,6 +15,18 @@ import jax
 import orbax.checkpoint as ocp
 
 
+def latest_step(workdir: str, stage: str) -> int | None:
+  """The newest saved step of ``stage`` in ``workdir``, or None; creates nothing."""
+  directory = os.path.join(os.path.abspath(workdir), "checkpoints", stage)
+  if not os.path.isdir(directory):
+    return None
+  manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(create=False))
+  try:
+    return manager.latest_step()
+  finally:
+    manager.close()
+
+
 class StageCheckpointer:
   """Saves and restores one stage's state pytree under ``<workdir>/checkpoints/<stage>``."""
 
@@ -29,9 +41,9 @@ class StageCheckpointer:
     """The newest saved step, or None."""
     return self.manager.latest_step()
 
-  def save(self, step: int, state: Any, *, force: bool = False) -> None:
+  def save(self, step: int, state: Any) -> None:
     """Saves ``state`` at ``step`` (blocking until it is on disk)."""
-    self.manager.save(step, args=ocp.args.StandardSave(state), force=force)
+    self.manager.save(step, args=ocp.args.StandardSave(state))
     self.manager.wait_until_finished()
 
   def restore_or_create(self, create: Callable[[], Any], sharding: jax.sharding.Sharding) -> Any:

@@ -4,12 +4,13 @@
   python -m jfesgan.crossval --config configs/joint.py --workdir runs/ablation --ablation
 
 Each fold holds out one fold of subjects (``data.num_folds`` folds, ``data.fold_seed``) and runs
-the whole pipeline in ``<workdir>/fold_<k>``; a fold that finished is read back, an interrupted
+the configured stages in ``<workdir>/fold_<k>``; a fold that finished is read back, an interrupted
 one resumes from its checkpoints, so the command can be re-run until it is complete.  With
-``--ablation`` every fold trains stages 0-1 once and then each row's stage 2 in
-``fold_<k>/<row>`` (the shared stage-0/1 checkpoints are linked in), under the same budget:
+``--ablation`` every fold trains stages ``phi``, ``fesgan`` and ``real`` once in ``fold_<k>``, and
+each other row trains only its ``joint`` stage in ``fold_<k>/<row>``, starting from the fold's
+finished stages 0-1 (``train_and_evaluate(..., start_from=fold_<k>)``), under the same budget:
 
-1. ``real_only``: R on real images alone (the real-only recogniser of every run);
+1. ``real``: R on real images alone (the stage ``real``);
 2. ``offline_aug``: R on real + images of the frozen stage-1 generator;
 3. ``joint_no_intra``: joint learning without the intra-class loss;
 4. ``joint_plain``: joint + intra-class loss with ordinary back-propagation;
@@ -29,111 +30,107 @@ import os
 import sys
 
 import numpy as np
-from absl import app, flags, logging
-from ml_collections import config_flags
 
-from jfesgan import evaluation
+from jfesgan import evaluation, stages
 
-FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", "configs/joint.py", "Configuration file.",
-                                lock_config=False)
-flags.DEFINE_string("workdir", None, "Root of the folds' workdirs (resumed if present).",
-                    required=True)
-flags.DEFINE_string("folds", "", "Comma-separated folds to run (default: all data.num_folds).")
-flags.DEFINE_bool("ablation", False, "Run the six ablation rows instead of the configured method.")
-flags.DEFINE_string("rows", "", "With --ablation: comma-separated rows to run (default: all six).")
-
-# Row name -> stage-2 overrides (None: the real-only recogniser, no stage 2 of its own).
+# Row -> (the stage whose recogniser it reports, overrides of config.joint).  "method" is the
+# configured method of a plain cross-validation (its joint R, or its last recogniser).
 ABLATION_ROWS = {
-    "real_only": None,
-    "offline_aug": dict(update_generator=False, generator_terms=False, intra_mode="none",
-                        train_discriminators=False),
-    "joint_no_intra": dict(intra_mode="none"),
-    "joint_plain": dict(intra_mode="plain"),
-    "joint_rdbp": dict(intra_mode="rdbp"),
-    "rdbp_no_new_ids": dict(intra_mode="rdbp", synthetic=("translation",)),
+    "real": (stages.REAL.name, None),
+    "offline_aug": (stages.JOINT.name, dict(update_generator=False, generator_terms=False,
+                                            intra_mode="none", train_discriminators=False)),
+    "joint_no_intra": (stages.JOINT.name, dict(intra_mode="none")),
+    "joint_plain": (stages.JOINT.name, dict(intra_mode="plain")),
+    "joint_rdbp": (stages.JOINT.name, dict(intra_mode="rdbp")),
+    "rdbp_no_new_ids": (stages.JOINT.name, dict(intra_mode="rdbp", synthetic=("translation",))),
 }
-BASE_STAGES = ("phi", "fesgan", "r_real")
+ROW_TITLES = {
+    "real": "(1) real only", "offline_aug": "(2) offline augmentation, frozen stage-1 generator",
+    "joint_no_intra": "(3) joint, no intra-class loss", "joint_plain": "(4) joint + intra `plain`",
+    "joint_rdbp": "(5) joint + intra `rdbp` (full method)",
+    "rdbp_no_new_ids": "(6) full method without new identities", "method": "the configured method",
+}
+# The stages of the fold's base run, which every joint row starts from.
+BASE_STAGES = (stages.PHI.name, stages.FESGAN.name, stages.REAL.name)
 
 
-def fold_config(config, fold: int, row_overrides: dict | None = None, with_joint: bool = True):
-  """A copy of ``config`` holding out ``fold``, with stage-2 overrides."""
-  cfg = config.copy_and_resolve_references()
-  cfg.data.test_fold = fold
-  cfg.stages = ("phi", "fesgan", "joint") if with_joint else ("phi", "fesgan")
-  for k, v in (row_overrides or {}).items():
-    cfg.stage2[k] = v
-  return cfg
-
-
-def _link_base(fold_dir: str, row_dir: str) -> None:
-  """Makes the row's workdir reuse the fold's stage-0/1 (and real-only R) checkpoints."""
-  os.makedirs(os.path.join(row_dir, "checkpoints"), exist_ok=True)
-  for stage in BASE_STAGES:
-    link = os.path.join(row_dir, "checkpoints", stage)
-    if not os.path.lexists(link):
-      os.symlink(os.path.join(fold_dir, "checkpoints", stage), link)
+def fold_dir(workdir: str, fold: int) -> str:
+  """The workdir of fold ``fold``: the configured method, or the ablation's base run."""
+  return os.path.join(workdir, f"fold_{fold}")
 
 
 def row_workdir(workdir: str, fold: int, row: str) -> str:
-  """Where a row of a fold runs: the fold's own workdir for the configured method and for
-  ``real_only`` (the base run's recogniser), ``fold_<k>/<row>`` for the other ablation rows."""
-  fold_dir = os.path.join(workdir, f"fold_{fold}")
-  return fold_dir if row in ("method", "real_only") else os.path.join(fold_dir, row)
+  """Where a row of a fold runs: the fold's own workdir for ``method`` and ``real`` (the base
+  run), ``fold_<k>/<row>`` for the other ablation rows."""
+  return fold_dir(workdir, fold) if row in ("method", "real") else os.path.join(
+      fold_dir(workdir, fold), row)
 
 
 def row_config(config, fold: int, row: str):
   """The configuration of a row of a fold (``method``: the configured method)."""
+  cfg = config.copy_and_resolve_references()
+  cfg.data.test_fold = fold
   if row == "method":
-    return fold_config(config, fold)
-  overrides = ABLATION_ROWS[row]
-  return fold_config(config, fold, overrides, with_joint=overrides is not None)
+    return cfg
+  _, overrides = ABLATION_ROWS[row]
+  if overrides is None:
+    cfg.stages = BASE_STAGES
+  else:
+    cfg.stages = stages.lineage(stages.JOINT.name)
+    for k, v in overrides.items():
+      cfg.joint[k] = v
+  return cfg
+
+
+def row_stage(row: str, summary: dict) -> str:
+  """The stage whose recogniser a row reports: the row's own, or for ``method`` the joint R if
+  it ran, else the last recogniser of the run."""
+  if row != "method":
+    return ABLATION_ROWS[row][0]
+  ran = [s for s in stages.NAMES if s in summary["confusion"]]
+  if not ran:
+    raise ValueError("the configured method trains no recogniser: add 'real' or 'joint' to "
+                     "config.stages")
+  return ran[-1]
 
 
 def run_fold(config, workdir: str, fold: int, ablation: bool,
              rows: tuple[str, ...] = tuple(ABLATION_ROWS)) -> dict[str, dict]:
   """Trains and evaluates one fold; returns {row: summary} (``rows`` of the ablation)."""
-  from jfesgan import train
+  from jfesgan import train  # pylint: disable=g-import-not-at-top
 
-  def run(row: str) -> dict:
-    return train.train_and_evaluate(row_config(config, fold, row), row_workdir(workdir, fold, row))
+  def run(row: str, start_from: str | None = None) -> dict:
+    return train.train_and_evaluate(row_config(config, fold, row), row_workdir(workdir, fold, row),
+                                    start_from=start_from)
 
   if not ablation:
     return {"method": run("method")}
-  base = run("real_only")  # Stages 0-1 and the real-only R, shared by every row.
+  base = run("real")  # Stages 0-1 and the real-only R, shared by every row.
   out = {}
   for row in rows:
-    if ABLATION_ROWS[row] is None:
-      out[row] = base
-      continue
-    _link_base(row_workdir(workdir, fold, "real_only"), row_workdir(workdir, fold, row))
-    out[row] = run(row)
+    out[row] = base if row == "real" else run(row, start_from=fold_dir(workdir, fold))
   return out
 
 
 def row_accuracy(row: str, summary: dict) -> float:
-  """Held-out accuracy of a row: the real-only R for ``real_only``, the joint R otherwise."""
-  return summary["eval/real/acc"] if row == "real_only" else summary["eval/joint/acc"]
+  """Held-out accuracy of a row's recogniser."""
+  return summary[f"eval/{row_stage(row, summary)}/acc"]
 
 
 def pooled_confusion(row: str, summaries: list[dict]) -> np.ndarray:
   """Sum over folds of the row's confusion matrix."""
-  name = "r_real" if row == "real_only" else "joint"
-  total = None
-  for s in summaries:
-    with open(s["paths"][f"confusion_{name}"].replace(".png", ".json")) as f:
-      cm = np.asarray(json.load(f)["rows_true_columns_predicted"])
-    total = cm if total is None else total + cm
-  return total
+  return sum(np.asarray(s["confusion"][row_stage(row, s)]) for s in summaries)
 
 
 def collect_finished(config, workdir: str, ablation: bool) -> dict[int, dict[str, dict]]:
   """{fold: {row: summary}} of every finished fold and row under ``workdir``.
 
-  A row is finished when its ``summary.json`` exists.  Its ``config.json`` must be the one this
-  ``config`` gives that fold and row (a run of another configuration in the same workdir is an
-  error naming the file, never silently mixed into the table).
+  A row is finished when its ``summary.json`` exists.  Its ``config.json`` must agree with the
+  one this ``config`` gives that fold and row on every field its stages depend on (a run of
+  another configuration in the same workdir is an error naming the file, never silently mixed
+  into the table; the base run does not depend on ``config.joint``).
   """
+  from jfesgan.train import diff_paths  # pylint: disable=g-import-not-at-top
   rows = tuple(ABLATION_ROWS) if ablation else ("method",)
   out: dict[int, dict[str, dict]] = {}
   for fold in range(config.data.num_folds):
@@ -143,23 +140,15 @@ def collect_finished(config, workdir: str, ablation: bool) -> dict[int, dict[str
         continue
       with open(os.path.join(d, "config.json")) as f:
         saved = json.load(f)
-      want = json.loads(json.dumps(row_config(config, fold, row).to_dict()))
-      if saved != want:
-        diff = sorted(_diff(saved, want))
+      cfg = row_config(config, fold, row)
+      want = json.loads(json.dumps(cfg.to_dict()))
+      keys = stages.run_sections(cfg.stages)
+      diff = sorted(d for k in keys for d in diff_paths(saved.get(k), want.get(k), f"{k}."))
+      if diff:
         raise ValueError(f"{os.path.join(d, 'config.json')} was run with another configuration "
                          f"(differs in {diff[:8]}); use another --workdir")
       with open(os.path.join(d, "summary.json")) as f:
         out.setdefault(fold, {})[row] = json.load(f)
-  return out
-
-
-def _diff(a, b, prefix: str = "") -> list[str]:
-  """Dotted paths where two nested dicts differ."""
-  if not (isinstance(a, dict) and isinstance(b, dict)):
-    return [] if a == b else [prefix.rstrip(".")]
-  out = []
-  for k in set(a) | set(b):
-    out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
   return out
 
 
@@ -185,39 +174,57 @@ def markdown_table(agg: dict[str, dict], title: str, command: str) -> str:
   lines = [f"### {title}", "", f"`{command}`", "", "| row | accuracy (mean +- std) | folds |",
            "| --- | --- | --- |"]
   for row, a in agg.items():
-    lines.append(f"| {row} | {100 * a['mean']:.1f} +- {100 * a['std']:.1f} % | {len(a['folds'])} |")
+    lines.append(f"| {ROW_TITLES[row]} (`{row}`) | {100 * a['mean']:.1f} +- {100 * a['std']:.1f} % "
+                 f"| {len(a['folds'])} |")
   return "\n".join(lines) + "\n"
 
 
 def main(argv):
+  from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
+  from jfesgan import metrics  # pylint: disable=g-import-not-at-top
+  flags_ = flags.FLAGS
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  from jfesgan import metrics
   logging.set_verbosity(logging.INFO)
   metrics.quiet_orbax_logs()
-  config = FLAGS.config
-  folds = ([int(f) for f in FLAGS.folds.split(",")] if FLAGS.folds
+  config = flags_.config
+  folds = ([int(f) for f in flags_.folds.split(",")] if flags_.folds
            else list(range(config.data.num_folds)))
   bad = [f for f in folds if not 0 <= f < config.data.num_folds]
   if bad:
     raise app.UsageError(f"--folds {bad} not in [0, data.num_folds={config.data.num_folds})")
-  rows = tuple(FLAGS.rows.split(",")) if FLAGS.rows else tuple(ABLATION_ROWS)
+  rows = tuple(flags_.rows.split(",")) if flags_.rows else tuple(ABLATION_ROWS)
   unknown = [r for r in rows if r not in ABLATION_ROWS]
   if unknown:
     raise app.UsageError(f"--rows {unknown} unknown; rows are {tuple(ABLATION_ROWS)}")
   for f in folds:
-    run_fold(config, FLAGS.workdir, f, FLAGS.ablation, rows)
+    run_fold(config, flags_.workdir, f, flags_.ablation, rows)
   # The table covers every finished fold and row in the workdir, not only this call's.
-  agg = aggregate(collect_finished(config, FLAGS.workdir, FLAGS.ablation))
-  name = "ablation" if FLAGS.ablation else "crossval"
+  agg = aggregate(collect_finished(config, flags_.workdir, flags_.ablation))
+  name = "ablation" if flags_.ablation else "crossval"
   command = "python -m jfesgan.crossval " + " ".join(sys.argv[1:])
   table = markdown_table(agg, f"{name}: held-out accuracy, folds by subject", command)
-  with open(os.path.join(FLAGS.workdir, f"{name}.json"), "w") as f:
+  with open(os.path.join(flags_.workdir, f"{name}.json"), "w") as f:
     json.dump(agg, f, indent=2)
-  with open(os.path.join(FLAGS.workdir, f"{name}.md"), "w") as f:
+  with open(os.path.join(flags_.workdir, f"{name}.md"), "w") as f:
     f.write(table)
   print(table, flush=True)
 
 
+def define_flags() -> None:
+  """The command's flags (defined only when it runs as a program, not when it is imported)."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  config_flags.DEFINE_config_file("config", "configs/joint.py", "Configuration file.",
+                                  lock_config=False)
+  flags.DEFINE_string("workdir", None, "Root of the folds' workdirs (resumed if present).",
+                      required=True)
+  flags.DEFINE_string("folds", "", "Comma-separated folds to run (default: all data.num_folds).")
+  flags.DEFINE_bool("ablation", False, "Run the six ablation rows instead of the configured method.")
+  flags.DEFINE_string("rows", "", "With --ablation: comma-separated rows to run (default: all six).")
+
+
 if __name__ == "__main__":
+  from absl import app  # pylint: disable=g-import-not-at-top
+  define_flags()
   app.run(main)

@@ -2,7 +2,8 @@
 
 Synthesis is judged on held-out identities (never seen in training):
 - ``synth/l1``, ``synth/psnr``: x_t = G(E(x), c_t) against the true rendering of the same identity
-  with expression c_t in the same pose (procedural data only), images in [0, 1]; ``synth/l1_copy``
+  with expression c_t in the same pose (datasets with a ground truth, ``ArrayDataset.truth``: the
+  procedural faces), images in [0, 1]; ``synth/l1_copy``
   and ``synth/psnr_copy`` score the unchanged input against that truth, the do-nothing baseline;
 - ``synth/expr_acc_t``, ``synth/expr_acc_p``: expression accuracy of translations and of new
   identities x_p = G(z_p, c_p) under a recogniser trained on real images only (``eval/real_acc``
@@ -18,10 +19,8 @@ import functools
 from typing import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from jfesgan.data import procedural
 from jfesgan.data.pipeline import ArrayDataset, to_float
 from jfesgan.models import Models
 
@@ -98,8 +97,7 @@ def translation_targets(labels: np.ndarray, num_classes: int) -> tuple[np.ndarra
 
 
 def synthesis_scores(ev: Evaluator, *, g_params, phi_params, r_params, test: ArrayDataset,
-                     spec: procedural.FaceSpec | None, rng: np.random.Generator,
-                     num_prior_samples: int) -> dict[str, float]:
+                     rng: np.random.Generator, num_prior_samples: int) -> dict[str, float]:
   """The synthesis scores described in the module docstring."""
   k = test.num_classes
   x = to_float(test.image)
@@ -120,8 +118,8 @@ def synthesis_scores(ev: Evaluator, *, g_params, phi_params, r_params, test: Arr
   other = test.subject[:, None] != test.subject[None, :]
   scores["synth/id_sim_other"] = float((e_x @ e_x.T)[other].mean()) if other.any() else float("nan")
 
-  if spec is not None and "pose" in test.extras:
-    truth = procedural.render_truth(spec, test.subject[idx], c_t, test.extras["pose"][idx])
+  if test.truth is not None:
+    truth = test.render_truth(idx, c_t)
     fake01 = (x_t + 1) / 2
     real01 = (x[idx] + 1) / 2
     for name, img in (("", fake01), ("_copy", real01)):

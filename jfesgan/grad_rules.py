@@ -11,6 +11,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from jfesgan.losses import class_means
+
 
 def real_centres(f_real: jax.Array, y_real: jax.Array, num_classes: int,
                  memory: jax.Array | None) -> tuple[jax.Array, jax.Array]:
@@ -20,10 +22,8 @@ def real_centres(f_real: jax.Array, y_real: jax.Array, num_classes: int,
   sample takes ``memory[k]`` (running real centres) when ``memory`` is given, and is marked
   invalid otherwise.
   """
-  counts = jax.ops.segment_sum(jnp.ones(y_real.shape, f_real.dtype), y_real, num_classes)
-  sums = jax.ops.segment_sum(f_real, y_real, num_classes)
+  centres, counts = class_means(f_real, y_real, num_classes)
   has_real = counts > 0
-  centres = sums / jnp.maximum(counts, 1.0)[:, None]
   if memory is None:
     return centres, has_real
   return jnp.where(has_real[:, None], centres, memory.astype(f_real.dtype)), jnp.ones_like(has_real)

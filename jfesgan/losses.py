@@ -69,6 +69,15 @@ def total_variation(images: jax.Array) -> jax.Array:
 INTRA_CLASS_MODES = ("rdbp", "plain", "none")
 
 
+def class_means(features: jax.Array, labels: jax.Array,
+                num_classes: int) -> tuple[jax.Array, jax.Array]:
+  """(means (K, D), counts (K,)) of ``features`` (N, D) per class of ``labels``; the mean of a
+  class without a sample is 0."""
+  counts = jax.ops.segment_sum(jnp.ones(labels.shape, features.dtype), labels, num_classes)
+  sums = jax.ops.segment_sum(features, labels, num_classes)
+  return sums / jnp.maximum(counts, 1.0)[:, None], counts
+
+
 def intra_class_loss(f_real: jax.Array, y_real: jax.Array, f_syn: jax.Array, y_syn: jax.Array, *,
                      num_classes: int, mode: str = "rdbp",
                      memory: jax.Array | None = None) -> jax.Array:
@@ -94,8 +103,7 @@ def intra_class_loss(f_real: jax.Array, y_real: jax.Array, f_syn: jax.Array, y_s
   if mode == "plain":
     f_all = jnp.concatenate([f_real, f_syn])
     y_all = jnp.concatenate([y_real, y_syn])
-    counts = jax.ops.segment_sum(jnp.ones(y_all.shape, f_all.dtype), y_all, num_classes)
-    centres = jax.ops.segment_sum(f_all, y_all, num_classes) / jnp.maximum(counts, 1.0)[:, None]
+    centres, _ = class_means(f_all, y_all, num_classes)
     n_r, n_s = max(f_real.shape[0], 1), max(f_syn.shape[0], 1)
     return (0.5 * jnp.sum((f_real - centres[y_real])**2) / n_r
             + 0.5 * jnp.sum((f_syn - centres[y_syn])**2) / n_s)
@@ -106,8 +114,6 @@ def update_centre_memory(memory: jax.Array, f_real: jax.Array, y_real: jax.Array
                          decay: float) -> jax.Array:
   """EMA of the real class centres, from real features only; classes absent from the batch keep
   their value.  ``memory`` is (K, D)."""
-  k = memory.shape[0]
-  counts = jax.ops.segment_sum(jnp.ones(y_real.shape, f_real.dtype), y_real, k)
-  means = jax.ops.segment_sum(f_real, y_real, k) / jnp.maximum(counts, 1.0)[:, None]
+  means, counts = class_means(f_real, y_real, memory.shape[0])
   updated = decay * memory + (1.0 - decay) * means
   return jax.lax.stop_gradient(jnp.where((counts > 0)[:, None], updated, memory))

@@ -1,4 +1,4 @@
-"""Entry point: ``python -m jfesgan.main --config configs/joint.py [--workdir DIR]``."""
+"""Entry point: ``python -m jfesgan.main --config configs/joint.py [--workdir DIR] [--start_from DIR]``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ config_flags.DEFINE_config_file("config", "configs/joint.py", "Configuration fil
 flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() first (multi-host runs).")
 flags.DEFINE_string("workdir", None, "Where checkpoints, logs and samples go (resumed if present); "
                     "default runs/<config name>-<time>.")
+flags.DEFINE_string("start_from", None, "Another workdir whose finished stages (trained under the "
+                    "same config fields) this run starts from instead of training them again.")
 
 
 def main(argv):
@@ -31,7 +33,7 @@ def main(argv):
     name = os.path.splitext(os.path.basename(FLAGS["config"].config_filename))[0]
     workdir = os.path.join("runs", f"{name}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
   logging.info("JAX %s on %s; workdir %s", jax.__version__, jax.default_backend(), workdir)
-  summary = train.train_and_evaluate(FLAGS.config, workdir)
+  summary = train.train_and_evaluate(FLAGS.config, workdir, start_from=FLAGS.start_from)
   print(train.format_report(summary), flush=True)
 
 

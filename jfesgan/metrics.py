@@ -1,4 +1,7 @@
-"""Metric writers: a JSON-lines file and TensorBoard event files, written by process 0 only."""
+"""The run's writer: metrics as JSON lines and TensorBoard events, and the run's files (JSON, PNG).
+
+Whether this process writes is decided once, here: only process 0 of a multi-host run does.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +26,8 @@ def to_floats(metrics: Mapping[str, Any]) -> dict[str, float]:
 
 
 class MetricWriter:
-  """Writes scalars to ``<workdir>/metrics.jsonl`` and TensorBoard, images to TensorBoard."""
+  """Writes scalars to ``<workdir>/metrics.jsonl`` and TensorBoard, images to TensorBoard, and the
+  run's JSON and PNG files; on processes other than 0 every call does nothing."""
 
   def __init__(self, workdir: str):
     self.active = jax.process_index() == 0
@@ -48,6 +52,20 @@ class MetricWriter:
     """An (H, W, C) uint8 image."""
     if self.active:
       self._tb.add_image(tag, image, step, dataformats="HWC")
+
+  def json(self, obj: Any, path: str) -> str:
+    """Writes ``obj`` as indented JSON to ``path``; returns the path."""
+    if self.active:
+      with open(path, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+    return path
+
+  def png(self, image: np.ndarray, path: str) -> str:
+    """Writes an (H, W, C) uint8 image to ``path``; returns the path."""
+    if self.active:
+      from jfesgan import visualize  # pylint: disable=g-import-not-at-top
+      visualize.save_png(image, path)
+    return path
 
   def flush(self) -> None:
     if self.active:

@@ -70,13 +70,27 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
   return jax.device_put(tree, replicated(mesh))
 
 
-def jit_step(step_fn: Callable, mesh: Mesh, *, donate_state: bool = True,
-             static_argnames: tuple[str, ...] = ()) -> Callable:
+def jit_step(step_fn: Callable, mesh: Mesh, *, static_argnames: tuple[str, ...] = ()) -> Callable:
   """Jits ``step_fn(state, batch, rng, **static) -> (state, metrics)`` for data parallelism.
 
   State and rng replicated, batch sharded over the mesh, outputs replicated; the input state's
-  buffers are donated so the update happens in place.
+  buffers are donated so the update happens in place.  The keyword arguments named in
+  ``static_argnames`` select variants of the step (one compilation each); they are passed to
+  ``jax.jit`` as static positions, since jit takes no keyword arguments beside ``in_shardings``.
   """
   rep, dat = replicated(mesh), data_sharding(mesh)
-  return jax.jit(step_fn, in_shardings=(rep, dat, rep), out_shardings=(rep, rep),
-                 donate_argnums=(0,) if donate_state else (), static_argnames=static_argnames)
+
+  def positional(state, batch, rng, *static):
+    return step_fn(state, batch, rng, **dict(zip(static_argnames, static)))
+
+  jitted = jax.jit(positional, in_shardings=(rep, dat, rep), out_shardings=(rep, rep),
+                   donate_argnums=(0,),
+                   static_argnums=tuple(range(3, 3 + len(static_argnames))))
+
+  def call(state, batch, rng, **static):
+    unknown = set(static) - set(static_argnames)
+    if unknown:
+      raise TypeError(f"unexpected static arguments {sorted(unknown)}; declared: {static_argnames}")
+    return jitted(state, batch, rng, *(static[k] for k in static_argnames))
+
+  return call

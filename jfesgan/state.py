@@ -1,11 +1,11 @@
 """Stage-wise train states: one TrainState and one optax optimiser per network.
 
-Stage names: ``g`` (generator: encoder + decoder), ``dimg`` (image discriminator), ``dz`` (latent
-discriminator), ``phi`` (identity network), ``r`` (recogniser).
+Network names: ``g`` (generator: encoder + decoder), ``dimg`` (image discriminator), ``dz`` (latent
+discriminator), ``phi`` (identity network), ``r`` (recogniser).  Each factory takes the optimiser
+section(s) of the stage that trains the network (``config.<stage>.optimizer``).
 """
 
 from __future__ import annotations
-
 
 import flax
 import jax
@@ -20,7 +20,7 @@ TrainState = train_state.TrainState
 
 @flax.struct.dataclass
 class FesganStates:
-  """Stage 1: the players ``g``, ``dimg``, ``dz`` and the frozen identity network ``phi``."""
+  """Stage ``fesgan``: the players ``g``, ``dimg``, ``dz`` and the frozen identity network ``phi``."""
 
   g: TrainState
   dimg: TrainState
@@ -41,13 +41,9 @@ class RState(TrainState):
 
 
 @flax.struct.dataclass
-class JointStates:
-  """Stage 2: the recogniser ``r`` joins the stage-1 players; ``phi`` stays frozen."""
+class JointStates(FesganStates):
+  """Stage ``joint``: the recogniser ``r`` joins the stage-1 players; ``phi`` stays frozen."""
 
-  g: TrainState
-  dimg: TrainState
-  dz: TrainState
-  phi: TrainState
   r: RState
 
   @property
@@ -57,16 +53,15 @@ class JointStates:
 
 
 def make_optimizer(section) -> optax.GradientTransformation:
-  """The optimiser of a config section: fields lr, b1, b2, optional grad_clip (0 = none) and
-  optional optimizer ('adam', the default, or 'sgd' with momentum b1)."""
-  name = section.get("optimizer", "adam")
-  if name == "adam":
+  """The optimiser of an optimiser section: ``name`` ('adam' or 'sgd' with momentum b1), ``lr``,
+  ``b1``, ``b2`` and ``grad_clip`` (global norm; 0 = none)."""
+  if section.name == "adam":
     tx = optax.adam(section.lr, b1=section.b1, b2=section.b2)
-  elif name == "sgd":
+  elif section.name == "sgd":
     tx = optax.sgd(section.lr, momentum=section.b1 or None)
   else:
-    raise ValueError(f"optimizer must be 'adam' or 'sgd', got {name!r}")
-  if section.get("grad_clip", 0.0):
+    raise ValueError(f"optimizer.name must be 'adam' or 'sgd', got {section.name!r}")
+  if section.grad_clip:
     tx = optax.chain(optax.clip_by_global_norm(section.grad_clip), tx)
   return tx
 
@@ -75,42 +70,48 @@ def _dummy_image(models: Models) -> jax.Array:
   return jnp.zeros((1, models.image_size, models.image_size, models.channels), jnp.float32)
 
 
-def create_phi_state(models: Models, config, rng: jax.Array) -> TrainState:
+def create_phi_state(models: Models, optimizer, rng: jax.Array) -> TrainState:
   """Fresh state of the identity network ``phi``."""
   params = models.phi.init(rng, _dummy_image(models))["params"]
-  return TrainState.create(apply_fn=models.phi.apply, params=params, tx=make_optimizer(config.phi))
+  return TrainState.create(apply_fn=models.phi.apply, params=params, tx=make_optimizer(optimizer))
 
 
-def create_r_state(models: Models, section, rng: jax.Array) -> TrainState:
-  """Fresh state of a recogniser ``r``, with the optimiser of config section ``section``."""
+def create_r_state(models: Models, optimizer, rng: jax.Array) -> TrainState:
+  """Fresh state of a recogniser ``r`` trained on real images only."""
   params = models.r.init(rng, _dummy_image(models))["params"]
-  return TrainState.create(apply_fn=models.r.apply, params=params, tx=make_optimizer(section))
+  return TrainState.create(apply_fn=models.r.apply, params=params, tx=make_optimizer(optimizer))
 
 
-def create_joint_states(models: Models, config, rng: jax.Array, fes: FesganStates) -> JointStates:
-  """Stage-2 states: the trained stage-1 players with fresh optimiser states, and a new ``r``
-  (its trunk copied from Phi when ``config.stage2.init_r_from_phi``)."""
-  params = models.r.init(rng, _dummy_image(models))["params"]
-  if config.stage2.init_r_from_phi:
-    params = dict(params, trunk=fes.phi.params["trunk"])
-  r = RState.create(apply_fn=models.r.apply, params=params, tx=make_optimizer(config.r),
-                    centres=jnp.zeros((models.num_classes, config.model.embed_dim), jnp.float32))
-  fresh = lambda s, section: TrainState.create(apply_fn=s.apply_fn, params=s.params,
-                                               tx=make_optimizer(section))
-  return JointStates(g=fresh(fes.g, config.g), dimg=fresh(fes.dimg, config.dimg),
-                     dz=fresh(fes.dz, config.dz), phi=fes.phi, r=r)
-
-
-def create_fesgan_states(models: Models, config, rng: jax.Array, phi: TrainState) -> FesganStates:
-  """Fresh stage-1 states around a trained identity network ``phi``."""
+def create_fesgan_states(models: Models, optimizers, rng: jax.Array, phi: TrainState) -> FesganStates:
+  """Fresh stage-1 states around a trained identity network ``phi``; ``optimizers`` has sections
+  ``g``, ``dimg`` and ``dz``."""
   kg, kd, kz = jax.random.split(rng, 3)
   img = _dummy_image(models)
   g_params = models.g.init(kg, img, jnp.zeros((1, models.num_classes)))["params"]
   dimg_params = models.dimg.init(kd, img)["params"]
   dz_params = models.dz.init(kz, jnp.zeros((1, models.latent_dim)))["params"]
   return FesganStates(
-      g=TrainState.create(apply_fn=models.g.apply, params=g_params, tx=make_optimizer(config.g)),
+      g=TrainState.create(apply_fn=models.g.apply, params=g_params,
+                          tx=make_optimizer(optimizers.g)),
       dimg=TrainState.create(apply_fn=models.dimg.apply, params=dimg_params,
-                             tx=make_optimizer(config.dimg)),
-      dz=TrainState.create(apply_fn=models.dz.apply, params=dz_params, tx=make_optimizer(config.dz)),
+                             tx=make_optimizer(optimizers.dimg)),
+      dz=TrainState.create(apply_fn=models.dz.apply, params=dz_params,
+                           tx=make_optimizer(optimizers.dz)),
       phi=phi)
+
+
+def create_joint_states(models: Models, config, rng: jax.Array, fes: FesganStates) -> JointStates:
+  """Stage-2 states: the trained stage-1 players with fresh optimiser states (``config.fesgan``'s
+  settings), and a new ``r`` (``config.joint.optimizer``; its trunk copied from Phi when
+  ``config.joint.init_r_from_phi``)."""
+  params = models.r.init(rng, _dummy_image(models))["params"]
+  if config.joint.init_r_from_phi:
+    params = dict(params, trunk=fes.phi.params["trunk"])
+  r = RState.create(apply_fn=models.r.apply, params=params,
+                    tx=make_optimizer(config.joint.optimizer),
+                    centres=jnp.zeros((models.num_classes, config.model.embed_dim), jnp.float32))
+  fresh = lambda s, section: TrainState.create(apply_fn=s.apply_fn, params=s.params,
+                                               tx=make_optimizer(section))
+  opt = config.fesgan.optimizer
+  return JointStates(g=fresh(fes.g, opt.g), dimg=fresh(fes.dimg, opt.dimg),
+                     dz=fresh(fes.dz, opt.dz), phi=fes.phi, r=r)

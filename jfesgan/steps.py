@@ -3,11 +3,13 @@
 Loss functions take the parameters of every network as one dict ``{'g', 'dimg', 'dz', 'phi'}``
 so that tests can differentiate each loss term with respect to every network and check that it
 reaches exactly the parameters it is meant to train; a step differentiates only with respect to
-the players it updates.  Metrics are flat ``{"stage/name": scalar}`` dicts.
+the players it updates.  Loss weights and options arrive as frozen dataclasses built once from the
+config (:class:`FesganLoss`, :class:`JointLoss`).  Metrics are flat ``{"stage/name": scalar}`` dicts.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -20,6 +22,59 @@ from jfesgan.state import FesganStates, JointStates, TrainState
 
 Params = dict[str, Any]
 Batch = dict[str, jax.Array]
+
+GENERATOR_TERMS = ("adv", "latent", "expr", "rec", "identity", "tv")
+
+
+@dataclasses.dataclass(frozen=True)
+class FesganLoss:
+  """Stage-1 loss weights (``config.fesgan``): the discriminators' and the generator's terms."""
+
+  gp: float = 10.0
+  drift: float = 1e-3
+  dimg_cls: float = 3.0
+  adv: float = 1.0
+  latent: float = 1.0
+  expr: float = 2.0
+  rec: float = 10.0
+  identity: float = 5.0
+  tv: float = 0.0
+
+  @classmethod
+  def from_config(cls, section) -> "FesganLoss":
+    """From the ``<name>_weight`` fields of ``config.fesgan``."""
+    return cls(**{f.name: float(section[f"{f.name}_weight"]) for f in dataclasses.fields(cls)})
+
+  def generator_weight(self, term: str) -> float:
+    """The weight of generator term ``term`` (one of GENERATOR_TERMS)."""
+    return getattr(self, term)
+
+  def generator_total(self, terms: dict[str, jax.Array]) -> jax.Array:
+    """Sum of the generator terms, weighted."""
+    return sum(self.generator_weight(name) * terms[name] for name in GENERATOR_TERMS)
+
+
+@dataclasses.dataclass(frozen=True)
+class JointLoss:
+  """Stage-2 weights and options (``config.joint``; see configs/default.py)."""
+
+  synthetic: tuple[str, ...] = ("prior", "translation")
+  syn_ratio: float = 1.0
+  syn_weight: float = 1.0
+  intra_weight: float = 0.01
+  intra_mode: str = "rdbp"
+  beta: float = 0.5
+  generator_terms: bool = True
+  update_generator: bool = True
+  train_discriminators: bool = True
+  centre_decay: float = 0.9
+
+  @classmethod
+  def from_config(cls, section) -> "JointLoss":
+    """From the fields of ``config.joint`` of the same names."""
+    values = {f.name: section[f.name] for f in dataclasses.fields(cls)}
+    values["synthetic"] = tuple(values["synthetic"])
+    return cls(**values)
 
 
 def named_keys(rng: jax.Array, *names: str) -> dict[str, jax.Array]:
@@ -65,8 +120,8 @@ def synthesise(g_params: Params, x: jax.Array, y: jax.Array, rng: jax.Array, *,
 
 
 def discriminator_losses(params: Params, batch: Batch, rng: jax.Array, *, models: Models,
-                         cfg) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
-  """The losses of ``dimg`` and ``dz`` (``cfg`` is ``config.stage1``).
+                         loss: FesganLoss) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+  """The losses of ``dimg`` and ``dz``.
 
   D_img: WGAN-GP critic loss on real x versus {x_t, x_p}, a small drift term, and cross-entropy of
   the expression head on real images.  D_z: non-saturating loss with prior samples as real and
@@ -85,7 +140,7 @@ def discriminator_losses(params: Params, batch: Batch, rng: jax.Array, *, models
   gp = losses.gradient_penalty(lambda im: dimg(im)[0], jnp.concatenate([x, x]), fake, keys["gp"])
   drift = jnp.mean(real_s**2)
   cls = losses.cross_entropy(real_logits, y)
-  dimg_loss = adv + cfg.gp_weight * gp + cfg.drift_weight * drift + cfg.dimg_cls_weight * cls
+  dimg_loss = adv + loss.gp * gp + loss.drift * drift + loss.dimg_cls * cls
 
   dz = lambda z: models.dz.apply({"params": params["dz"]}, z)
   z_prior = jax.random.uniform(keys["prior"], syn["z"].shape, minval=-1.0, maxval=1.0)
@@ -131,26 +186,19 @@ def generator_terms(params: Params, batch: Batch, rng: jax.Array, *, models: Mod
   return terms, aux
 
 
-GENERATOR_TERMS = ("adv", "latent", "expr", "rec", "identity", "tv")
-
-
-def weighted_generator_loss(terms: dict[str, jax.Array], cfg) -> jax.Array:
-  """Sum of the generator terms weighted by ``cfg.<term>_weight`` (``config.stage1``)."""
-  return sum(cfg[f"{name}_weight"] * terms[name] for name in GENERATOR_TERMS)
-
-
-def _all_params(states: FesganStates | JointStates) -> Params:
+def _all_params(states: FesganStates) -> Params:
   return {"g": states.g.params, "dimg": states.dimg.params, "dz": states.dz.params,
           "phi": states.phi.params}
 
 
-def discriminator_update(states: FesganStates | JointStates, batch: Batch, rng: jax.Array, *, models: Models,
-                         cfg) -> tuple[FesganStates, dict[str, jax.Array]]:
+def discriminator_update(states: FesganStates, batch: Batch, rng: jax.Array, *, models: Models,
+                         loss: FesganLoss) -> tuple[FesganStates, dict[str, jax.Array]]:
   """One optimiser step of ``dimg`` and ``dz``; ``g`` and ``phi`` are left as they are."""
   params = _all_params(states)
 
   def loss_fn(dparams):
-    ls, metrics = discriminator_losses({**params, **dparams}, batch, rng, models=models, cfg=cfg)
+    ls, metrics = discriminator_losses({**params, **dparams}, batch, rng, models=models,
+                                       loss=loss)
     return ls["dimg"] + ls["dz"], metrics  # disjoint parameters: each gets its own gradient
 
   grads, metrics = jax.grad(loss_fn, has_aux=True)(
@@ -161,13 +209,13 @@ def discriminator_update(states: FesganStates | JointStates, batch: Batch, rng: 
 
 
 def generator_update(states: FesganStates, batch: Batch, rng: jax.Array, *, models: Models,
-                     cfg) -> tuple[FesganStates, dict[str, jax.Array]]:
+                     loss: FesganLoss) -> tuple[FesganStates, dict[str, jax.Array]]:
   """One optimiser step of ``g`` (encoder and decoder) on the weighted stage-1 terms."""
   params = _all_params(states)
 
   def loss_fn(g_params):
     terms, aux = generator_terms({**params, "g": g_params}, batch, rng, models=models)
-    total = weighted_generator_loss(terms, cfg)
+    total = loss.generator_total(terms)
     metrics = {f"g/{k}": v for k, v in terms.items()}
     metrics.update({"g/loss": total, "g/expr_acc_t": aux["expr_acc_t"],
                     "g/expr_acc_p": aux["expr_acc_p"]})
@@ -178,13 +226,13 @@ def generator_update(states: FesganStates, batch: Batch, rng: jax.Array, *, mode
   return states.replace(g=g), {**metrics, **m}
 
 
-def fesgan_step(states: FesganStates, batch: Batch, rng: jax.Array, *, models: Models, cfg,
-                update_g: bool = True) -> tuple[FesganStates, dict[str, jax.Array]]:
+def fesgan_step(states: FesganStates, batch: Batch, rng: jax.Array, *, models: Models,
+                loss: FesganLoss, update_g: bool = True) -> tuple[FesganStates, dict[str, jax.Array]]:
   """Stage 1: a discriminator step, then (when ``update_g``) a generator step on the same batch."""
   keys = named_keys(rng, "d", "g")
-  states, metrics = discriminator_update(states, batch, keys["d"], models=models, cfg=cfg)
+  states, metrics = discriminator_update(states, batch, keys["d"], models=models, loss=loss)
   if update_g:
-    states, m = generator_update(states, batch, keys["g"], models=models, cfg=cfg)
+    states, m = generator_update(states, batch, keys["g"], models=models, loss=loss)
     metrics.update(m)
   return states, metrics
 
@@ -223,10 +271,10 @@ def synthetic_batch(syn: dict[str, jax.Array], kinds: tuple[str, ...], ratio: fl
   pools = {"prior": (syn["x_p"], syn["c_p"]), "translation": (syn["x_t"], syn["c_t"])}
   unknown = [k for k in kinds if k not in pools]
   if unknown or not kinds:
-    raise ValueError(f"stage2.synthetic must name some of {tuple(pools)}, got {tuple(kinds)}")
+    raise ValueError(f"joint.synthetic must name some of {tuple(pools)}, got {tuple(kinds)}")
   n = int(round(ratio * n_real))
   if not 1 <= n <= n_real * len(kinds):
-    raise ValueError(f"stage2.syn_ratio={ratio} gives {n} synthetic images; it must give between "
+    raise ValueError(f"joint.syn_ratio={ratio} gives {n} synthetic images; it must give between "
                      f"1 and {len(kinds)} x the real batch")
   sizes = [n // len(kinds) + (i < n % len(kinds)) for i in range(len(kinds))]
   xs = [pools[k][0][:m] for k, m in zip(kinds, sizes)]
@@ -235,14 +283,14 @@ def synthetic_batch(syn: dict[str, jax.Array], kinds: tuple[str, ...], ratio: fl
 
 
 def joint_terms(params: Params, centres: jax.Array, batch: Batch, rng: jax.Array, *,
-                models: Models, cfg2) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+                models: Models, joint: JointLoss) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
   """Stage-2 terms, unweighted: R's cross-entropy on real (``ce_real``) and synthetic (``ce_syn``)
-  images, the intra-class loss (``intra``, mode ``cfg2.intra_mode``, R's running centres for
+  images, the intra-class loss (``intra``, mode ``joint.intra_mode``, R's running centres for
   classes without a real sample) and the stage-1 generator terms (``g_<name>``)."""
   x, y = batch["image"], batch["label"]
   syn = synthesise(params["g"], x, y, rng, models=models)
   g_terms, g_aux = generator_terms(params, batch, rng, models=models, syn=syn)
-  x_s, c_s = synthetic_batch(syn, tuple(cfg2.synthetic), cfg2.syn_ratio, x.shape[0])
+  x_s, c_s = synthetic_batch(syn, joint.synthetic, joint.syn_ratio, x.shape[0])
   n = x.shape[0]
   feats, logits = models.r.apply({"params": params["r"]}, jnp.concatenate([x, x_s]))
   f_r, f_s = feats[:n], feats[n:]
@@ -250,7 +298,7 @@ def joint_terms(params: Params, centres: jax.Array, batch: Batch, rng: jax.Array
       "ce_real": losses.cross_entropy(logits[:n], y),
       "ce_syn": losses.cross_entropy(logits[n:], c_s),
       "intra": losses.intra_class_loss(f_r, y, f_s, c_s, num_classes=models.num_classes,
-                                       mode=cfg2.intra_mode, memory=centres),
+                                       mode=joint.intra_mode, memory=centres),
       **{f"g_{k}": v for k, v in g_terms.items()},
   }
   aux = {"f_real": f_r, "acc_real": losses.accuracy(logits[:n], y),
@@ -259,8 +307,8 @@ def joint_terms(params: Params, centres: jax.Array, batch: Batch, rng: jax.Array
   return terms, aux
 
 
-def joint_update(states: JointStates, batch: Batch, rng: jax.Array, *, models: Models, cfg1,
-                 cfg2) -> tuple[JointStates, dict[str, jax.Array]]:
+def joint_update(states: JointStates, batch: Batch, rng: jax.Array, *, models: Models,
+                 fesgan: FesganLoss, joint: JointLoss) -> tuple[JointStates, dict[str, jax.Array]]:
   """One update of ``r`` and ``g`` from a single forward pass.
 
   L_R = CE(R(x), y) + syn_weight * CE(R(x_s), c_s) + intra_weight * L_intra
@@ -275,7 +323,7 @@ def joint_update(states: JointStates, batch: Batch, rng: jax.Array, *, models: M
 
   def terms_fn(trainable):
     terms, aux = joint_terms({**params, **trainable}, states.r.centres, batch, rng,
-                             models=models, cfg2=cfg2)
+                             models=models, joint=joint)
     return terms, aux
 
   terms, vjp_fn, aux = jax.vjp(terms_fn, {"r": states.r.params, "g": states.g.params},
@@ -283,23 +331,24 @@ def joint_update(states: JointStates, batch: Batch, rng: jax.Array, *, models: M
   one = lambda v: jnp.ones_like(v)
   zero = lambda v: jnp.zeros_like(v)
   r_cot = {k: zero(v) for k, v in terms.items()}
-  r_cot.update(ce_real=one(terms["ce_real"]), ce_syn=cfg2.syn_weight * one(terms["ce_syn"]),
-               intra=cfg2.intra_weight * one(terms["intra"]))
+  r_cot.update(ce_real=one(terms["ce_real"]), ce_syn=joint.syn_weight * one(terms["ce_syn"]),
+               intra=joint.intra_weight * one(terms["intra"]))
   g_cot = {k: zero(v) for k, v in terms.items()}
-  g_cot.update(ce_syn=cfg2.beta * one(terms["ce_syn"]),
-               intra=cfg2.beta * cfg2.intra_weight * one(terms["intra"]))
-  if cfg2.generator_terms:
-    g_cot.update({f"g_{k}": cfg1[f"{k}_weight"] * one(terms[f"g_{k}"]) for k in GENERATOR_TERMS})
+  g_cot.update(ce_syn=joint.beta * one(terms["ce_syn"]),
+               intra=joint.beta * joint.intra_weight * one(terms["intra"]))
+  if joint.generator_terms:
+    g_cot.update({f"g_{k}": fesgan.generator_weight(k) * one(terms[f"g_{k}"])
+                  for k in GENERATOR_TERMS})
   r_grads = vjp_fn(r_cot)[0]["r"]
   g_grads = vjp_fn(g_cot)[0]["g"]
   r, m_r = apply_grads(states.r, r_grads, "r")
   r = r.replace(centres=losses.update_centre_memory(
-      states.r.centres, aux["f_real"], batch["label"], decay=cfg2.centre_decay))
-  if cfg2.update_generator:
+      states.r.centres, aux["f_real"], batch["label"], decay=joint.centre_decay))
+  if joint.update_generator:
     g, m_g = apply_grads(states.g, g_grads, "g")
   else:  # offline augmentation: the stage-1 generator stays frozen
     g, m_g = states.g, {}
-  loss_r = terms["ce_real"] + cfg2.syn_weight * terms["ce_syn"] + cfg2.intra_weight * terms["intra"]
+  loss_r = terms["ce_real"] + joint.syn_weight * terms["ce_syn"] + joint.intra_weight * terms["intra"]
   metrics = {"r/loss": loss_r, "r/ce_real": terms["ce_real"], "r/ce_syn": terms["ce_syn"],
              "r/intra": terms["intra"], "r/acc_real": aux["acc_real"], "r/acc_syn": aux["acc_syn"],
              "g/expr_acc_t": aux["expr_acc_t"], "g/expr_acc_p": aux["expr_acc_p"], **m_r, **m_g}
@@ -307,12 +356,12 @@ def joint_update(states: JointStates, batch: Batch, rng: jax.Array, *, models: M
   return states.replace(r=r, g=g), metrics
 
 
-def joint_step(states: JointStates, batch: Batch, rng: jax.Array, *, models: Models, cfg1,
-               cfg2) -> tuple[JointStates, dict[str, jax.Array]]:
+def joint_step(states: JointStates, batch: Batch, rng: jax.Array, *, models: Models,
+               fesgan: FesganLoss, joint: JointLoss) -> tuple[JointStates, dict[str, jax.Array]]:
   """Stage 2: (optionally) a discriminator step, then the joint update of ``r`` and ``g``."""
   keys = named_keys(rng, "d", "joint")
   metrics = {}
-  if cfg2.train_discriminators:
-    states, metrics = discriminator_update(states, batch, keys["d"], models=models, cfg=cfg1)
-  states, m = joint_update(states, batch, keys["joint"], models=models, cfg1=cfg1, cfg2=cfg2)
+  if joint.train_discriminators:
+    states, metrics = discriminator_update(states, batch, keys["d"], models=models, loss=fesgan)
+  states, m = joint_update(states, batch, keys["joint"], models=models, fesgan=fesgan, joint=joint)
   return states, {**metrics, **m}

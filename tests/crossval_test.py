@@ -1,4 +1,5 @@
-"""Cross-validation and ablation: folds by subject, resumable, aggregated (tiny config)."""
+"""Cross-validation and ablation bookkeeping, on made-up result files (no training here: the
+shared-stage mechanism itself is tested end to end in train_test.py)."""
 
 import json
 import os
@@ -8,56 +9,112 @@ import pytest
 
 from jfesgan import crossval
 
+K = 7
 
-@pytest.mark.slow
-def test_ablation_rows_share_stage1_and_aggregate(tiny_config, tmp_path):
+
+def _confusion(rng, n_per_class=2):
+  """A random confusion matrix with ``n_per_class`` images of each class."""
+  cm = np.zeros((K, K), np.int64)
+  for c in range(K):
+    for _ in range(n_per_class):
+      cm[c, rng.integers(K)] += 1
+  return cm
+
+
+def _write_row(cfg, workdir, fold, row, rng):
+  """A finished row as train_and_evaluate leaves it: config.json and summary.json."""
+  d = crossval.row_workdir(workdir, fold, row)
+  os.makedirs(d, exist_ok=True)
+  with open(os.path.join(d, "config.json"), "w") as f:
+    json.dump(crossval.row_config(cfg, fold, row).to_dict(), f)
+  stage = crossval.ABLATION_ROWS[row][0] if row != "method" else "joint"
+  cm = _confusion(rng)
+  summary = {f"eval/{stage}/acc": float(np.trace(cm) / cm.sum()), "confusion": {stage: cm.tolist()}}
+  with open(os.path.join(d, "summary.json"), "w") as f:
+    json.dump(summary, f)
+  return summary
+
+
+def test_aggregate_collect_and_table(tiny_config, tmp_path):
   cfg = tiny_config.copy_and_resolve_references()
-  cfg.data.data_dir = str(tmp_path / "tfds")
-  workdir = str(tmp_path / "abl")
-  rows = ("real_only", "offline_aug", "joint_rdbp")
-  results = {f: crossval.run_fold(cfg, workdir, f, ablation=True, rows=rows) for f in (0, 1)}
-  # Rows reuse the fold's stage-1 checkpoints instead of retraining them.
-  for row in rows[1:]:
-    with open(os.path.join(workdir, "fold_0", row, "metrics.jsonl")) as f:
-      stages = {json.loads(line)["stage"] for line in f}
-    assert "fesgan" not in stages and "phi" not in stages and "joint" in stages, (row, stages)
-  # The frozen generator of offline augmentation did not move; the full method's did.
-  def joint_metrics(row):
-    with open(os.path.join(workdir, "fold_0", row, "metrics.jsonl")) as f:
-      return [r for r in map(json.loads, f) if r["stage"] == "joint"]
-  assert all("g/update_norm" not in r for r in joint_metrics("offline_aug"))
-  assert all(r["g/update_norm"] > 0 for r in joint_metrics("joint_rdbp"))
-  agg = crossval.aggregate(results)
+  workdir = str(tmp_path)
+  rng = np.random.default_rng(0)
+  rows = ("real", "offline_aug", "joint_rdbp")
+  written = {f: {r: _write_row(cfg, workdir, f, r, rng) for r in rows} for f in (0, 1)}
+  agg = crossval.aggregate(crossval.collect_finished(cfg, workdir, ablation=True))
   assert list(agg) == list(rows)
   for row, a in agg.items():
-    assert a["folds"] == [0, 1] and len(a["acc"]) == 2
-    assert np.isclose(a["mean"], np.mean(a["acc"])) and a["std"] >= 0
-    cm = np.asarray(a["confusion"])
-    # Pooled over folds: every held-out image of both folds is counted once.
-    assert cm.shape == (7, 7) and cm.sum() == 2 * 2 * 7  # 2 subjects x 7 images per fold
+    stage = crossval.ABLATION_ROWS[row][0]
+    accs = [written[f][row][f"eval/{stage}/acc"] for f in (0, 1)]
+    assert a["folds"] == [0, 1] and a["acc"] == accs
+    np.testing.assert_allclose([a["mean"], a["std"]], [np.mean(accs), np.std(accs)])
+    cm = sum(np.asarray(written[f][row]["confusion"][stage]) for f in (0, 1))
+    np.testing.assert_array_equal(a["confusion"], cm)
     np.testing.assert_allclose(a["per_class_accuracy"], np.diag(cm) / cm.sum(1))
   table = crossval.markdown_table(agg, "t", "cmd")
-  assert "| joint_rdbp |" in table and "+-" in table
-  # The table is built from every finished fold and row in the workdir ...
-  assert crossval.aggregate(crossval.collect_finished(cfg, workdir, ablation=True)) == agg
-  crossval.run_fold(cfg, workdir, 2, ablation=True, rows=("real_only",))
+  assert "(`joint_rdbp`) | " in table and "| 2 |" in table and "`cmd`" in table
+
+  # Rows may finish on different folds over several calls; the table covers what is there.
+  _write_row(cfg, workdir, 2, "real", rng)
   more = crossval.aggregate(crossval.collect_finished(cfg, workdir, ablation=True))
-  assert more["real_only"]["folds"] == [0, 1, 2] and more["joint_rdbp"]["folds"] == [0, 1]
-  assert more["joint_rdbp"] == agg["joint_rdbp"]
-  # ... and never mixes in a run of another configuration.
+  assert more["real"]["folds"] == [0, 1, 2] and more["joint_rdbp"] == agg["joint_rdbp"]
+  # A plain cross-validation in another workdir reads the method's rows only.
+  _write_row(cfg, str(tmp_path / "cv"), 3, "method", rng)
+  cv = crossval.aggregate(crossval.collect_finished(cfg, str(tmp_path / "cv"), ablation=False))
+  assert list(cv) == ["method"] and cv["method"]["folds"] == [3]
+
+  # A finished row of another configuration is never mixed in.
   other = cfg.copy_and_resolve_references()
-  other.stage2.beta = 0.25
-  with pytest.raises(ValueError, match=r"fold_0/config.json was run with another .*stage2.beta"):
+  other.joint.beta = 0.25
+  with pytest.raises(ValueError, match=r"fold_0/offline_aug/config.json was run with another "
+                     r".*joint.beta"):
     crossval.collect_finished(other, workdir, ablation=True)
-  # Re-running a finished fold trains nothing new.
-  before = os.path.getsize(os.path.join(workdir, "fold_0", "metrics.jsonl"))
-  crossval.run_fold(cfg, workdir, 0, ablation=True, rows=("real_only",))
-  after = os.path.getsize(os.path.join(workdir, "fold_0", "metrics.jsonl"))
-  assert after - before < 2000  # only the evaluation line is appended
 
 
-def test_fold_config_overrides(tiny_config):
-  cfg = crossval.fold_config(tiny_config, 3, {"intra_mode": "plain"})
-  assert cfg.data.test_fold == 3 and cfg.stage2.intra_mode == "plain"
-  assert cfg.stages == ("phi", "fesgan", "joint")
-  assert tiny_config.stage2.intra_mode == "rdbp"  # the original is untouched
+def test_row_configs(tiny_config):
+  real = crossval.row_config(tiny_config, 3, "real")
+  assert real.data.test_fold == 3 and real.stages == ("phi", "fesgan", "real")
+  plain = crossval.row_config(tiny_config, 3, "joint_plain")
+  assert plain.stages == ("phi", "fesgan", "joint") and plain.joint.intra_mode == "plain"
+  offline = crossval.row_config(tiny_config, 3, "offline_aug")
+  assert not offline.joint.update_generator and not offline.joint.train_discriminators
+  assert crossval.row_config(tiny_config, 3, "rdbp_no_new_ids").joint.synthetic == ("translation",)
+  method = crossval.row_config(tiny_config, 1, "method")
+  assert method.stages == tiny_config.stages and method.data.test_fold == 1
+  assert tiny_config.joint.intra_mode == "rdbp" and tiny_config.data.test_fold == 0  # untouched
+
+
+def test_run_fold_trains_the_base_once_and_rows_from_it(tiny_config, tmp_path, monkeypatch):
+  from jfesgan import train
+  calls = []
+
+  def fake(config, workdir, *, start_from=None):
+    calls.append((tuple(config.stages), config.joint.intra_mode, workdir, start_from))
+    return {"workdir": workdir}
+
+  monkeypatch.setattr(train, "train_and_evaluate", fake)
+  out = crossval.run_fold(tiny_config, str(tmp_path), 2, ablation=True,
+                          rows=("real", "joint_plain", "joint_rdbp"))
+  base = os.path.join(str(tmp_path), "fold_2")
+  assert calls == [
+      (("phi", "fesgan", "real"), "rdbp", base, None),
+      (("phi", "fesgan", "joint"), "plain", os.path.join(base, "joint_plain"), base),
+      (("phi", "fesgan", "joint"), "rdbp", os.path.join(base, "joint_rdbp"), base)]
+  assert out["real"] == {"workdir": base}
+  calls.clear()
+  crossval.run_fold(tiny_config, str(tmp_path), 2, ablation=False)
+  assert calls == [(tuple(tiny_config.stages), "rdbp", base, None)]
+
+
+def test_base_rows_do_not_depend_on_the_joint_section(tiny_config, tmp_path):
+  """The base run (stages phi, fesgan, real) stays valid when only config.joint changes; the
+  joint rows do not."""
+  cfg = tiny_config.copy_and_resolve_references()
+  rng = np.random.default_rng(1)
+  _write_row(cfg, str(tmp_path), 0, "real", rng)
+  other = cfg.copy_and_resolve_references()
+  other.joint.beta = 0.25
+  assert list(crossval.collect_finished(other, str(tmp_path), ablation=True)[0]) == ["real"]
+  other.fesgan.adv_weight = 0.5
+  with pytest.raises(ValueError, match=r"fold_0/config.json .*fesgan.adv_weight"):
+    crossval.collect_finished(other, str(tmp_path), ablation=True)

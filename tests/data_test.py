@@ -172,3 +172,21 @@ def test_unknown_dataset_is_named(tiny_config):
   cfg.name = "ckplus_typo"
   with pytest.raises(ValueError, match="ckplus_typo"):
     pipeline.load(cfg)
+
+
+def test_procedural_truth_travels_with_the_dataset(tiny_config, tmp_path):
+  """The loader attaches the renderer as ground truth; a subset keeps it, aligned with its rows."""
+  cfg = tiny_config.data.copy_and_resolve_references()
+  cfg.data_dir = str(tmp_path)
+  train, test = pipeline.train_test(cfg)
+  assert train.truth is not None and test.truth is not None
+  spec = pipeline.face_spec(cfg)
+  rows = np.array([3, 0, 5])
+  targets = (test.label[rows] + 1) % test.num_classes
+  want = procedural.render_truth(spec, test.subject[rows], targets, test.extras["pose"][rows])
+  np.testing.assert_array_equal(test.render_truth(rows, targets), want)
+  sub = test.take(rows)
+  np.testing.assert_array_equal(sub.render_truth(np.arange(3), targets), want)
+  no_truth = pipeline.ArrayDataset(test.image, test.label, test.subject, test.class_names)
+  with pytest.raises(ValueError, match="no ground truth"):
+    no_truth.render_truth(rows, targets)

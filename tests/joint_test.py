@@ -12,20 +12,30 @@ from jfesgan.models import build_models
 K, SUBJECTS, N = 7, 6, 8
 
 
-def _cfg(tiny_config, **stage2):
+def _cfg(tiny_config, **joint):
   cfg = tiny_config.copy_and_resolve_references()
-  for k, v in stage2.items():
-    cfg.stage2[k] = v
+  for k, v in joint.items():
+    cfg.joint[k] = v
   return cfg
+
+
+def _losses(cfg):
+  return dict(fesgan=steps.FesganLoss.from_config(cfg.fesgan),
+              joint=steps.JointLoss.from_config(cfg.joint))
+
+
+def _states(models, cfg, rng):
+  phi = state_lib.create_phi_state(models, cfg.phi.optimizer, jax.random.fold_in(rng, 1))
+  fes = state_lib.create_fesgan_states(models, cfg.fesgan.optimizer, jax.random.fold_in(rng, 2),
+                                       phi)
+  return phi, state_lib.create_joint_states(models, cfg, jax.random.fold_in(rng, 3), fes)
 
 
 @pytest.fixture(scope="module")
 def setup(tiny_config):
   models = build_models(tiny_config, K, SUBJECTS)
   rng = jax.random.key(0)
-  phi = state_lib.create_phi_state(models, tiny_config, jax.random.fold_in(rng, 1))
-  fes = state_lib.create_fesgan_states(models, tiny_config, jax.random.fold_in(rng, 2), phi)
-  joint = state_lib.create_joint_states(models, tiny_config, jax.random.fold_in(rng, 3), fes)
+  _, joint = _states(models, tiny_config, rng)
   x = jax.random.uniform(jax.random.fold_in(rng, 4), (N, 32, 32, 1), minval=-1, maxval=1)
   batch = {"image": x, "label": jnp.arange(N) % 5, "subject": jnp.arange(N) % SUBJECTS}
   params = {k: getattr(joint, k).params for k in ("g", "dimg", "dz", "phi", "r")}
@@ -40,7 +50,8 @@ def _norm(tree):
 
 def _grad_norms(models, joint, batch, params, cfg, term):
   grads = jax.grad(lambda p: steps.joint_terms(p, joint.r.centres, batch, jax.random.key(7),
-                                               models=models, cfg2=cfg.stage2)[0][term])(params)
+                                               models=models, joint=_losses(cfg)["joint"])[0][term]
+                   )(params)
   chex.assert_tree_all_finite(grads)
   return {"encoder": _norm(grads["g"]["encoder"]), "decoder": _norm(grads["g"]["decoder"]),
           **{k: _norm(grads[k]) for k in ("r", "dimg", "dz", "phi")}}
@@ -80,8 +91,7 @@ def _changed(a, b):
 def test_joint_update_trains_r_and_g_only_and_updates_centres(setup, tiny_config):
   models, joint, batch, _ = setup
   cfg = _cfg(tiny_config, train_discriminators=False)
-  new, metrics = steps.joint_step(joint, batch, jax.random.key(3), models=models,
-                                  cfg1=cfg.stage1, cfg2=cfg.stage2)
+  new, metrics = steps.joint_step(joint, batch, jax.random.key(3), models=models, **_losses(cfg))
   chex.assert_tree_all_finite(metrics)
   assert _changed(new.r.params, joint.r.params)
   assert _changed(new.g.params["encoder"], joint.g.params["encoder"])
@@ -92,8 +102,8 @@ def test_joint_update_trains_r_and_g_only_and_updates_centres(setup, tiny_config
   assert not np.allclose(new.r.centres[:5], joint.r.centres[:5])
   np.testing.assert_array_equal(new.r.centres[5:], joint.r.centres[5:])
   assert int(new.step) == int(joint.step) + 1
-  with_d, m = steps.joint_step(joint, batch, jax.random.key(3), models=models, cfg1=cfg.stage1,
-                               cfg2=_cfg(tiny_config).stage2)
+  with_d, m = steps.joint_step(joint, batch, jax.random.key(3), models=models,
+                               **_losses(_cfg(tiny_config)))
   assert _changed(with_d.dimg.params, joint.dimg.params) and "dimg/loss" in m
 
 
@@ -102,8 +112,7 @@ def test_generator_gets_beta_weighted_recogniser_gradient(setup, tiny_config):
   models, joint, batch, _ = setup
   for beta, moves in ((0.0, False), (1.0, True)):
     cfg = _cfg(tiny_config, beta=beta, generator_terms=False, train_discriminators=False)
-    new, _ = steps.joint_update(joint, batch, jax.random.key(4), models=models, cfg1=cfg.stage1,
-                                cfg2=cfg.stage2)
+    new, _ = steps.joint_update(joint, batch, jax.random.key(4), models=models, **_losses(cfg))
     assert _changed(new.g.params, joint.g.params) == moves, beta
 
 
@@ -114,7 +123,7 @@ def test_synthetic_batch_mix_and_errors():
   assert x.shape == (4, 2) and c.tolist() == [0, 0, 1, 1]
   x, c = steps.synthetic_batch(syn, ("translation",), 0.5, 4)
   assert c.tolist() == [1, 1]
-  with pytest.raises(ValueError, match="stage2.synthetic"):
+  with pytest.raises(ValueError, match="joint.synthetic"):
     steps.synthetic_batch(syn, ("noise",), 1.0, 4)
   with pytest.raises(ValueError, match="syn_ratio"):
     steps.synthetic_batch(syn, ("prior",), 3.0, 4)
@@ -122,31 +131,30 @@ def test_synthetic_batch_mix_and_errors():
 
 def test_r_can_start_from_phi(tiny_config):
   models = build_models(tiny_config, K, SUBJECTS)
-  phi = state_lib.create_phi_state(models, tiny_config, jax.random.key(1))
-  fes = state_lib.create_fesgan_states(models, tiny_config, jax.random.key(2), phi)
-  cfg = _cfg(tiny_config, init_r_from_phi=True)
-  joint = state_lib.create_joint_states(models, cfg, jax.random.key(3), fes)
+  phi, joint = _states(models, _cfg(tiny_config, init_r_from_phi=True), jax.random.key(1))
   chex.assert_trees_all_equal(joint.r.params["trunk"], phi.params["trunk"])
 
 
 def test_sharded_joint_step_equals_single_device(tiny_config):
   cfg = _cfg(tiny_config)
-  for section in ("g", "dimg", "dz", "r"):
-    cfg[section].optimizer = "sgd"
-    cfg[section].lr = 0.1
+  for section in (*(cfg.fesgan.optimizer[p] for p in ("g", "dimg", "dz")), cfg.joint.optimizer):
+    section.name, section.lr = "sgd", 0.1
   models = build_models(cfg, K, SUBJECTS)
   rng = np.random.default_rng(0)
   batch = {"image": rng.uniform(-1, 1, (N, 32, 32, 1)).astype(np.float32),
            "label": (np.arange(N) % K).astype(np.int32), "subject": np.zeros(N, np.int32)}
   out = []
   for n in (1, 4):
+    chex.clear_trace_counter()
     mesh = parallel.make_mesh(n)
-    phi = state_lib.create_phi_state(models, cfg, jax.random.key(1))
-    fes = state_lib.create_fesgan_states(models, cfg, jax.random.key(2), phi)
-    joint = parallel.replicate(state_lib.create_joint_states(models, cfg, jax.random.key(3), fes),
-                               mesh)
-    step = parallel.jit_step(lambda s, b, r: steps.joint_step(
-        s, b, r, models=models, cfg1=cfg.stage1, cfg2=cfg.stage2), mesh)
-    joint, metrics = step(joint, parallel.shard_batch(batch, mesh), jax.random.key(5))
+    joint = parallel.replicate(_states(models, cfg, jax.random.key(1))[1], mesh)
+
+    @chex.assert_max_traces(n=1)  # two calls below: one trace, no retracing
+    def traced(s, b, r):
+      return steps.joint_step(s, b, r, models=models, **_losses(cfg))
+
+    step = parallel.jit_step(traced, mesh)
+    for i in range(2):
+      joint, metrics = step(joint, parallel.shard_batch(batch, mesh), jax.random.key(5 + i))
     out.append(jax.device_get((joint.r.params, joint.r.centres, joint.g.params, metrics)))
   chex.assert_trees_all_close(out[0], out[1], atol=1e-5, rtol=1e-4)

@@ -22,7 +22,7 @@ def reference_conv_transpose(x, w):
   return out[:, 1:-1, 1:-1]
 
 
-@pytest.mark.parametrize("impl", ["cpu", "matmul"])
+@pytest.mark.parametrize("impl", ["phase", "matmul"])
 @pytest.mark.parametrize("stride,k,size,c,f", [(1, 3, 8, 3, 5), (1, 1, 6, 4, 2), (1, 5, 7, 2, 3),
                                                (2, 4, 8, 3, 4), (2, 2, 6, 2, 3), (2, 4, 2, 5, 2)])
 def test_conv2d_matches_xla(impl, stride, k, size, c, f):
@@ -35,7 +35,7 @@ def test_conv2d_matches_xla(impl, stride, k, size, c, f):
   chex.assert_trees_all_close(out, ref, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("impl", ["xla", "cpu", "matmul"])
+@pytest.mark.parametrize("impl", ["xla", "phase", "matmul"])
 @pytest.mark.parametrize("size", [1, 3, 4])
 def test_conv_transpose_matches_definition(impl, size):
   rng = np.random.default_rng(size)
@@ -62,14 +62,14 @@ def test_gradients_agree_including_second_order():
 
   grads = {impl: jax.grad(penalty)((w1, w2), impl) for impl in layers.IMPLS}
   chex.assert_tree_all_finite(grads)
-  chex.assert_trees_all_close(grads["cpu"], grads["xla"], atol=1e-3, rtol=1e-3)
+  chex.assert_trees_all_close(grads["phase"], grads["xla"], atol=1e-3, rtol=1e-3)
   chex.assert_trees_all_close(grads["matmul"], grads["xla"], atol=1e-3, rtol=1e-3)
 
 
 def test_resolve_impl():
   assert layers.resolve_impl("matmul") == "matmul"
   assert layers.resolve_impl("auto", second_order=True) == "matmul"  # tests run on CPU
-  assert layers.resolve_impl("auto") == "cpu"
+  assert layers.resolve_impl("auto") == "phase"
   with pytest.raises(ValueError, match="conv impl"):
     layers.resolve_impl("cudnn")
 
@@ -77,8 +77,8 @@ def test_resolve_impl():
 def test_bad_shapes_are_named():
   x = jnp.zeros((1, 5, 5, 1))
   with pytest.raises(ValueError, match="even input size"):
-    layers.conv2d(x, jnp.zeros((4, 4, 1, 1)), 2, "cpu")
+    layers.conv2d(x, jnp.zeros((4, 4, 1, 1)), 2, "phase")
   with pytest.raises(ValueError, match="odd kernel"):
-    layers.conv2d(x, jnp.zeros((2, 2, 1, 1)), 1, "cpu")
+    layers.conv2d(x, jnp.zeros((2, 2, 1, 1)), 1, "phase")
   with pytest.raises(ValueError, match="4x4 kernel"):
-    layers.conv_transpose2x(x, jnp.zeros((3, 3, 1, 1)), "cpu")
+    layers.conv_transpose2x(x, jnp.zeros((3, 3, 1, 1)), "phase")

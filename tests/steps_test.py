@@ -16,13 +16,14 @@ K, SUBJECTS, N = 7, 6, 8
 def setup(tiny_config):
   models = build_models(tiny_config, K, SUBJECTS)
   rng = jax.random.key(0)
-  phi = state_lib.create_phi_state(models, tiny_config, jax.random.fold_in(rng, 1))
-  states = state_lib.create_fesgan_states(models, tiny_config, jax.random.fold_in(rng, 2), phi)
+  phi = state_lib.create_phi_state(models, tiny_config.phi.optimizer, jax.random.fold_in(rng, 1))
+  states = state_lib.create_fesgan_states(models, tiny_config.fesgan.optimizer,
+                                          jax.random.fold_in(rng, 2), phi)
   x = jax.random.uniform(jax.random.fold_in(rng, 3), (N, 32, 32, 1), minval=-1, maxval=1)
   batch = {"image": x, "label": jnp.arange(N) % K, "subject": jnp.arange(N) % SUBJECTS}
   params = {"g": states.g.params, "dimg": states.dimg.params, "dz": states.dz.params,
             "phi": states.phi.params}
-  return tiny_config, models, states, batch, params
+  return steps.FesganLoss.from_config(tiny_config.fesgan), models, states, batch, params
 
 
 def norms(grads):
@@ -52,11 +53,11 @@ def test_generator_terms_reach_the_right_networks(setup):
 
 
 def test_discriminator_losses_never_reach_the_generator(setup):
-  cfg, models, _, batch, params = setup
+  loss, models, _, batch, params = setup
   rng = jax.random.key(6)
   for name in ("dimg", "dz"):
     grads = jax.grad(lambda p: steps.discriminator_losses(p, batch, rng, models=models,
-                                                          cfg=cfg.stage1)[0][name])(params)
+                                                          loss=loss)[0][name])(params)
     chex.assert_tree_all_finite(grads)
     n = norms(grads)
     assert n["encoder"] == 0 and n["decoder"] == 0 and n["phi"] == 0, (name, n)
@@ -65,9 +66,9 @@ def test_discriminator_losses_never_reach_the_generator(setup):
 
 def test_latent_discriminator_labels_prior_real_codes_fake(setup):
   """D_z is pushed up on prior samples and down on encoder codes (not the other way round)."""
-  cfg, models, states, batch, params = setup
+  loss, models, states, batch, params = setup
   rng = jax.random.key(7)
-  new, metrics = steps.discriminator_update(states, batch, rng, models=models, cfg=cfg.stage1)
+  new, metrics = steps.discriminator_update(states, batch, rng, models=models, loss=loss)
   keys = steps.named_keys(rng, "syn", "gp", "prior")
   z_code = models.g.apply({"params": params["g"]}, batch["image"], method="encode")
   z_prior = jax.random.uniform(keys["prior"], z_code.shape, minval=-1.0, maxval=1.0)
@@ -75,7 +76,7 @@ def test_latent_discriminator_labels_prior_real_codes_fake(setup):
   # Repeat the update a few times on the same batch: the margin must move the right way.
   s = new
   for _ in range(5):
-    s, _ = steps.discriminator_update(s, batch, rng, models=models, cfg=cfg.stage1)
+    s, _ = steps.discriminator_update(s, batch, rng, models=models, loss=loss)
   before = float(jnp.mean(dz(states.dz.params, z_prior)) - jnp.mean(dz(states.dz.params, z_code)))
   after = float(jnp.mean(dz(s.dz.params, z_prior)) - jnp.mean(dz(s.dz.params, z_code)))
   assert after > before
@@ -102,14 +103,14 @@ def _changed(a, b):
 
 
 def test_each_step_updates_only_its_players(setup):
-  cfg, models, states, batch, _ = setup
+  loss, models, states, batch, _ = setup
   rng = jax.random.key(8)
-  d_new, d_metrics = steps.discriminator_update(states, batch, rng, models=models, cfg=cfg.stage1)
+  d_new, d_metrics = steps.discriminator_update(states, batch, rng, models=models, loss=loss)
   assert _changed(d_new.dimg.params, states.dimg.params)
   assert _changed(d_new.dz.params, states.dz.params)
   assert not _changed(d_new.g.params, states.g.params)
   assert not _changed(d_new.phi.params, states.phi.params)
-  g_new, g_metrics = steps.generator_update(states, batch, rng, models=models, cfg=cfg.stage1)
+  g_new, g_metrics = steps.generator_update(states, batch, rng, models=models, loss=loss)
   assert _changed(g_new.g.params["encoder"], states.g.params["encoder"])
   assert _changed(g_new.g.params["decoder"], states.g.params["decoder"])
   for name in ("dimg", "dz", "phi"):
@@ -118,35 +119,44 @@ def test_each_step_updates_only_its_players(setup):
   assert {f"g/{t}" for t in steps.GENERATOR_TERMS} <= set(g_metrics)
 
 
-def test_phi_step_trains_only_phi(setup):
+def test_phi_step_learns_subjects_and_ignores_expressions(setup):
+  """Stage 0 trains Phi (trunk and subject directions) on subject ids; expression labels play no
+  part: relabelling the expressions changes nothing, relabelling the subjects does."""
   _, models, states, batch, _ = setup
-  new, metrics = steps.phi_step(states.phi, batch, jax.random.key(0), model=models.phi)
-  assert _changed(new.params, states.phi.params)
+  step = lambda b: steps.phi_step(states.phi, b, jax.random.key(0), model=models.phi)
+  new, metrics = step(batch)
+  assert _changed(new.params["trunk"], states.phi.params["trunk"])
+  assert _changed(new.params["subject_directions"], states.phi.params["subject_directions"])
   assert int(new.step) == int(states.phi.step) + 1
-  chex.assert_tree_all_finite(metrics)
+  _, logits = models.phi.apply({"params": states.phi.params}, batch["image"])
+  chex.assert_trees_all_close(metrics["phi/loss"], losses.cross_entropy(logits, batch["subject"]))
+  relabelled, _ = step(dict(batch, label=(batch["label"] + 3) % K))
+  chex.assert_trees_all_equal(relabelled.params, new.params)
+  resubjected, _ = step(dict(batch, subject=(batch["subject"] + 1) % SUBJECTS))
+  assert _changed(resubjected.params, new.params)
 
 
 @pytest.mark.parametrize("update_g", [True, False])
-def test_sharded_step_equals_single_device(setup, update_g):
-  cfg, models, _, batch, _ = setup
+def test_sharded_step_equals_single_device(setup, tiny_config, update_g):
+  loss, models, _, batch, _ = setup
   assert jax.device_count() >= 4, "conftest sets 4 fake CPU devices"
   # Adam turns float-rounding noise in a near-zero gradient into a full-size step; SGD keeps
   # the comparison about the gradients, which is what sharding could change.
-  cfg = cfg.copy_and_resolve_references()
-  for section in ("g", "dimg", "dz"):
-    cfg[section].optimizer = "sgd"
-    cfg[section].lr = 0.1
+  cfg = tiny_config.copy_and_resolve_references()
+  for player in ("g", "dimg", "dz"):
+    cfg.fesgan.optimizer[player].name = "sgd"
+    cfg.fesgan.optimizer[player].lr = 0.1
   rng = jax.random.key(9)
   results = []
   for n in (1, 4):
     chex.clear_trace_counter()
     mesh = parallel.make_mesh(n)
-    phi = state_lib.create_phi_state(models, cfg, jax.random.key(1))
-    states = parallel.replicate(state_lib.create_fesgan_states(models, cfg, jax.random.key(2), phi),
-                                mesh)
+    phi = state_lib.create_phi_state(models, cfg.phi.optimizer, jax.random.key(1))
+    states = parallel.replicate(state_lib.create_fesgan_states(
+        models, cfg.fesgan.optimizer, jax.random.key(2), phi), mesh)
     @chex.assert_max_traces(n=1)  # two calls below: one trace, no retracing
     def traced(states, batch, rng):
-      return steps.fesgan_step(states, batch, rng, models=models, cfg=cfg.stage1, update_g=update_g)
+      return steps.fesgan_step(states, batch, rng, models=models, loss=loss, update_g=update_g)
 
     step = parallel.jit_step(traced, mesh)
     sharded = parallel.shard_batch(jax.device_get(batch), mesh)

@@ -1,18 +1,22 @@
-"""End to end: the real train_and_evaluate on the tiny config, its outputs, and resuming."""
+"""End to end: the real train_and_evaluate on the tiny config, resuming, and starting from the
+finished stages of another workdir."""
 
 import json
 import os
+import shutil
 
+import jax
 import numpy as np
 import pytest
 
-from jfesgan import checkpointing, train
+from jfesgan import checkpointing, parallel, stages, state as state_lib, train
+from jfesgan.models import build_models
 
 
-def _config(tiny_config, data_dir, **stage_steps):
+def _config(tiny_config, data_dir, **fields):
   cfg = tiny_config.copy_and_resolve_references()
   cfg.data.data_dir = str(data_dir)
-  for k, v in stage_steps.items():
+  for k, v in fields.items():
     section, field = k.split("__")
     cfg[section][field] = v
   return cfg
@@ -24,33 +28,60 @@ def _stage_steps(workdir, stage):
 
 
 @pytest.mark.slow
-def test_train_and_evaluate_then_resume(tiny_config, tmp_path):
-  workdir = str(tmp_path / "run")
-  cfg = _config(tiny_config, tmp_path / "tfds", stage1__steps=2)
-  summary = train.train_and_evaluate(cfg, workdir)
+def test_train_and_evaluate_resume_and_start_from(tiny_config, tmp_path):
+  base = str(tmp_path / "run")
+  cfg = _config(tiny_config, tmp_path / "tfds", fesgan__steps=2)
+  summary = train.train_and_evaluate(cfg, base)
 
   # Everything the report names exists, and the scores are real numbers in range.
-  for key in ("metrics", "tensorboard", "checkpoints", "samples", "summary"):
+  for key in ("metrics", "tensorboard", "checkpoints", "samples", "summary", "confusion_real",
+              "confusion_joint"):
     assert os.path.exists(summary["paths"][key]), key
   assert os.listdir(summary["paths"]["tensorboard"])
-  for key in ("eval/real/acc", "synth/expr_acc_t", "synth/expr_acc_p"):
+  for key in ("eval/real/acc", "eval/joint/acc", "synth/expr_acc_t", "synth/expr_acc_p"):
     assert 0.0 <= summary[key] <= 1.0, key
   for key in ("synth/l1", "synth/psnr", "synth/id_sim", "synth/id_sim_rec", "synth/id_sim_other",
               "synth/l1_copy", "synth/psnr_copy"):
     assert np.isfinite(summary[key]), key
   assert summary["synth/psnr_copy"] > summary["synth/psnr"]  # an untrained G is worse than a copy
-  assert _stage_steps(workdir, "fesgan") == [1, 2]
-  assert "fesgan" in summary["wall_seconds"]
+  # Every held-out image is counted once in each recogniser's confusion matrix.
+  test_images = 2 * 7  # 2 held-out subjects x 7 expressions x 1 frame
+  assert {k: np.sum(v) for k, v in summary["confusion"].items()} == {"real": test_images,
+                                                                      "joint": test_images}
+  for name in stages.NAMES:
+    assert _stage_steps(base, name) == [1, 2], name
+    assert name in summary["wall_seconds"]
   report = train.format_report(summary)
-  assert summary["paths"]["samples"] in report and "synth/psnr" in report
+  assert summary["paths"]["samples"] in report and "joint R" in report
 
   # Resume with a longer stage 1: phi is restored (not retrained), fesgan continues at step 3.
-  cfg = _config(tiny_config, tmp_path / "tfds", stage1__steps=4)
-  train.train_and_evaluate(cfg, workdir)
-  assert _stage_steps(workdir, "phi") == [1, 2]
-  assert _stage_steps(workdir, "fesgan") == [1, 2, 3, 4]
-  assert checkpointing.StageCheckpointer(workdir, "fesgan").latest_step() == 4
-  assert os.path.exists(os.path.join(workdir, "samples", "fesgan_000004.png"))
+  cfg = _config(tiny_config, tmp_path / "tfds", fesgan__steps=4)
+  train.train_and_evaluate(cfg, base)
+  assert _stage_steps(base, "phi") == [1, 2]
+  assert _stage_steps(base, "fesgan") == [1, 2, 3, 4]
+  assert checkpointing.latest_step(base, "fesgan") == 4
+  assert os.path.exists(os.path.join(base, "samples", "fesgan_000004.png"))
+
+  # A run that starts from the base's finished stages trains only its own stage ...
+  row = str(tmp_path / "row")
+  row_cfg = _config(tiny_config, tmp_path / "tfds", fesgan__steps=4, joint__intra_mode="plain")
+  row_cfg.stages = ("phi", "fesgan", "joint")
+  out = train.train_and_evaluate(row_cfg, row, start_from=base)
+  assert out["start_from"] == {"phi": base, "fesgan": base}
+  with open(os.path.join(row, "metrics.jsonl")) as f:
+    assert {r["stage"] for r in map(json.loads, f)} == {"joint", "eval"}
+  assert sorted(os.listdir(os.path.join(row, "checkpoints"))) == ["joint"]
+  # ... and takes no stage trained under other settings, or not finished (those train here).
+  plan = stages.select(row_cfg)
+  other = row_cfg.copy_and_resolve_references()
+  other.fesgan.adv_weight = 0.5
+  taken, why = train.start_from_stages(other, plan, str(tmp_path / "other"), base)
+  assert taken == ("phi",) and "fesgan.adv_weight" in why["fesgan"]
+  assert "joint.intra_mode" in why["joint"]  # the base's own joint stage is another variant
+  assert "checkpoint of its own" in train.start_from_stages(row_cfg, plan, row, base)[1]["joint"]
+  shutil.rmtree(os.path.join(base, "checkpoints", "fesgan", "4"))
+  taken, why = train.start_from_stages(row_cfg, plan, str(tmp_path / "late"), base)
+  assert taken == ("phi",) and why["fesgan"] == "not finished there (step 3 of 4)"
 
 
 def test_bad_stages_are_named(tiny_config, tmp_path):
@@ -59,23 +90,25 @@ def test_bad_stages_are_named(tiny_config, tmp_path):
   with pytest.raises(ValueError, match="fesgann"):
     train.train_and_evaluate(cfg, str(tmp_path / "run"))
   cfg.stages = ("fesgan",)
-  with pytest.raises(ValueError, match="prefix"):
+  with pytest.raises(ValueError, match=r"'fesgan' needs \['phi'\]"):
+    train.train_and_evaluate(cfg, str(tmp_path / "run"))
+  cfg.stages = ("phi",)
+  cfg.phi.steps = -1
+  with pytest.raises(ValueError, match="phi.steps=-1"):
     train.train_and_evaluate(cfg, str(tmp_path / "run"))
 
 
 def test_checkpoint_restore_roundtrip(tiny_config, tmp_path):
-  import jax
-  from jfesgan import parallel, state as state_lib
-  from jfesgan.models import build_models
   models = build_models(tiny_config, 7, 4)
   mesh = parallel.make_mesh()
-  create = lambda: state_lib.create_phi_state(models, tiny_config, jax.random.key(3))
+  opt = tiny_config.phi.optimizer
+  create = lambda: state_lib.create_phi_state(models, opt, jax.random.key(3))
   ck = checkpointing.StageCheckpointer(str(tmp_path), "phi")
   state = ck.restore_or_create(create, parallel.replicated(mesh))
   state = state.replace(step=state.step + 5)
   ck.save(5, state)
   restored = checkpointing.StageCheckpointer(str(tmp_path), "phi").restore_or_create(
-      lambda: state_lib.create_phi_state(models, tiny_config, jax.random.key(99)),
+      lambda: state_lib.create_phi_state(models, opt, jax.random.key(99)),
       parallel.replicated(mesh))
   assert int(restored.step) == 5
   for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(restored.params)):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import Callable
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -113,12 +114,23 @@ class CropSpec:
     return f"{self.size}px_{'g' if self.channels == 1 else 'rgb'}_{self.detector}_m{round(100 * self.margin)}"
 
 
-class FaceCropper:
-  """Finds (or assumes) the face and returns the standard crop of an image."""
+# A face detector: RGB uint8 image -> the largest face's box, or None.
+Detector = Callable[[np.ndarray], "Box | None"]
 
-  def __init__(self, spec: CropSpec):
+
+class FaceCropper:
+  """Finds (or assumes) the face and returns the standard crop of an image.
+
+  ``detector`` replaces the one ``spec.detector`` names (e.g. a stub in tests, or another
+  detector); with ``spec.detector == "none"`` the image is taken to be the face already.
+  """
+
+  def __init__(self, spec: CropSpec, detector: Detector | None = None):
     self.spec = spec
-    self._detector = HaarDetector() if spec.detector == "haar" else None
+    if spec.detector == "none":
+      self._detector = None
+    else:
+      self._detector = detector if detector is not None else HaarDetector()
 
   def box(self, rgb: np.ndarray, path: str) -> Box:
     """The face box: detected, or the centred square for ``detector="none"``."""

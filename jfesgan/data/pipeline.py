@@ -9,21 +9,33 @@ iterator state to checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import functools
+from typing import Callable
 
 import numpy as np
 
 from jfesgan.data import procedural, splits
 
 
+# truth(subject, label, extras) -> float32 images in [0, 1]: the clean rendering of each person
+# with expression ``label``, in the pose and framing recorded in ``extras`` (the rows' extras).
+Truth = Callable[[np.ndarray, np.ndarray, dict[str, np.ndarray]], np.ndarray]
+
+
 @dataclasses.dataclass(frozen=True)
 class ArrayDataset:
-  """Images uint8 (N, R, R, C), expression labels and subject ids (N,), plus optional extras."""
+  """Images uint8 (N, R, R, C), expression labels and subject ids (N,), plus optional extras.
+
+  ``truth``, where the dataset can render any of its people with any expression (the procedural
+  faces), is the ground truth for synthesis: see :meth:`render_truth`.
+  """
 
   image: np.ndarray
   label: np.ndarray
   subject: np.ndarray
   class_names: tuple[str, ...]
   extras: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+  truth: Truth | None = None
 
   def __post_init__(self):
     n = self.image.shape[0]
@@ -44,7 +56,14 @@ class ArrayDataset:
   def take(self, index: np.ndarray) -> "ArrayDataset":
     """The rows at ``index`` (ints or a boolean mask)."""
     return ArrayDataset(self.image[index], self.label[index], self.subject[index],
-                        self.class_names, {k: v[index] for k, v in self.extras.items()})
+                        self.class_names, {k: v[index] for k, v in self.extras.items()},
+                        self.truth)
+
+  def render_truth(self, index: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The true images of rows ``index`` re-drawn with expressions ``labels``, float32 in [0, 1]."""
+    if self.truth is None:
+      raise ValueError("this dataset has no ground truth for synthesis")
+    return self.truth(self.subject[index], labels, {k: v[index] for k, v in self.extras.items()})
 
 
 def face_spec(data_cfg) -> procedural.FaceSpec:
@@ -69,11 +88,19 @@ def _builder(data_cfg):
   return databases.builder(data_cfg)
 
 
+def _procedural_truth(spec: procedural.FaceSpec, subject: np.ndarray, label: np.ndarray,
+                      extras: dict[str, np.ndarray]) -> np.ndarray:
+  return procedural.render_truth(spec, subject, label, extras["pose"])
+
+
 def load_splits(data_cfg) -> dict[str, ArrayDataset]:
-  """Every split of the dataset named by ``data_cfg.name``, read through its TFDS builder."""
+  """Every split of the dataset named by ``data_cfg.name``, read through its TFDS builder (with
+  the renderer as ground truth for the procedural faces)."""
   b = _builder(data_cfg)
   names = tuple(b.info.features["label"].names)
-  return {split: read_source(source, names, f"{b.name}/{split}")
+  truth = (functools.partial(_procedural_truth, face_spec(data_cfg))
+           if data_cfg.name == "procedural_faces" else None)
+  return {split: read_source(source, names, f"{b.name}/{split}", truth)
           for split, source in b.as_data_source().items()}
 
 
@@ -82,7 +109,8 @@ def load(data_cfg) -> ArrayDataset:
   return load_splits(data_cfg)["train"]
 
 
-def read_source(source, class_names: tuple[str, ...], what: str = "the dataset") -> ArrayDataset:
+def read_source(source, class_names: tuple[str, ...], what: str = "the dataset",
+                truth: Truth | None = None) -> ArrayDataset:
   """All records of a TFDS data source as one ArrayDataset."""
   n = len(source)
   if n == 0:
@@ -91,7 +119,8 @@ def read_source(source, class_names: tuple[str, ...], what: str = "the dataset")
   cols = {k: np.stack([r[k] for r in records]) for k in records[0]}
   return ArrayDataset(
       image=cols.pop("image"), label=cols.pop("label").astype(np.int32),
-      subject=cols.pop("subject").astype(np.int32), class_names=class_names, extras=cols)
+      subject=cols.pop("subject").astype(np.int32), class_names=class_names, extras=cols,
+      truth=truth)
 
 
 def holdout_split(data: ArrayDataset, data_cfg) -> tuple[ArrayDataset, ArrayDataset]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 from flax import linen as nn
 
-from jfesgan.models.generator import check_resolution, level_widths
+from jfesgan.models.common import check_resolution, level_widths
 from jfesgan.models.layers import Conv
 
 

@@ -11,21 +11,8 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from jfesgan.models.common import check_resolution, level_widths
 from jfesgan.models.layers import Conv, ConvTranspose2x, group_norm
-
-
-def level_widths(width: int, max_width: int, num_down: int) -> list[int]:
-  """Channel widths at resolutions R/2, R/4, ..., R/2**num_down (doubling, capped)."""
-  return [min(width * 2**i, max_width) for i in range(num_down)]
-
-
-def check_resolution(image_size: int, num_down: int) -> int:
-  """Returns the bottleneck size image_size / 2**num_down, or raises if it is not whole and >= 2."""
-  s = image_size // 2**num_down
-  if num_down < 1 or s * 2**num_down != image_size or s < 2:
-    raise ValueError(f"data.image_size={image_size} must be divisible by 2**model.num_down="
-                     f"{2**num_down} (num_down >= 1) with a bottleneck of at least 2x2")
-  return s
 
 
 class Encoder(nn.Module):
@@ -95,9 +82,10 @@ class Generator(nn.Module):
   impl: str = "auto"
 
   def setup(self):
-    self.encoder = Encoder(self.latent_dim, self.width, self.max_width, self.num_down, self.impl)
-    self.decoder = Decoder(self.image_size, self.channels, self.width, self.max_width,
-                           self.num_down, self.impl)
+    widths = dict(width=self.width, max_width=self.max_width, num_down=self.num_down,
+                  impl=self.impl)
+    self.encoder = Encoder(latent_dim=self.latent_dim, **widths)
+    self.decoder = Decoder(image_size=self.image_size, channels=self.channels, **widths)
 
   def encode(self, x: jax.Array) -> jax.Array:
     """Identity code E(x)."""

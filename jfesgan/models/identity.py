@@ -25,9 +25,11 @@ class IdentityNet(nn.Module):
   impl: str = "auto"
 
   def setup(self):
-    self.trunk = ConvTrunk(self.embed_dim, self.width, self.max_width, self.num_down, self.impl)
-    self.centres = self.param("centres", nn.initializers.normal(1.0),
-                              (self.embed_dim, self.num_subjects))
+    self.trunk = ConvTrunk(embed_dim=self.embed_dim, width=self.width, max_width=self.max_width,
+                           num_down=self.num_down, impl=self.impl)
+    # One direction per training subject: the cosine classifier's weights.
+    self.subject_directions = self.param("subject_directions", nn.initializers.normal(1.0),
+                                         (self.embed_dim, self.num_subjects))
 
   def embed(self, x: jax.Array) -> jax.Array:
     """Unit-norm identity embedding."""
@@ -36,5 +38,6 @@ class IdentityNet(nn.Module):
 
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     e = self.embed(x)
-    w = self.centres / (jnp.linalg.norm(self.centres, axis=0, keepdims=True) + 1e-6)
+    d = self.subject_directions
+    w = d / (jnp.linalg.norm(d, axis=0, keepdims=True) + 1e-6)
     return e, self.scale * (e @ w)

@@ -6,15 +6,15 @@ CPU cores (batch 96, ``python -m jfesgan.benchmark --layers``), so every layer h
 
 - ``"xla"``: ``lax.conv_general_dilated`` with strides / ``lhs_dilation``; the reference, and the
   fastest on GPU and TPU.
-- ``"cpu"``: strided convolutions as XLA convolutions; the 4x4 stride-2 transposed convolution as a
-  3x3 stride-1 convolution to 4F phase channels and a depth-to-space interleave (3-4x faster to
-  train than the ``lhs_dilation`` form on CPU).
+- ``"phase"``: strided convolutions as XLA convolutions; the 4x4 stride-2 transposed convolution
+  by phase decomposition, as a 3x3 stride-1 convolution to 4F phase channels and a depth-to-space
+  interleave (3-4x faster to train than the ``lhs_dilation`` form on CPU).
 - ``"matmul"``: im2col by shifted slices (space-to-depth for stride 2) and one matmul.  Slower in
   first order on CPU, but 3x faster than XLA convolutions when differentiated twice, so the image
   discriminator (WGAN-GP) uses it on CPU.
 
 ``"auto"`` resolves to ``"xla"`` off CPU, and on CPU to ``"matmul"`` for modules differentiated
-twice and ``"cpu"`` otherwise.  All implementations share parameter shapes and compute the same
+twice and ``"phase"`` otherwise.  All implementations share parameter shapes and compute the same
 function (``tests/layers_test.py``).
 """
 
@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 _DN = ("NHWC", "HWIO", "NHWC")
-IMPLS = ("xla", "cpu", "matmul")
+IMPLS = ("xla", "phase", "matmul")
 
 
 def resolve_impl(impl: str, second_order: bool = False) -> str:
@@ -33,7 +33,7 @@ def resolve_impl(impl: str, second_order: bool = False) -> str:
   if impl == "auto":
     if jax.default_backend() != "cpu":
       return "xla"
-    return "matmul" if second_order else "cpu"
+    return "matmul" if second_order else "phase"
   if impl not in IMPLS:
     raise ValueError(f"conv impl must be 'auto' or one of {IMPLS}, got {impl!r}")
   return impl
@@ -103,7 +103,7 @@ def conv_transpose2x(x: jax.Array, kernel: jax.Array, impl: str,
 
   ``out[2i - 1 + ky, 2j - 1 + kx] += x[i, j] @ kernel[ky, kx]``.  Split into its four output
   phases, output phase (py, px) is a 2x2 window of the input padded by one, at offset (py, px),
-  with taps ``kernel[3 - py - 2ty, 3 - px - 2tx]``.  The ``cpu``/``matmul`` forms place the four
+  with taps ``kernel[3 - py - 2ty, 3 - px - 2tx]``.  The ``phase``/``matmul`` forms place the four
   2x2 windows in one 3x3 kernel with 4F outputs (zeros elsewhere), run it as a stride-1
   convolution and interleave the phases.
   """

@@ -22,7 +22,8 @@ class Recognizer(nn.Module):
   impl: str = "auto"
 
   def setup(self):
-    self.trunk = ConvTrunk(self.embed_dim, self.width, self.max_width, self.num_down, self.impl)
+    self.trunk = ConvTrunk(embed_dim=self.embed_dim, width=self.width, max_width=self.max_width,
+                           num_down=self.num_down, impl=self.impl)
     self.head = nn.Dense(self.num_classes)
 
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:

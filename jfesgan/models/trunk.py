@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from jfesgan.models.generator import check_resolution, level_widths
+from jfesgan.models.common import check_resolution, level_widths
 from jfesgan.models.layers import Conv
 
 

@@ -1,0 +1,54 @@
+"""The plan of stages: names, dependencies, random streams and config sections."""
+
+import jax
+import numpy as np
+import pytest
+
+from jfesgan import stages
+
+
+def test_every_stage_has_its_config_section():
+  from configs import joint
+  config = joint.get_config()
+  assert tuple(config.stages) == stages.NAMES
+  for stage in stages.PLAN:
+    section = config[stage.name]
+    assert stage.steps(config) == section.steps > 0, stage.name
+    assert "optimizer" in section, stage.name
+  # The real-only baseline trains as long as the joint recogniser (a field reference).
+  config.joint.steps = 7
+  assert stages.REAL.steps(config) == 7
+
+
+def test_streams_are_distinct_and_fixed():
+  streams = [s.stream for s in stages.PLAN] + [stages.EVAL_STREAM]
+  assert len(set(streams)) == len(streams)
+  seeds = {s.batch_seed(5) for s in stages.PLAN}
+  assert len(seeds) == len(stages.PLAN)
+  keys = np.stack([jax.random.key_data(s.key(5)) for s in stages.PLAN])
+  assert len(np.unique(keys, axis=0)) == len(stages.PLAN)
+  np.testing.assert_array_equal(jax.random.key_data(stages.FESGAN.key(5)),
+                                jax.random.key_data(stages.FESGAN.key(5)))
+
+
+def test_select_orders_and_checks_needs(tiny_config):
+  cfg = tiny_config.copy_and_resolve_references()
+  cfg.stages = ("joint", "real", "fesgan", "phi")
+  assert [s.name for s in stages.select(cfg)] == ["phi", "fesgan", "real", "joint"]
+  cfg.stages = ("real",)
+  assert [s.name for s in stages.select(cfg)] == ["real"]
+  cfg.stages = ("phi", "joint")
+  with pytest.raises(ValueError, match=r"'joint' needs \['fesgan'\]"):
+    stages.select(cfg)
+  cfg.stages = ("phi", "gan")
+  with pytest.raises(ValueError, match="unknown stages \\['gan'\\]"):
+    stages.select(cfg)
+  cfg.stages = ()
+  with pytest.raises(ValueError, match="empty"):
+    stages.select(cfg)
+
+
+def test_lineage_and_config_sections():
+  assert stages.lineage("joint") == ("phi", "fesgan", "joint")
+  assert stages.lineage("real") == ("real",)
+  assert stages.config_sections("fesgan") == stages.SHARED_SECTIONS + ("phi", "fesgan")
