@@ -1,9 +1,11 @@
 """Speed and memory of the train steps (and, with --layers, of each convolution implementation).
 
-  python -m jfesgan.benchmark --config configs/joint.py [--steps 20] [--layers]
+  python -m jfesgan.benchmark --config configs/joint.py [--steps 20] [--loop 10] [--layers]
 
 Times are medians over ``--steps`` calls after a warm-up (compile excluded, reported apart), with
-the real step functions, shapes and sharding of the config.  Memory is the process's peak resident
+the real step functions, shapes and sharding of the config: each stage's step one per call
+(``step_s``) and ``--loop`` steps per call as the fused loop runs them (``loop_step_s``, per step:
+``lax.scan`` over a device-resident dataset, ``config.steps_per_call``).  Memory is the process's peak resident
 set on CPU and the device allocator's peak on GPU/TPU.
 """
 
@@ -21,12 +23,15 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from jfesgan import parallel, stages
+from jfesgan.data import pipeline
 from jfesgan.data.pipeline import ArrayDataset
 from jfesgan.models import build_models, layers
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", "configs/joint.py", "Configuration file.")
 flags.DEFINE_integer("steps", 20, "Timed calls per step function.")
+flags.DEFINE_integer("loop", 0, "Steps per call of the fused loop (0: not timed). On CPU the loop "
+                     "is unrolled, so its compile time grows with this number.")
 flags.DEFINE_bool("layers", False, "Also time each convolution implementation on the model's shapes.")
 
 
@@ -52,7 +57,7 @@ def _peak_memory_mb() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def step_benchmarks(config, n: int) -> dict:
+def step_benchmarks(config, n: int, loop_steps: int = 0) -> dict:
   """Per-step time of each stage's train step at the config's shapes."""
   k, subjects = 7, 100
   models = build_models(config, k, subjects)
@@ -65,17 +70,21 @@ def step_benchmarks(config, n: int) -> dict:
       "subject": rng.integers(0, subjects, b).astype(np.int32)}, mesh)
   key = jax.random.key(0)
   results = {}
-  # The stages' own factories and steps (on a stand-in dataset: steps never read it).
-  ctx = stages.Context(config=config, models=models, train=ArrayDataset(
-      np.zeros((1, r, r, c), np.uint8), np.zeros(1, np.int32), np.zeros(1, np.int32),
-      tuple(map(str, range(k)))))
+  # The stages' own factories and steps, on a stand-in dataset of random images.
+  data = ArrayDataset(rng.integers(0, 256, (4 * b, r, r, c)).astype(np.uint8),
+                      rng.integers(0, k, 4 * b).astype(np.int32),
+                      rng.integers(0, subjects, 4 * b).astype(np.int32), tuple(map(str, range(k))))
+  ctx = stages.Context(config=config, models=models, train=data)
+  batches = pipeline.Batches(data, b, seed=0, hflip=True)
+  arrays = parallel.replicate(batches.arrays(), mesh)
   finished = {}
   for stage in stages.PLAN:
-    state = parallel.replicate(stage.create(ctx, finished), mesh)
-    finished[stage.name] = state
-    jitted = parallel.jit_step(stage.step(ctx), mesh, static_argnames=stage.static_argnames)
+    finished[stage.name] = parallel.replicate(stage.create(ctx, finished), mesh)
     static = stage.static(config, 0) if stage.static else {}
-    holder = {"state": parallel.replicate(stage.create(ctx, finished), mesh)}
+    jitted = parallel.jit_step(stage.step(ctx), mesh, static_argnames=stage.static_argnames)
+    # A copy: the timed steps donate their state, and the next stages start from `finished`.
+    holder = {"state": parallel.replicate(jax.tree.map(jnp.array, stage.create(ctx, finished)),
+                                          mesh)}
 
     def call(s, bt, kk, jitted=jitted, static=static, holder=holder):
       holder["state"], m = jitted(s, bt, kk, **static)
@@ -84,6 +93,21 @@ def step_benchmarks(config, n: int) -> dict:
     first, per = _time(call, lambda holder=holder: (holder["state"], batch, key), n)
     results[stage.name] = {"compile_plus_first_s": round(first, 2), "step_s": round(per, 4),
                            "images_per_s": round(b / per, 1)}
+    if loop_steps > 1:
+      loop = parallel.jit_loop(stage.step(ctx), pipeline.gather_batch, mesh,
+                               static_argnames=stage.static_argnames)
+      rows = parallel.shard_batch(
+          {"index": np.stack([batches.indices(i) for i in range(loop_steps)], 1),
+           "flip": np.stack([batches.flips(i) for i in range(loop_steps)], 1)}, mesh)
+      plan = np.arange(loop_steps, dtype=np.int32)
+
+      def call_loop(s, loop=loop, static=static, holder=holder):
+        holder["state"], m = loop(s, arrays, rows["index"], rows["flip"], plan, key, **static)
+        return m
+
+      first, per = _time(call_loop, lambda holder=holder: (holder["state"],), max(2, n // 4))
+      results[stage.name].update(loop_compile_plus_first_s=round(first, 2),
+                                 loop_step_s=round(per / loop_steps, 4))
   return results
 
 
@@ -119,7 +143,8 @@ def main(argv):
   report = {"backend": jax.default_backend(), "devices": jax.device_count(),
             "device_kind": jax.devices()[0].device_kind, "batch_size": config.batch_size,
             "image_size": config.data.image_size, "width": config.model.width,
-            "conv_impl": config.model.conv_impl, "steps": step_benchmarks(config, FLAGS.steps)}
+            "conv_impl": config.model.conv_impl,
+            "steps": step_benchmarks(config, FLAGS.steps, FLAGS.loop)}
   if FLAGS.layers:
     report["layers"] = layer_benchmarks(config, max(3, FLAGS.steps // 4))
   report["peak_memory_mb"] = round(_peak_memory_mb(), 1)

@@ -181,8 +181,9 @@ def markdown_table(agg: dict[str, dict], title: str, command: str) -> str:
 
 def main(argv):
   from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
-  from jfesgan import metrics  # pylint: disable=g-import-not-at-top
+  from jfesgan import metrics, parallel  # pylint: disable=g-import-not-at-top
   flags_ = flags.FLAGS
+  parallel.enable_compilation_cache(flags_.compilation_cache)
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.INFO)
@@ -222,6 +223,8 @@ def define_flags() -> None:
   flags.DEFINE_string("folds", "", "Comma-separated folds to run (default: all data.num_folds).")
   flags.DEFINE_bool("ablation", False, "Run the six ablation rows instead of the configured method.")
   flags.DEFINE_string("rows", "", "With --ablation: comma-separated rows to run (default: all six).")
+  flags.DEFINE_string("compilation_cache", "~/.cache/jfesgan/xla", "Directory of the persistent "
+                      "XLA compilation cache ('' = off): every fold after the first skips compiling.")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ config_flags.DEFINE_config_file("config", "configs/joint.py", "Configuration fil
 flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() first (multi-host runs).")
 flags.DEFINE_string("workdir", None, "Where checkpoints, logs and samples go (resumed if present); "
                     "default runs/<config name>-<time>.")
+flags.DEFINE_string("compilation_cache", "~/.cache/jfesgan/xla", "Directory of the persistent "
+                    "XLA compilation cache ('' = off): re-runs and resumes skip compiling.")
 flags.DEFINE_string("start_from", None, "Another workdir whose finished stages (trained under the "
                     "same config fields) this run starts from instead of training them again.")
 
@@ -24,8 +26,8 @@ def main(argv):
   import jax  # after flags, so that --jax_* flags and XLA_FLAGS take effect first
   if FLAGS.distributed:
     jax.distributed.initialize()
-  from jfesgan import train
-  from jfesgan import metrics
+  from jfesgan import metrics, parallel, train
+  parallel.enable_compilation_cache(FLAGS.compilation_cache)
   logging.set_verbosity(logging.INFO)
   metrics.quiet_orbax_logs()
   workdir = FLAGS.workdir

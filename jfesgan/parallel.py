@@ -10,6 +10,7 @@ shard_map.)  The same code runs multi-host: each process feeds its slice of the 
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable
 
 import jax
@@ -94,3 +95,57 @@ def jit_step(step_fn: Callable, mesh: Mesh, *, static_argnames: tuple[str, ...] 
     return jitted(state, batch, rng, *(static[k] for k in static_argnames))
 
   return call
+
+
+def jit_loop(step_fn: Callable, gather: Callable, mesh: Mesh, *,
+             static_argnames: tuple[str, ...] = (), unroll: int | bool | None = None) -> Callable:
+  """Jits K steps of ``step_fn`` as one call: ``loop(state, arrays, index, flip, steps, rng,
+  **static) -> (state, metrics of the last step)``.
+
+  ``arrays`` is the dataset, resident on the devices (replicated); ``index`` and ``flip`` (B, K)
+  say which rows make each step's batch (``gather(arrays, index[:, k], flip[:, k])``, sharded
+  over the mesh like a batch), ``steps`` (K,) are the step numbers folded into ``rng``.  The
+  same steps as :func:`jit_step` called K times, without Python dispatch or host transfers
+  between them: a ``lax.scan`` over the K steps.
+
+  ``unroll`` (default: fully unrolled on CPU, rolled elsewhere): XLA:CPU runs convolutions inside
+  a while loop about 16x slower than the same step on its own (measured with jax 0.10.2: Phi's
+  step 0.042 s alone, 0.66 s per step in a rolled 10-step scan, 0.047 s unrolled), so on CPU the
+  loop is unrolled, at the price of compiling K copies of the step.
+  """
+  if unroll is None:
+    unroll = True if jax.default_backend() == "cpu" else 1
+  rep, dat = replicated(mesh), data_sharding(mesh)
+
+  def loop(state, arrays, index, flip, steps, rng, *static):
+    kwargs = dict(zip(static_argnames, static))
+
+    def body(state, xs):
+      idx, flp, step = xs
+      batch = jax.lax.with_sharding_constraint(gather(arrays, idx, flp), dat)
+      state, metrics = step_fn(state, batch, jax.random.fold_in(rng, step), **kwargs)
+      return state, metrics
+
+    state, metrics = jax.lax.scan(body, state, (index.T, flip.T, steps), unroll=unroll)
+    return state, jax.tree.map(lambda m: m[-1], metrics)
+
+  jitted = jax.jit(loop, in_shardings=(rep, rep, dat, dat, rep, rep), out_shardings=(rep, rep),
+                   donate_argnums=(0,),
+                   static_argnums=tuple(range(6, 6 + len(static_argnames))))
+
+  def call(state, arrays, index, flip, steps, rng, **static):
+    return jitted(state, arrays, index, flip, steps, rng, *(static[k] for k in static_argnames))
+
+  return call
+
+
+def enable_compilation_cache(directory: str) -> None:
+  """Keeps compiled steps on disk in ``directory`` ('' = off), so that a resumed run, the next
+  fold of a cross-validation or the next stage with the same step skips XLA compilation."""
+  if not directory:
+    return
+  directory = os.path.expanduser(directory)
+  os.makedirs(directory, exist_ok=True)
+  jax.config.update("jax_compilation_cache_dir", directory)
+  # Every step is worth keeping: on 2 CPU cores even the small ones take seconds to compile.
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)

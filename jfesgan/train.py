@@ -36,9 +36,12 @@ def run_stage(stage: stages.Stage, ctx: stages.Context, finished: Mapping[str, A
 
   The state is restored from the finished stage in ``start_from`` (a stage that
   :func:`start_from_stages` took from there), or from the workdir's latest checkpoint of the
-  stage, or created from ``finished`` (the states of the stages it needs).  Metrics are logged every ``config.log_every`` steps, the state
-  saved every ``config.checkpoint_every`` steps and at the end; ``on_step(step, state)`` runs
-  after each step.
+  stage, or created from ``finished`` (the states of the stages it needs).  Steps run
+  ``config.steps_per_call`` at a time (one jitted ``lax.scan`` over the device-resident dataset,
+  :func:`jfesgan.parallel.jit_loop`; 1 = one jitted step per call), in chunks that end at every
+  multiple of ``config.log_every`` (metrics logged), ``config.checkpoint_every`` (state saved)
+  and, for a stage that draws samples, ``config.sample_every``; ``on_step(step, state)`` runs
+  after each chunk.
   """
   t0 = time.time()
   config = ctx.config
@@ -60,25 +63,45 @@ def run_stage(stage: stages.Stage, ctx: stages.Context, finished: Mapping[str, A
     return state, time.time() - t0
   if start:
     logging.info("stage %s: resuming from step %d", stage.name, start)
-  step_fn = parallel.jit_step(stage.step(ctx), mesh, static_argnames=stage.static_argnames)
   batches = pipeline.Batches(ctx.train, config.batch_size, seed=stage.batch_seed(config.seed),
                              hflip=config.data.hflip, subject_index=stage.label_key == "subject")
   rng = stage.key(config.seed)
+  per_call = config.steps_per_call
+  if per_call > 1:  # K steps per call, the dataset resident on the devices
+    loop = parallel.jit_loop(stage.step(ctx), pipeline.gather_batch, mesh,
+                             static_argnames=stage.static_argnames)
+    arrays = parallel.replicate(batches.arrays(), mesh)
+  else:
+    step_fn = parallel.jit_step(stage.step(ctx), mesh, static_argnames=stage.static_argnames)
+  events = [config.log_every, config.checkpoint_every]
+  if stage.generator is not None:
+    events.append(config.sample_every)
   # In a log file (no terminal) a line every 30 s is plenty.
   bar = tqdm.tqdm(total=num_steps, initial=start, desc=f"{stage.name:>7s}",
                   mininterval=1.0 if sys.stderr.isatty() else 30.0,
                   dynamic_ncols=True, disable=not writer.active)
-  for step in range(start, num_steps):
+  step = start
+  while step < num_steps:
     static = stage.static(config, step) if stage.static else {}
-    batch = parallel.shard_batch(batches.at(step), mesh)
-    state, metrics = step_fn(state, batch, jax.random.fold_in(rng, step), **static)
-    done = step + 1
+    done = _chunk_end(step, num_steps, per_call, events,
+                      lambda s: (stage.static(config, s) if stage.static else {}) == static)
+    if per_call > 1:
+      plan = list(range(step, done))
+      index = np.stack([batches.indices(s) for s in plan], axis=1)
+      flip = np.stack([batches.flips(s) for s in plan], axis=1)
+      rows = parallel.shard_batch({"index": index, "flip": flip}, mesh)
+      state, metrics = loop(state, arrays, rows["index"], rows["flip"], np.asarray(plan, np.int32),
+                            rng, **static)
+    else:
+      batch = parallel.shard_batch(batches.at(step), mesh)
+      state, metrics = step_fn(state, batch, jax.random.fold_in(rng, step), **static)
+    bar.update(done - step)
+    step = done
     if done % config.log_every == 0 or done == num_steps:
       values = metrics_lib.to_floats(metrics)
       writer.scalars(done, values, stage.name)
       keys = stage.show or [k for k in values if k.split("/", 1)[-1] in ("loss", "acc")]
       bar.set_postfix({k: f"{values[k]:.3g}" for k in keys if k in values}, refresh=False)
-    bar.update(1)
     if on_step is not None:
       on_step(done, state)
     if done % config.checkpoint_every == 0 or done == num_steps:
@@ -87,6 +110,20 @@ def run_stage(stage: stages.Stage, ctx: stages.Context, finished: Mapping[str, A
   writer.flush()
   ckpt.close()
   return state, time.time() - t0
+
+
+def _chunk_end(step: int, num_steps: int, per_call: int, events: list[int],
+               same_variant: Callable[[int], bool]) -> int:
+  """The end of the chunk of steps run in one call from ``step``: at most ``per_call`` steps,
+  stopping at the next multiple of any of ``events`` (logging, checkpoints, samples), at the
+  stage's end, and before the first step of another variant."""
+  end = min(num_steps, step + per_call)
+  for every in events:
+    end = min(end, (step // every + 1) * every)
+  for s in range(step + 1, end):
+    if not same_variant(s):
+      return s
+  return end
 
 
 def _validate(config, plan: tuple[stages.Stage, ...]) -> None:

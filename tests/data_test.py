@@ -190,3 +190,19 @@ def test_procedural_truth_travels_with_the_dataset(tiny_config, tmp_path):
   no_truth = pipeline.ArrayDataset(test.image, test.label, test.subject, test.class_names)
   with pytest.raises(ValueError, match="no ground truth"):
     no_truth.render_truth(rows, targets)
+
+
+@pytest.mark.parametrize("subject_index", [False, True])
+def test_device_gather_equals_host_batches(generated, subject_index):
+  """The fused loop gathers each batch on the device from the resident dataset: the same batch,
+  flips and labels as the host's Batches.at, bit for bit."""
+  import jax
+  data = _dataset(generated)
+  batches = pipeline.Batches(data, 8, seed=3, hflip=True, subject_index=subject_index)
+  arrays = jax.device_put(batches.arrays())
+  gather = jax.jit(pipeline.gather_batch)
+  for step in (0, 5, 17):
+    host = batches.at(step)
+    assert batches.flips(step).any() and not batches.flips(step).all()
+    chex.assert_trees_all_equal(jax.device_get(gather(arrays, batches.indices(step),
+                                                      batches.flips(step))), host)

@@ -187,14 +187,38 @@ class Batches:
     pos = step * self.batch_size + np.arange(self.batch_size)
     return np.array([self._perm(int(p // n))[p % n] for p in pos])
 
+  def flips(self, step: int) -> np.ndarray:
+    """Which images of the step-th batch are mirrored (bool (B,); all False without hflip)."""
+    if not self.hflip:
+      return np.zeros(self.batch_size, bool)
+    return np.random.default_rng([self.seed, 1 << 20, step]).random(self.batch_size) < 0.5
+
+  def arrays(self) -> dict[str, np.ndarray]:
+    """The dataset's columns a batch is gathered from: ``image`` uint8, ``label``, ``subject``
+    (contiguous indices with ``subject_index``), for keeping the data on the device."""
+    subject = self.data.subject if self.subject_idx is None else self.subject_idx
+    return dict(image=self.data.image, label=self.data.label.astype(np.int32),
+                subject=subject.astype(np.int32))
+
   def at(self, step: int) -> dict[str, np.ndarray]:
     """The step-th batch: ``image`` float32 in [-1, 1], ``label``, ``subject`` int32."""
     idx = self.indices(step)
     img = to_float(self.data.image[idx])
     if self.hflip:
-      flip = np.random.default_rng([self.seed, 1 << 20, step]).random(self.batch_size) < 0.5
-      img = np.where(flip[:, None, None, None], img[:, :, ::-1], img)
-    batch = dict(image=img, label=self.data.label[idx], subject=self.data.subject[idx])
-    if self.subject_idx is not None:
-      batch["subject"] = self.subject_idx[idx].astype(np.int32)
-    return batch
+      img = np.where(self.flips(step)[:, None, None, None], img[:, :, ::-1], img)
+    cols = self.arrays()
+    return dict(image=img, label=cols["label"][idx], subject=cols["subject"][idx])
+
+
+# to_float of every uint8 value: a table lookup on the device gives exactly the host's floats
+# (XLA would turn the division into a multiplication by the reciprocal, 1 ulp off).
+_FLOAT_OF_UINT8 = to_float(np.arange(256, dtype=np.uint8))
+
+
+def gather_batch(arrays, index, flip):
+  """On the device, the batch :meth:`Batches.at` builds on the host: rows ``index`` of
+  ``arrays`` (:meth:`Batches.arrays`), as float32 in [-1, 1], mirrored where ``flip``."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  img = jnp.asarray(_FLOAT_OF_UINT8)[arrays["image"][index].astype(jnp.int32)]
+  img = jnp.where(flip[:, None, None, None], img[:, :, ::-1], img)
+  return dict(image=img, label=arrays["label"][index], subject=arrays["subject"][index])

@@ -105,16 +105,25 @@ def conv_transpose2x(x: jax.Array, kernel: jax.Array, impl: str,
   phases, output phase (py, px) is a 2x2 window of the input padded by one, at offset (py, px),
   with taps ``kernel[3 - py - 2ty, 3 - px - 2tx]``.  The ``phase``/``matmul`` forms place the four
   2x2 windows in one 3x3 kernel with 4F outputs (zeros elsewhere), run it as a stride-1
-  convolution and interleave the phases.
+  convolution and interleave the phases.  The ``phase`` form has its own backward pass
+  (:func:`_phase_conv_transpose2x`): autodiff of the phase form would compute the zero taps and
+  turn the weight gradient into a large-window convolution, XLA:CPU's slowest kind.
   """
   impl = resolve_impl(impl, second_order)
   if kernel.shape[:2] != (4, 4):
     raise ValueError(f"conv_transpose2x needs a 4x4 kernel, got {kernel.shape[:2]}")
-  n, h, w, c = x.shape
-  f = kernel.shape[-1]
   if impl == "xla":
     return jax.lax.conv_general_dilated(
         x, kernel[::-1, ::-1], (1, 1), ((2, 2), (2, 2)), lhs_dilation=(2, 2), dimension_numbers=_DN)
+  if impl == "phase":
+    return _phase_conv_transpose2x(x, kernel)
+  return _phase_form(x, kernel, impl)
+
+
+def _phase_form(x: jax.Array, kernel: jax.Array, impl: str) -> jax.Array:
+  """The transposed convolution as one 3x3 stride-1 convolution to 4F phase channels."""
+  n, h, w, c = x.shape
+  f = kernel.shape[-1]
   zero = jnp.zeros((c, f), kernel.dtype)
   rows = []
   for i in range(3):  # 3x3 window row i, column j; phase (py, px) uses tap (i - py, j - px)
@@ -132,6 +141,48 @@ def conv_transpose2x(x: jax.Array, kernel: jax.Array, impl: str,
   xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
   out = _conv_valid(xp, big, impl).reshape(n, h, w, 2, 2, f)
   return out.transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * h, 2 * w, f)
+
+
+@jax.custom_vjp
+def _phase_conv_transpose2x(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  r"""The phase form of :func:`conv_transpose2x` with a backward pass of dense, zero-free products.
+
+  With :math:`y_{2i-1+k_y,\,2j-1+k_x} \mathrel{+}= x_{ij} K_{k_y k_x}` and output cotangent
+  :math:`g`:
+
+  .. math::
+     \frac{\partial L}{\partial x_{ij}} = \sum_{k_y,k_x} g_{2i-1+k_y,\,2j-1+k_x} K_{k_y k_x}^\top,
+     \qquad
+     \frac{\partial L}{\partial K_{k_y k_x}} = \sum_{n,i,j} x_{nij}^\top\, g_{n,\,2i-1+k_y,\,2j-1+k_x}.
+
+  The first is the stride-2, padding-1 convolution of :math:`g` with the same taps (input and
+  output channels swapped), one XLA convolution on its fast path.  For the second, the taps
+  :math:`k_y = 2a + p` (:math:`a, p \in \{0, 1\}`) read :math:`g` padded by one at rows
+  :math:`2(i + a) + p`: in space-to-depth coordinates a 2x2 window, so the kernel gradient is four
+  matmuls :math:`(C \times NHW) \cdot (NHW \times 4F)`.  Both are ordinary JAX functions, so
+  the rule can itself be differentiated (second order).
+  """
+  return _phase_form(x, kernel, "phase")
+
+
+def _phase_fwd(x, kernel):
+  return _phase_form(x, kernel, "phase"), (x, kernel)
+
+
+def _phase_bwd(res, g):
+  x, kernel = res
+  n, h, w, c = x.shape
+  f = kernel.shape[-1]
+  dx = jax.lax.conv_general_dilated(g, kernel.transpose(0, 1, 3, 2), (2, 2), ((1, 1), (1, 1)),
+                                    dimension_numbers=_DN)
+  g4 = space_to_depth(jnp.pad(g, ((0, 0), (1, 1), (1, 1), (0, 0))))  # (N, H+1, W+1, (p, q, F))
+  dk = jnp.stack([jnp.stack([jnp.einsum("nhwc,nhwk->ck", x, g4[:, a:a + h, b:b + w])
+                             for b in (0, 1)]) for a in (0, 1)])  # (a, b, C, (p, q, F))
+  dk = dk.reshape(2, 2, c, 2, 2, f).transpose(0, 3, 1, 4, 2, 5).reshape(4, 4, c, f)
+  return dx.astype(x.dtype), dk.astype(kernel.dtype)
+
+
+_phase_conv_transpose2x.defvjp(_phase_fwd, _phase_bwd)
 
 
 class Conv(nn.Module):
