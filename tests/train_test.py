@@ -117,13 +117,12 @@ def test_checkpoint_restore_roundtrip(tiny_config, tmp_path):
 
 
 def test_fused_loop_equals_step_loop(tiny_config, tmp_path):
-  """Steps run K at a time (lax.scan, dataset on the devices, chunks cut at log, checkpoint and
-  sample steps and where the step variant changes) give the states of one step per call."""
+  """Steps run K at a time (lax.scan over the device-resident dataset, in chunks cut at log and
+  checkpoint steps) give the states and logs of one step per call."""
   from jfesgan import metrics as metrics_lib
   from jfesgan.data import pipeline
-  stage_name = "fesgan"
-  cfg = _config(tiny_config, tmp_path / "tfds", fesgan__steps=5, fesgan__n_critic=2)
-  cfg.log_every, cfg.checkpoint_every, cfg.sample_every = 3, 4, 100
+  cfg = _config(tiny_config, tmp_path / "tfds", phi__steps=7)
+  cfg.log_every, cfg.checkpoint_every = 3, 4  # chunks of 3, 1, 2 and 1 steps with K = 4
   train_data, _ = pipeline.train_test(cfg.data)
   models = build_models(cfg, train_data.num_classes, len(np.unique(train_data.subject)))
   ctx = stages.Context(config=cfg, models=models, train=train_data)
@@ -131,15 +130,25 @@ def test_fused_loop_equals_step_loop(tiny_config, tmp_path):
   out = {}
   for per_call in (1, 4):
     cfg.steps_per_call = per_call
-    workdir = str(tmp_path / f"k{per_call}_{stage_name}")
+    workdir = str(tmp_path / f"k{per_call}")
     writer = metrics_lib.MetricWriter(workdir)
-    # A fresh Phi each time: the fesgan stage donates the states it starts from.
-    phi = parallel.replicate(stages.PHI.create(ctx, {}), mesh)
-    state, _ = train.run_stage(stages.BY_NAME[stage_name], ctx, {"phi": phi}, mesh=mesh,
-                               workdir=workdir, writer=writer)
+    state, _ = train.run_stage(stages.PHI, ctx, {}, mesh=mesh, workdir=workdir, writer=writer)
     writer.close()
-    out[per_call] = (jax.device_get(state), _stage_steps(workdir, stage_name))
-  (s1, logged1), (s4, logged4) = out[1], out[4]
-  assert logged1 == logged4 == [3, 5]
+    out[per_call] = (jax.device_get(state), _stage_steps(workdir, "phi"),
+                     checkpointing.latest_step(workdir, "phi"))
+  (s1, logged1, saved1), (s4, logged4, saved4) = out[1], out[4]
+  assert logged1 == logged4 == [3, 6, 7] and saved1 == saved4 == 7
   # (The states' optimiser objects are created anew per run: compare their arrays.)
   chex.assert_trees_all_close(jax.tree.leaves(s1), jax.tree.leaves(s4), atol=1e-6, rtol=1e-6)
+
+
+def test_chunks_end_at_events_and_variant_changes():
+  every_step = lambda s: True
+  assert train._chunk_end(0, 100, 8, [50, 500], every_step) == 8
+  assert train._chunk_end(46, 100, 8, [50, 500], every_step) == 50
+  assert train._chunk_end(96, 99, 8, [50, 500], every_step) == 99
+  assert train._chunk_end(10, 100, 8, [3], every_step) == 12
+  # With n_critic = 3 the generator updates at steps 2, 5, 8: a chunk never mixes variants.
+  variant = lambda step: step % 3 == 2
+  assert train._chunk_end(0, 100, 8, [50], lambda s: variant(s) == variant(0)) == 2
+  assert train._chunk_end(2, 100, 8, [50], lambda s: variant(s) == variant(2)) == 3
