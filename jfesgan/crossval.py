@@ -142,7 +142,7 @@ def collect_finished(config, workdir: str, ablation: bool) -> dict[int, dict[str
         saved = json.load(f)
       cfg = row_config(config, fold, row)
       want = json.loads(json.dumps(cfg.to_dict()))
-      keys = stages.run_sections(cfg.stages)
+      keys = stages.run_sections([st.name for st in stages.select(cfg)])
       diff = sorted(d for k in keys for d in diff_paths(saved.get(k), want.get(k), f"{k}."))
       if diff:
         raise ValueError(f"{os.path.join(d, 'config.json')} was run with another configuration "

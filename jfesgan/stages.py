@@ -140,8 +140,9 @@ NAMES = tuple(BY_NAME)
 
 def select(config) -> tuple[Stage, ...]:
   """The stages ``config.stages`` names, in the plan's order; raises naming a stage that is
-  unknown or that lacks a stage it needs."""
-  names = tuple(config.stages)
+  unknown or that lacks a stage it needs.  Entries may hold several comma-separated names, as
+  ``--config.stages=phi,fesgan`` gives."""
+  names = tuple(n.strip() for entry in config.stages for n in entry.split(",") if n.strip())
   unknown = [n for n in names if n not in BY_NAME]
   if unknown:
     raise ValueError(f"config.stages has unknown stages {unknown}; the plan is {NAMES}")

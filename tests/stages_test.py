@@ -37,6 +37,8 @@ def test_select_orders_and_checks_needs(tiny_config):
   assert [s.name for s in stages.select(cfg)] == ["phi", "fesgan", "real", "joint"]
   cfg.stages = ("real",)
   assert [s.name for s in stages.select(cfg)] == ["real"]
+  cfg.stages = ("phi, fesgan",)  # --config.stages=phi,fesgan on the command line
+  assert [s.name for s in stages.select(cfg)] == ["phi", "fesgan"]
   cfg.stages = ("phi", "joint")
   with pytest.raises(ValueError, match=r"'joint' needs \['fesgan'\]"):
     stages.select(cfg)
