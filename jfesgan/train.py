@@ -215,21 +215,8 @@ def train_and_evaluate(config, workdir: str, *, start_from: str | None = None) -
                      "train: set phi.steps=0 and fesgan.identity_weight=0 (configs/fer2013.py)")
   models = build_models(config, train.num_classes, num_subjects=len(np.unique(train.subject)))
   ctx = stages.Context(config=config, models=models, train=train)
-  ev = evaluation.Evaluator(models, config.eval.batch_size)
-  paths = {"workdir": workdir, "metrics": writer.jsonl_path, "tensorboard": writer.tb_dir,
-           "checkpoints": os.path.join(workdir, "checkpoints")}
-  summary: dict[str, Any] = {"confusion": {}}
+  report = Report(config, models, test, writer, workdir)
   times: dict[str, float] = {}
-
-  def draw_grid(stage: stages.Stage, step: int, state) -> None:
-    g = evaluation.grid_contents(ev, stage.generator(state), test, config.eval.grid_rows,
-                                 config.seed, models.latent_dim)
-    img = visualize.synthesis_grid(g["inputs"], g["recon"], g["translations"], g["prior"],
-                                   train.class_names)
-    paths["samples"] = writer.png(
-        img, os.path.join(workdir, "samples", f"{stage.name}_{step:06d}.png"))
-    writer.image(step, f"samples/{stage.name}", img)
-
   finished: dict[str, Any] = {}
   for stage in plan:
     on_step = None
@@ -237,48 +224,78 @@ def train_and_evaluate(config, workdir: str, *, start_from: str | None = None) -
       last = stage.steps(config)
       # Periodic grids during training; the last one is drawn once, after the stage.
       on_step = lambda step, s, stage=stage, last=last: (
-          draw_grid(stage, step, s) if step % config.sample_every == 0 and step < last else None)
+          report.grid(stage, step, s) if step % config.sample_every == 0 and step < last else None)
     state, times[stage.name] = run_stage(
         stage, ctx, finished, mesh=mesh, workdir=workdir, writer=writer,
         start_from=start_from if stage.name in taken else None, on_step=on_step)
     finished[stage.name] = state
-    step = int(jax.device_get(state.step))
-
     t = time.time()
-    if stage.generator is not None:
-      draw_grid(stage, step, state)
-    if stage.recogniser is not None:
-      scores, cm = evaluation.recognition_scores(ev, stage.recogniser(state), test,
-                                                 f"eval/{stage.name}")
-      summary.update(scores)
-      summary["confusion"][stage.name] = cm.tolist()
-      base = os.path.join(workdir, f"confusion_{stage.name}")
-      writer.json({"class_names": list(train.class_names), "rows_true_columns_predicted": cm.tolist(),
-                   "per_class_accuracy": dict(zip(train.class_names,
-                                                  evaluation.per_class_accuracy(cm).tolist())),
-                   "accuracy": float(np.trace(cm) / max(cm.sum(), 1))}, base + ".json")
-      paths[f"confusion_{stage.name}"] = writer.png(
-          visualize.confusion_image(cm, train.class_names, stage.title), base + ".png")
-      writer.scalars(step, scores, "eval")
-    synth = stages.synthesis_inputs(finished)
-    if synth is not None and "synth/id_sim" not in summary:
-      scores = evaluation.synthesis_scores(
-          ev, test=test, rng=np.random.default_rng([config.seed, stages.EVAL_STREAM]),
-          num_prior_samples=config.eval.num_prior_samples, **synth)
-      summary.update(scores)
-      writer.scalars(step, scores, "eval")
+    report.stage_done(stage, state, finished)
     times["eval"] = times.get("eval", 0.0) + time.time() - t
 
   times["total"] = time.time() - t_start
+  summary = report.summary
   summary["wall_seconds"] = times
-  summary["paths"] = paths
-  summary["class_names"] = list(train.class_names)
   if taken:
     summary["start_from"] = {name: start_from for name in taken}
-  paths["summary"] = os.path.join(workdir, "summary.json")
-  writer.json(summary, paths["summary"])
+  report.paths["summary"] = os.path.join(workdir, "summary.json")
+  writer.json(summary, report.paths["summary"])
   writer.close()
   return summary
+
+
+class Report:
+  """Evaluates each finished stage on the held-out data and collects the run's summary: the
+  scores of every recogniser (``eval/<stage>/...``, confusion matrices), the synthesis scores once
+  the generator and its judge are trained, sample grids of every generator, and the paths."""
+
+  def __init__(self, config, models, test: pipeline.ArrayDataset,
+               writer: metrics_lib.MetricWriter, workdir: str):
+    self.config, self.models, self.test, self.writer, self.workdir = (config, models, test,
+                                                                      writer, workdir)
+    self.ev = evaluation.Evaluator(models, config.eval.batch_size)
+    self.paths = {"workdir": workdir, "metrics": writer.jsonl_path, "tensorboard": writer.tb_dir,
+                  "checkpoints": os.path.join(workdir, "checkpoints")}
+    self.summary: dict[str, Any] = {"confusion": {}, "paths": self.paths,
+                                    "class_names": list(test.class_names)}
+
+  def grid(self, stage: stages.Stage, step: int, state) -> None:
+    """Draws the stage's generator: held-out people with every expression, and new people."""
+    g = evaluation.grid_contents(self.ev, stage.generator(state), self.test,
+                                 self.config.eval.grid_rows, self.config.seed,
+                                 self.models.latent_dim)
+    img = visualize.synthesis_grid(g["inputs"], g["recon"], g["translations"], g["prior"],
+                                   self.test.class_names)
+    self.paths["samples"] = self.writer.png(
+        img, os.path.join(self.workdir, "samples", f"{stage.name}_{step:06d}.png"))
+    self.writer.image(step, f"samples/{stage.name}", img)
+
+  def stage_done(self, stage: stages.Stage, state, finished: Mapping[str, Any]) -> None:
+    """Everything the plan says to show or score once ``stage`` is finished."""
+    step = int(jax.device_get(state.step))
+    names = list(self.test.class_names)
+    if stage.generator is not None:
+      self.grid(stage, step, state)
+    if stage.recogniser is not None:
+      scores, cm = evaluation.recognition_scores(self.ev, stage.recogniser(state), self.test,
+                                                 f"eval/{stage.name}")
+      self.summary.update(scores)
+      self.summary["confusion"][stage.name] = cm.tolist()
+      base = os.path.join(self.workdir, f"confusion_{stage.name}")
+      self.writer.json({"class_names": names, "rows_true_columns_predicted": cm.tolist(),
+                        "per_class_accuracy": dict(zip(names, evaluation.per_class_accuracy(cm)
+                                                       .tolist())),
+                        "accuracy": float(np.trace(cm) / max(cm.sum(), 1))}, base + ".json")
+      self.paths[f"confusion_{stage.name}"] = self.writer.png(
+          visualize.confusion_image(cm, names, stage.title), base + ".png")
+      self.writer.scalars(step, scores, "eval")
+    synth = stages.synthesis_inputs(finished)
+    if synth is not None and "synth/id_sim" not in self.summary:
+      scores = evaluation.synthesis_scores(
+          self.ev, test=self.test, rng=np.random.default_rng([self.config.seed, stages.EVAL_STREAM]),
+          num_prior_samples=self.config.eval.num_prior_samples, **synth)
+      self.summary.update(scores)
+      self.writer.scalars(step, scores, "eval")
 
 
 def format_report(summary: dict[str, Any]) -> str:
