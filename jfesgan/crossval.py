@@ -130,7 +130,7 @@ def collect_finished(config, workdir: str, ablation: bool) -> dict[int, dict[str
   another configuration in the same workdir is an error naming the file, never silently mixed
   into the table; the base run does not depend on ``config.joint``).
   """
-  from jfesgan.train import diff_paths  # pylint: disable=g-import-not-at-top
+  from jfesgan.train import diff_sections  # pylint: disable=g-import-not-at-top
   rows = tuple(ABLATION_ROWS) if ablation else ("method",)
   out: dict[int, dict[str, dict]] = {}
   for fold in range(config.data.num_folds):
@@ -142,8 +142,7 @@ def collect_finished(config, workdir: str, ablation: bool) -> dict[int, dict[str
         saved = json.load(f)
       cfg = row_config(config, fold, row)
       want = json.loads(json.dumps(cfg.to_dict()))
-      keys = stages.run_sections([st.name for st in stages.select(cfg)])
-      diff = sorted(d for k in keys for d in diff_paths(saved.get(k), want.get(k), f"{k}."))
+      diff = diff_sections(saved, want, stages.run_sections([st.name for st in stages.select(cfg)]))
       if diff:
         raise ValueError(f"{os.path.join(d, 'config.json')} was run with another configuration "
                          f"(differs in {diff[:8]}); use another --workdir")

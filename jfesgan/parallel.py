@@ -76,23 +76,30 @@ def jit_step(step_fn: Callable, mesh: Mesh, *, static_argnames: tuple[str, ...] 
 
   State and rng replicated, batch sharded over the mesh, outputs replicated; the input state's
   buffers are donated so the update happens in place.  The keyword arguments named in
-  ``static_argnames`` select variants of the step (one compilation each); they are passed to
-  ``jax.jit`` as static positions, since jit takes no keyword arguments beside ``in_shardings``.
+  ``static_argnames`` select variants of the step (one compilation each).
   """
   rep, dat = replicated(mesh), data_sharding(mesh)
+  return _jit_with_static(step_fn, (rep, dat, rep), rep, static_argnames)
 
-  def positional(state, batch, rng, *static):
-    return step_fn(state, batch, rng, **dict(zip(static_argnames, static)))
 
-  jitted = jax.jit(positional, in_shardings=(rep, dat, rep), out_shardings=(rep, rep),
-                   donate_argnums=(0,),
-                   static_argnums=tuple(range(3, 3 + len(static_argnames))))
+def _jit_with_static(fn: Callable, in_shardings: tuple, out_sharding: NamedSharding,
+                     static_argnames: tuple[str, ...]) -> Callable:
+  """``jax.jit`` of ``fn(*args, **static) -> (state, metrics)``, both outputs with
+  ``out_sharding`` and the first argument (the state) donated; the keyword arguments named in ``static_argnames`` become static positions,
+  since jit takes no keyword arguments beside ``in_shardings``."""
+  n = len(in_shardings)
 
-  def call(state, batch, rng, **static):
+  def positional(*args):
+    return fn(*args[:n], **dict(zip(static_argnames, args[n:])))
+
+  jitted = jax.jit(positional, in_shardings=in_shardings, out_shardings=(out_sharding,) * 2,
+                   donate_argnums=(0,), static_argnums=tuple(range(n, n + len(static_argnames))))
+
+  def call(*args, **static):
     unknown = set(static) - set(static_argnames)
     if unknown:
       raise TypeError(f"unexpected static arguments {sorted(unknown)}; declared: {static_argnames}")
-    return jitted(state, batch, rng, *(static[k] for k in static_argnames))
+    return jitted(*args, *(static[k] for k in static_argnames))
 
   return call
 
@@ -117,26 +124,17 @@ def jit_loop(step_fn: Callable, gather: Callable, mesh: Mesh, *,
     unroll = True if jax.default_backend() == "cpu" else 1
   rep, dat = replicated(mesh), data_sharding(mesh)
 
-  def loop(state, arrays, index, flip, steps, rng, *static):
-    kwargs = dict(zip(static_argnames, static))
-
+  def loop(state, arrays, index, flip, steps, rng, **static):
     def body(state, xs):
       idx, flp, step = xs
       batch = jax.lax.with_sharding_constraint(gather(arrays, idx, flp), dat)
-      state, metrics = step_fn(state, batch, jax.random.fold_in(rng, step), **kwargs)
+      state, metrics = step_fn(state, batch, jax.random.fold_in(rng, step), **static)
       return state, metrics
 
     state, metrics = jax.lax.scan(body, state, (index.T, flip.T, steps), unroll=unroll)
     return state, jax.tree.map(lambda m: m[-1], metrics)
 
-  jitted = jax.jit(loop, in_shardings=(rep, rep, dat, dat, rep, rep), out_shardings=(rep, rep),
-                   donate_argnums=(0,),
-                   static_argnums=tuple(range(6, 6 + len(static_argnames))))
-
-  def call(state, arrays, index, flip, steps, rng, **static):
-    return jitted(state, arrays, index, flip, steps, rng, *(static[k] for k in static_argnames))
-
-  return call
+  return _jit_with_static(loop, (rep, rep, dat, dat, rep, rep), rep, static_argnames)
 
 
 def enable_compilation_cache(directory: str) -> None:

@@ -156,8 +156,7 @@ def start_from_stages(config, plan: tuple[stages.Stage, ...], workdir: str,
     if checkpointing.latest_step(workdir, stage.name) is not None:
       not_taken[stage.name] = f"{workdir} has a checkpoint of its own"
       continue
-    diff = sorted(d for k in stages.config_sections(stage.name)
-                  for d in diff_paths(theirs.get(k), ours.get(k), f"{k}."))
+    diff = diff_sections(theirs, ours, stages.config_sections(stage.name))
     if diff:
       not_taken[stage.name] = f"trained there with another configuration (differs in {diff[:8]})"
     elif step != stage.steps(config):
@@ -165,6 +164,11 @@ def start_from_stages(config, plan: tuple[stages.Stage, ...], workdir: str,
     else:
       taken.append(stage.name)
   return tuple(taken), not_taken
+
+
+def diff_sections(a: dict, b: dict, keys) -> list[str]:
+  """Sorted dotted paths where two config dicts differ, within the top-level fields ``keys``."""
+  return sorted(d for k in keys for d in diff_paths(a.get(k), b.get(k), f"{k}."))
 
 
 def diff_paths(a, b, prefix: str = "") -> list[str]:

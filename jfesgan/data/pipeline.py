@@ -172,6 +172,9 @@ class Batches:
     # Subject ids as contiguous class indices, for the identity network's classifier.
     self.subjects, self.subject_idx = (np.unique(data.subject, return_inverse=True)
                                        if subject_index else (None, None))
+    subject = data.subject if self.subject_idx is None else self.subject_idx
+    self._columns = dict(image=data.image, label=data.label.astype(np.int32),
+                         subject=subject.astype(np.int32))
     self._perm_cache: dict[int, np.ndarray] = {}
 
   def _perm(self, epoch: int) -> np.ndarray:
@@ -196,9 +199,7 @@ class Batches:
   def arrays(self) -> dict[str, np.ndarray]:
     """The dataset's columns a batch is gathered from: ``image`` uint8, ``label``, ``subject``
     (contiguous indices with ``subject_index``), for keeping the data on the device."""
-    subject = self.data.subject if self.subject_idx is None else self.subject_idx
-    return dict(image=self.data.image, label=self.data.label.astype(np.int32),
-                subject=subject.astype(np.int32))
+    return dict(self._columns)
 
   def at(self, step: int) -> dict[str, np.ndarray]:
     """The step-th batch: ``image`` float32 in [-1, 1], ``label``, ``subject`` int32."""
@@ -206,8 +207,8 @@ class Batches:
     img = to_float(self.data.image[idx])
     if self.hflip:
       img = np.where(self.flips(step)[:, None, None, None], img[:, :, ::-1], img)
-    cols = self.arrays()
-    return dict(image=img, label=cols["label"][idx], subject=cols["subject"][idx])
+    return dict(image=img, label=self._columns["label"][idx],
+                subject=self._columns["subject"][idx])
 
 
 # to_float of every uint8 value: a table lookup on the device gives exactly the host's floats
