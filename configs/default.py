@@ -9,11 +9,29 @@ line, e.g. ``--config configs/joint.py --config.fesgan.steps=500``.  Each stage 
 import ml_collections
 
 
-def optimizer(lr: float, b1: float, b2: float = 0.999, name: str = "adam",
-              grad_clip: float = 0.0) -> ml_collections.ConfigDict:
-  """An optimiser section: ``name`` "adam" or "sgd" (momentum b1), learning rate, betas, global-norm
-  gradient clipping (0 = none)."""
-  return ml_collections.ConfigDict(dict(name=name, lr=lr, b1=b1, b2=b2, grad_clip=grad_clip))
+def optimizer(lr: float, b1: float, b2: float = 0.999, name: str = "adam", grad_clip: float = 0.0,
+              weight_decay: float = 0.0, schedule: str = "constant",
+              warmup: int = 0) -> ml_collections.ConfigDict:
+  """An optimiser section: ``name`` "adam" (AdamW when weight_decay > 0) or "sgd" (momentum b1),
+  learning rate, betas, global-norm gradient clipping (0 = none), decoupled weight decay, and the
+  learning-rate schedule: "constant" or "cosine" (to 0 over the stage's steps), after a linear
+  warmup of ``warmup`` steps."""
+  return ml_collections.ConfigDict(dict(name=name, lr=lr, b1=b1, b2=b2, grad_clip=grad_clip,
+                                        weight_decay=weight_decay, schedule=schedule,
+                                        warmup=warmup))
+
+
+def augment(rotate: float = 0.0, scale: float = 0.0, shift: float = 0.0, contrast: float = 0.0,
+            brightness: float = 0.0) -> ml_collections.ConfigDict:
+  """An augmentation section (jfesgan/augment.py): per-image random ranges, 0 = off."""
+  return ml_collections.ConfigDict(dict(rotate=rotate, scale=scale, shift=shift,
+                                        contrast=contrast, brightness=brightness))
+
+
+def tied(section: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A section whose every field is a reference to ``section``'s: setting a field of either sets
+  both."""
+  return ml_collections.ConfigDict({k: section.get_ref(k) for k in section.keys()})
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -47,6 +65,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.fold_seed = 0
   # "folds" (subject-independent k-fold) or "official" (the database's own train/test splits).
   c.data.protocol = "folds"
+  # What a run is scored on: "test" (the held-out fold / test split) or "validation" (subjects
+  # carved out of the training subjects, or the database's validation split): choose recipes,
+  # step counts and weights on "validation", never on "test".
+  c.data.heldout = "test"
   # Random horizontal flips of real training images.
   c.data.hflip = True
 
@@ -87,6 +109,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.fesgan.rec_weight = 10.0
   c.fesgan.identity_weight = 5.0
   c.fesgan.tv_weight = 0.0
+  # Decay of the generator's moving average g_ema (it samples, is scored and starts stage 2);
+  # 0 = g_ema is g.
+  c.fesgan.ema_decay = 0.0
   # One optimiser per player; stage `joint` continues them with the same settings (fresh moments).
   c.fesgan.optimizer = ml_collections.ConfigDict(dict(
       g=optimizer(2e-4, 0.5), dimg=optimizer(2e-4, 0.5), dz=optimizer(2e-4, 0.5)))
@@ -96,12 +121,18 @@ def get_config() -> ml_collections.ConfigDict:
   c.real = ml_collections.ConfigDict()
   c.real.steps = 800
   c.real.optimizer = optimizer(3e-4, 0.9)
+  # On-device augmentation of the recogniser's input images (jfesgan/augment.py), on top of
+  # data.hflip.
+  c.real.augment = augment()
 
   # Stage `joint` (stage 2): the recogniser R learnt jointly with the generator.
   c.joint = ml_collections.ConfigDict()
   c.joint.steps = 500
-  # R's optimiser (the stage-1 players keep theirs, c.fesgan.optimizer).
-  c.joint.optimizer = optimizer(3e-4, 0.9)
+  # R's optimiser and augmentation (the stage-1 players keep their optimisers, c.fesgan.optimizer):
+  # tied to the real-only recogniser's, so one recipe trains R in every ablation row; setting a
+  # field of either section sets both.
+  c.joint.optimizer = tied(c.real.optimizer)
+  c.joint.augment = tied(c.real.augment)
   # Synthetic images for R: "prior" (new identities G(z_p, c_p)) and/or "translation" (the real
   # batch re-drawn with other expressions, G(E(x), c_t)), split evenly; `syn_ratio` synthetic
   # images per real image.
@@ -120,6 +151,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.joint.update_generator = True
   # Keep training D_img and D_z in stage 2.
   c.joint.train_discriminators = True
+  # The intra-class loss on unit-length features (it then cannot drift with the features' scale).
+  c.joint.intra_normalise = False
   # EMA decay of R's running real class centres.
   c.joint.centre_decay = 0.9
   # Start R's trunk from Phi's (a face-pretrained start).
@@ -132,6 +165,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Rows of held-out identities and of new identities in the sample grids.
   c.eval.grid_rows = 6
   c.eval.batch_size = 256
+  # The independent judge of synthetic expressions: the workdir of a finished stage-`real` run on
+  # ANOTHER database (configs/judge_fer2013.py); '' = no judge/* scores.
+  c.eval.judge = ""
 
   # Steps per jitted call: K > 1 runs K steps as one lax.scan over the dataset kept on the
   # devices (no Python dispatch or host transfers between them); 1 = one step per call.  The same

@@ -8,9 +8,18 @@ Synthesis is judged on held-out identities (never seen in training):
 - ``synth/expr_acc_t``, ``synth/expr_acc_p``: expression accuracy of translations and of new
   identities x_p = G(z_p, c_p) under a recogniser trained on real images only (``eval/real_acc``
   is its accuracy on real held-out images, the ceiling to compare with);
+  These are IN-DOMAIN scores: that recogniser learnt from the same few hundred faces as the
+  generator and can read cues a person would not see;
+- ``judge/<stage>/*`` (with ``eval.judge``): the same questions asked of an independent judge, a
+  recogniser trained on another database (:mod:`jfesgan.judge`), of the generator of each stage
+  that has one (``fesgan``, ``joint``), with the judge's accuracy on the real held-out faces
+  (``judge/real_acc``) as the ceiling, overall and per class (:func:`judge_synthesis`);
 - ``synth/id_sim``: mean cosine similarity under Phi between x and x_t (same identity), next to
   ``synth/id_sim_rec`` (x vs its reconstruction) and ``synth/id_sim_other`` (x vs real images of
-  other held-out identities): the higher above ``id_sim_other``, the better identity is kept.
+  other held-out identities): the higher above ``id_sim_other``, the better identity is kept;
+  ``synth/id_nearest``: how often the real held-out face nearest to x_t under Phi is of x's
+  person; ``synth/id_sim_prior``: mean similarity between new identities drawn from different
+  codes (diversity: near ``id_sim_other`` is as varied as real people, near 1 is one face).
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import jax
 import numpy as np
 
 from jfesgan.data.pipeline import ArrayDataset, to_float
+from jfesgan.judge import Judge, judge_scores
 from jfesgan.models import Models
 
 
@@ -98,7 +108,7 @@ def translation_targets(labels: np.ndarray, num_classes: int) -> tuple[np.ndarra
 
 def synthesis_scores(ev: Evaluator, *, g_params, phi_params, r_params, test: ArrayDataset,
                      rng: np.random.Generator, num_prior_samples: int) -> dict[str, float]:
-  """The synthesis scores described in the module docstring."""
+  """The synthesis scores described in the module docstring, but the judge's."""
   k = test.num_classes
   x = to_float(test.image)
   idx, c_t = translation_targets(test.label, k)
@@ -108,7 +118,8 @@ def synthesis_scores(ev: Evaluator, *, g_params, phi_params, r_params, test: Arr
   scores["synth/expr_acc_t"] = float(np.mean(pred_t == c_t))
   z_p = rng.uniform(-1, 1, (num_prior_samples, ev.models.latent_dim)).astype(np.float32)
   c_p = rng.integers(0, k, num_prior_samples)
-  scores["synth/expr_acc_p"] = float(np.mean(ev.predict(r_params, ev.decode(g_params, z_p, c_p)) == c_p))
+  x_p = ev.decode(g_params, z_p, c_p)
+  scores["synth/expr_acc_p"] = float(np.mean(ev.predict(r_params, x_p) == c_p))
 
   e_x = ev.embed(phi_params, x)
   e_t = ev.embed(phi_params, x_t)
@@ -117,6 +128,11 @@ def synthesis_scores(ev: Evaluator, *, g_params, phi_params, r_params, test: Arr
   scores["synth/id_sim_rec"] = float(np.mean(np.sum(e_x * e_rec, -1)))
   other = test.subject[:, None] != test.subject[None, :]
   scores["synth/id_sim_other"] = float((e_x @ e_x.T)[other].mean()) if other.any() else float("nan")
+  scores["synth/id_nearest"] = float(np.mean(test.subject[np.argmax(e_t @ e_x.T, -1)]
+                                             == test.subject[idx]))
+  e_p = ev.embed(phi_params, x_p)
+  distinct = ~np.eye(len(e_p), dtype=bool)
+  scores["synth/id_sim_prior"] = float((e_p @ e_p.T)[distinct].mean()) if len(e_p) > 1 else float("nan")
 
   if test.truth is not None:
     truth = test.render_truth(idx, c_t)
@@ -128,6 +144,28 @@ def synthesis_scores(ev: Evaluator, *, g_params, phi_params, r_params, test: Arr
       scores[f"synth/l1{name}"] = float(np.mean(np.abs(err)))
       scores[f"synth/psnr{name}"] = float(np.mean(10 * np.log10(1.0 / mse)))
   return scores
+
+
+def judge_synthesis(ev: Evaluator, judge: Judge, g_params, test: ArrayDataset, *,
+                    rng: np.random.Generator, num_prior_samples: int,
+                    prefix: str) -> dict[str, float]:
+  """The judge's reading of one generator: every held-out image translated to every other
+  expression (``<prefix>/acc_t``) and new identities (``<prefix>/acc_p``), overall and per
+  class, next to its reading of the real held-out faces (``judge/real_acc``)."""
+  k = test.num_classes
+  x = to_float(test.image)
+  idx, c_t = translation_targets(test.label, k)
+  x_t = ev.translate(g_params, x[idx], c_t)
+  z_p = rng.uniform(-1, 1, (num_prior_samples, ev.models.latent_dim)).astype(np.float32)
+  c_p = rng.integers(0, k, num_prior_samples)
+  x_p = ev.decode(g_params, z_p, c_p)
+  raw = judge_scores(judge, test.class_names, real=x, real_labels=test.label, x_t=x_t, c_t=c_t,
+                     x_p=x_p, c_p=c_p)
+  out = {}
+  for key, v in raw.items():
+    name = key[len("judge/"):]
+    out[f"judge/{name}" if name.startswith("real") else f"{prefix}/{name}"] = v
+  return out
 
 
 def grid_contents(ev: Evaluator, g_params, test: ArrayDataset, rows: int, seed: int,

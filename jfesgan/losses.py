@@ -69,6 +69,12 @@ def total_variation(images: jax.Array) -> jax.Array:
 INTRA_CLASS_MODES = ("rdbp", "plain", "none")
 
 
+def unit(features: jax.Array, eps: float = 1e-6) -> jax.Array:
+  """Features (N, D) scaled to unit L2 norm (the intra-class loss's ``intra_normalise`` option:
+  the loss then measures angles, and cannot grow or shrink with the scale of the features)."""
+  return features / jnp.sqrt(jnp.sum(features**2, -1, keepdims=True) + eps**2)
+
+
 def class_means(features: jax.Array, labels: jax.Array,
                 num_classes: int) -> tuple[jax.Array, jax.Array]:
   """(means (K, D), counts (K,)) of ``features`` (N, D) per class of ``labels``; the mean of a

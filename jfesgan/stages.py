@@ -27,6 +27,7 @@ import jax
 
 from jfesgan import state as state_lib
 from jfesgan import steps
+from jfesgan.augment import Augment
 from jfesgan.data.pipeline import ArrayDataset
 from jfesgan.models import Models
 
@@ -115,13 +116,15 @@ PLAN: tuple[Stage, ...] = (
                                            loss=_fesgan_loss(ctx)),
         static=_n_critic_variant, static_argnames=("update_g",),
         show=("g/rec", "g/expr", "g/expr_acc_t", "dimg/wasserstein", "dimg/cls_acc"),
-        generator=lambda s: s.g.params),
+        generator=lambda s: s.g_ema),
     Stage(
         name="real", title="real-only R", stream=2, needs=(),
         create=lambda ctx, done: state_lib.create_r_state(
-            ctx.models, ctx.config.real.optimizer, REAL.key(ctx.config.seed)),
-        step=lambda ctx: functools.partial(steps.recognizer_step, model=ctx.models.r,
-                                           prefix="real"),
+            ctx.models, ctx.config.real.optimizer, REAL.key(ctx.config.seed),
+            steps=ctx.config.real.steps),
+        step=lambda ctx: functools.partial(
+            steps.recognizer_step, model=ctx.models.r, prefix="real",
+            augment=Augment.from_config(ctx.config.real.augment)),
         recogniser=lambda s: s.params),
     Stage(
         name="joint", title="joint R", stream=4, needs=("fesgan",),
@@ -131,7 +134,7 @@ PLAN: tuple[Stage, ...] = (
             steps.joint_step, models=ctx.models, fesgan=_fesgan_loss(ctx),
             joint=steps.JointLoss.from_config(ctx.config.joint)),
         show=("r/ce_real", "r/ce_syn", "r/intra", "r/acc_real", "r/acc_syn"),
-        recogniser=lambda s: s.r.params),
+        recogniser=lambda s: s.r.params, generator=lambda s: s.g_ema),
 )
 BY_NAME: dict[str, Stage] = {s.name: s for s in PLAN}
 PHI, FESGAN, REAL, JOINT = PLAN
@@ -187,5 +190,5 @@ def synthesis_inputs(finished: Mapping[str, Any]) -> dict[str, Any] | None:
   if FESGAN.name not in finished or REAL.name not in finished:
     return None
   fes = finished[FESGAN.name]
-  return dict(g_params=fes.g.params, phi_params=fes.phi.params,
+  return dict(g_params=fes.g_ema, phi_params=fes.phi.params,
               r_params=finished[REAL.name].params)

@@ -7,6 +7,8 @@ section(s) of the stage that trains the network (``config.<stage>.optimizer``).
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax
 import jax
 import jax.numpy as jnp
@@ -20,12 +22,15 @@ TrainState = train_state.TrainState
 
 @flax.struct.dataclass
 class FesganStates:
-  """Stage ``fesgan``: the players ``g``, ``dimg``, ``dz`` and the frozen identity network ``phi``."""
+  """Stage ``fesgan``: the players ``g``, ``dimg``, ``dz``, the frozen identity network ``phi``,
+  and ``g_ema``, the moving average of ``g``'s parameters (``config.fesgan.ema_decay``; with
+  decay 0 a copy of them): the generator that samples, is scored, and starts stage 2."""
 
   g: TrainState
   dimg: TrainState
   dz: TrainState
   phi: TrainState
+  g_ema: Any
 
   @property
   def step(self) -> jax.Array:
@@ -52,13 +57,37 @@ class JointStates(FesganStates):
     return self.r.step
 
 
-def make_optimizer(section) -> optax.GradientTransformation:
-  """The optimiser of an optimiser section: ``name`` ('adam' or 'sgd' with momentum b1), ``lr``,
-  ``b1``, ``b2`` and ``grad_clip`` (global norm; 0 = none)."""
+def learning_rate(section, steps: int | None = None) -> float | optax.Schedule:
+  """The learning rate of an optimiser section: ``lr``, warmed up linearly over ``warmup`` steps,
+  then constant (``schedule="constant"``) or decayed to 0 along a cosine over the stage's ``steps``
+  (``schedule="cosine"``)."""
+  schedule, warmup = section.schedule, int(section.warmup)
+  if schedule not in ("constant", "cosine"):
+    raise ValueError(f"optimizer.schedule must be 'constant' or 'cosine', got {schedule!r}")
+  if schedule == "cosine":
+    if not steps or steps <= warmup:
+      raise ValueError(f"optimizer.schedule='cosine' needs the stage's steps ({steps}) > "
+                       f"optimizer.warmup ({warmup})")
+    return optax.warmup_cosine_decay_schedule(0.0, section.lr, warmup, steps, end_value=0.0)
+  if warmup:
+    return optax.join_schedules([optax.linear_schedule(0.0, section.lr, warmup),
+                                 optax.constant_schedule(section.lr)], [warmup])
+  return section.lr
+
+
+def make_optimizer(section, steps: int | None = None) -> optax.GradientTransformation:
+  """The optimiser of an optimiser section: ``name`` ('adam' or 'sgd' with momentum b1), the
+  learning rate (:func:`learning_rate`; ``steps`` is the stage's length), ``b1``, ``b2``,
+  decoupled ``weight_decay`` (AdamW's; 0 = none) and ``grad_clip`` (global norm; 0 = none)."""
+  lr = learning_rate(section, steps)
+  decay = float(section.weight_decay)
   if section.name == "adam":
-    tx = optax.adam(section.lr, b1=section.b1, b2=section.b2)
+    tx = (optax.adamw(lr, b1=section.b1, b2=section.b2, weight_decay=decay) if decay
+          else optax.adam(lr, b1=section.b1, b2=section.b2))
   elif section.name == "sgd":
-    tx = optax.sgd(section.lr, momentum=section.b1 or None)
+    tx = optax.sgd(lr, momentum=section.b1 or None)
+    if decay:
+      tx = optax.chain(optax.add_decayed_weights(decay), tx)
   else:
     raise ValueError(f"optimizer.name must be 'adam' or 'sgd', got {section.name!r}")
   if section.grad_clip:
@@ -76,10 +105,11 @@ def create_phi_state(models: Models, optimizer, rng: jax.Array) -> TrainState:
   return TrainState.create(apply_fn=models.phi.apply, params=params, tx=make_optimizer(optimizer))
 
 
-def create_r_state(models: Models, optimizer, rng: jax.Array) -> TrainState:
-  """Fresh state of a recogniser ``r`` trained on real images only."""
+def create_r_state(models: Models, optimizer, rng: jax.Array, steps: int | None = None) -> TrainState:
+  """Fresh state of a recogniser ``r`` trained on real images only, for ``steps`` steps."""
   params = models.r.init(rng, _dummy_image(models))["params"]
-  return TrainState.create(apply_fn=models.r.apply, params=params, tx=make_optimizer(optimizer))
+  return TrainState.create(apply_fn=models.r.apply, params=params,
+                           tx=make_optimizer(optimizer, steps))
 
 
 def create_fesgan_states(models: Models, optimizers, rng: jax.Array, phi: TrainState) -> FesganStates:
@@ -97,21 +127,22 @@ def create_fesgan_states(models: Models, optimizers, rng: jax.Array, phi: TrainS
                              tx=make_optimizer(optimizers.dimg)),
       dz=TrainState.create(apply_fn=models.dz.apply, params=dz_params,
                            tx=make_optimizer(optimizers.dz)),
-      phi=phi)
+      phi=phi, g_ema=g_params)
 
 
 def create_joint_states(models: Models, config, rng: jax.Array, fes: FesganStates) -> JointStates:
   """Stage-2 states: the trained stage-1 players with fresh optimiser states (``config.fesgan``'s
-  settings), and a new ``r`` (``config.joint.optimizer``; its trunk copied from Phi when
+  settings; ``g`` starts from the moving average ``g_ema``), and a new ``r`` (``config.joint.optimizer``; its trunk copied from Phi when
   ``config.joint.init_r_from_phi``)."""
   params = models.r.init(rng, _dummy_image(models))["params"]
   if config.joint.init_r_from_phi:
     params = dict(params, trunk=fes.phi.params["trunk"])
   r = RState.create(apply_fn=models.r.apply, params=params,
-                    tx=make_optimizer(config.joint.optimizer),
+                    tx=make_optimizer(config.joint.optimizer, config.joint.steps),
                     centres=jnp.zeros((models.num_classes, config.model.embed_dim), jnp.float32))
   fresh = lambda s, section: TrainState.create(apply_fn=s.apply_fn, params=s.params,
                                                tx=make_optimizer(section))
   opt = config.fesgan.optimizer
-  return JointStates(g=fresh(fes.g, opt.g), dimg=fresh(fes.dimg, opt.dimg),
-                     dz=fresh(fes.dz, opt.dz), phi=fes.phi, r=r)
+  g = TrainState.create(apply_fn=fes.g.apply_fn, params=fes.g_ema, tx=make_optimizer(opt.g))
+  return JointStates(g=g, dimg=fresh(fes.dimg, opt.dimg), dz=fresh(fes.dz, opt.dz), phi=fes.phi,
+                     r=r, g_ema=fes.g_ema)

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import optax
 
 from jfesgan import losses
+from jfesgan.augment import Augment
 from jfesgan.models import Models
 from jfesgan.state import FesganStates, JointStates, TrainState
 
@@ -28,7 +29,8 @@ GENERATOR_TERMS = ("adv", "latent", "expr", "rec", "identity", "tv")
 
 @dataclasses.dataclass(frozen=True)
 class FesganLoss:
-  """Stage-1 loss weights (``config.fesgan``): the discriminators' and the generator's terms."""
+  """Stage-1 loss weights (``config.fesgan``): the discriminators' and the generator's terms; and
+  ``ema_decay``, the decay of the generator's moving average (``g_ema``, which samples)."""
 
   gp: float = 10.0
   drift: float = 1e-3
@@ -39,11 +41,21 @@ class FesganLoss:
   rec: float = 10.0
   identity: float = 5.0
   tv: float = 0.0
+  ema_decay: float = 0.0
 
   @classmethod
   def from_config(cls, section) -> "FesganLoss":
-    """From the ``<name>_weight`` fields of ``config.fesgan``."""
-    return cls(**{f.name: float(section[f"{f.name}_weight"]) for f in dataclasses.fields(cls)})
+    """From the ``<name>_weight`` fields and ``ema_decay`` of ``config.fesgan``."""
+    return cls(**{f.name: float(section[f.name if f.name == "ema_decay" else f"{f.name}_weight"])
+                  for f in dataclasses.fields(cls)})
+
+  def ema(self, average: Params, params: Params) -> Params:
+    """The generator's moving average after a step: ``decay * average + (1 - decay) * params``
+    (with decay 0, exactly ``params``)."""
+    d = self.ema_decay
+    if not d:
+      return params
+    return jax.tree.map(lambda a, p: d * a + (1.0 - d) * p, average, params)
 
   def generator_weight(self, term: str) -> float:
     """The weight of generator term ``term`` (one of GENERATOR_TERMS)."""
@@ -68,12 +80,15 @@ class JointLoss:
   update_generator: bool = True
   train_discriminators: bool = True
   centre_decay: float = 0.9
+  intra_normalise: bool = False
+  augment: Augment = Augment()
 
   @classmethod
   def from_config(cls, section) -> "JointLoss":
     """From the fields of ``config.joint`` of the same names."""
     values = {f.name: section[f.name] for f in dataclasses.fields(cls)}
     values["synthetic"] = tuple(values["synthetic"])
+    values["augment"] = Augment.from_config(section.augment)
     return cls(**values)
 
 
@@ -223,7 +238,7 @@ def generator_update(states: FesganStates, batch: Batch, rng: jax.Array, *, mode
 
   grads, metrics = jax.grad(loss_fn, has_aux=True)(states.g.params)
   g, m = apply_grads(states.g, grads, "g")
-  return states.replace(g=g), {**metrics, **m}
+  return states.replace(g=g, g_ema=loss.ema(states.g_ema, g.params)), {**metrics, **m}
 
 
 def fesgan_step(states: FesganStates, batch: Batch, rng: jax.Array, *, models: Models,
@@ -238,12 +253,13 @@ def fesgan_step(states: FesganStates, batch: Batch, rng: jax.Array, *, models: M
 
 
 def classifier_step(state: TrainState, batch: Batch, rng: jax.Array, *, model, label_key: str,
-                    prefix: str) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One cross-entropy step of a network whose second output is logits over ``batch[label_key]``."""
-  del rng  # deterministic networks
+                    prefix: str, augment: Augment = Augment()) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One cross-entropy step of a network whose second output is logits over ``batch[label_key]``,
+  on the batch's images augmented by ``augment`` (keyed by ``rng``)."""
+  images = augment(batch["image"], rng)
 
   def loss_fn(p):
-    _, logits = model.apply({"params": p}, batch["image"])
+    _, logits = model.apply({"params": p}, images)
     labels = batch[label_key]
     return losses.cross_entropy(logits, labels), losses.accuracy(logits, labels)
 
@@ -258,10 +274,11 @@ def phi_step(state: TrainState, batch: Batch, rng: jax.Array, *,
   return classifier_step(state, batch, rng, model=model, label_key="subject", prefix="phi")
 
 
-def recognizer_step(state: TrainState, batch: Batch, rng: jax.Array, *, model,
-                    prefix: str = "r") -> tuple[TrainState, dict[str, jax.Array]]:
-  """A recogniser learns expressions from real images alone (cross-entropy)."""
-  return classifier_step(state, batch, rng, model=model, label_key="label", prefix=prefix)
+def recognizer_step(state: TrainState, batch: Batch, rng: jax.Array, *, model, prefix: str = "r",
+                    augment: Augment = Augment()) -> tuple[TrainState, dict[str, jax.Array]]:
+  """A recogniser learns expressions from real images alone (cross-entropy), augmented."""
+  return classifier_step(state, batch, rng, model=model, label_key="label", prefix=prefix,
+                         augment=augment)
 
 
 def synthetic_batch(syn: dict[str, jax.Array], kinds: tuple[str, ...], ratio: float,
@@ -285,15 +302,20 @@ def synthetic_batch(syn: dict[str, jax.Array], kinds: tuple[str, ...], ratio: fl
 def joint_terms(params: Params, centres: jax.Array, batch: Batch, rng: jax.Array, *,
                 models: Models, joint: JointLoss) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
   """Stage-2 terms, unweighted: R's cross-entropy on real (``ce_real``) and synthetic (``ce_syn``)
-  images, the intra-class loss (``intra``, mode ``joint.intra_mode``, R's running centres for
-  classes without a real sample) and the stage-1 generator terms (``g_<name>``)."""
+  images, the intra-class loss (``intra``, mode ``joint.intra_mode``, on unit features with
+  ``joint.intra_normalise``, R's running centres for classes without a real sample) and the
+  stage-1 generator terms (``g_<name>``).  R sees its real and synthetic images augmented by
+  ``joint.augment``; the generator's own terms see the batch as it is."""
   x, y = batch["image"], batch["label"]
   syn = synthesise(params["g"], x, y, rng, models=models)
   g_terms, g_aux = generator_terms(params, batch, rng, models=models, syn=syn)
   x_s, c_s = synthetic_batch(syn, joint.synthetic, joint.syn_ratio, x.shape[0])
   n = x.shape[0]
-  feats, logits = models.r.apply({"params": params["r"]}, jnp.concatenate([x, x_s]))
+  r_in = joint.augment(jnp.concatenate([x, x_s]), jax.random.fold_in(rng, 1))
+  feats, logits = models.r.apply({"params": params["r"]}, r_in)
   f_r, f_s = feats[:n], feats[n:]
+  if joint.intra_normalise:
+    f_r, f_s = losses.unit(f_r), losses.unit(f_s)
   terms = {
       "ce_real": losses.cross_entropy(logits[:n], y),
       "ce_syn": losses.cross_entropy(logits[n:], c_s),
@@ -346,14 +368,15 @@ def joint_update(states: JointStates, batch: Batch, rng: jax.Array, *, models: M
       states.r.centres, aux["f_real"], batch["label"], decay=joint.centre_decay))
   if joint.update_generator:
     g, m_g = apply_grads(states.g, g_grads, "g")
+    g_ema = fesgan.ema(states.g_ema, g.params)
   else:  # offline augmentation: the stage-1 generator stays frozen
-    g, m_g = states.g, {}
+    g, m_g, g_ema = states.g, {}, states.g_ema
   loss_r = terms["ce_real"] + joint.syn_weight * terms["ce_syn"] + joint.intra_weight * terms["intra"]
   metrics = {"r/loss": loss_r, "r/ce_real": terms["ce_real"], "r/ce_syn": terms["ce_syn"],
              "r/intra": terms["intra"], "r/acc_real": aux["acc_real"], "r/acc_syn": aux["acc_syn"],
              "g/expr_acc_t": aux["expr_acc_t"], "g/expr_acc_p": aux["expr_acc_p"], **m_r, **m_g}
   metrics.update({f"g/{k}": terms[f"g_{k}"] for k in GENERATOR_TERMS})
-  return states.replace(r=r, g=g), metrics
+  return states.replace(r=r, g=g, g_ema=g_ema), metrics
 
 
 def joint_step(states: JointStates, batch: Batch, rng: jax.Array, *, models: Models,

@@ -24,6 +24,7 @@ import tqdm
 from absl import logging
 
 from jfesgan import checkpointing, evaluation, metrics as metrics_lib, parallel, stages, visualize
+from jfesgan import judge as judge_lib
 from jfesgan.data import pipeline
 from jfesgan.models import build_models
 
@@ -258,6 +259,8 @@ class Report:
     self.config, self.models, self.test, self.writer, self.workdir = (config, models, test,
                                                                       writer, workdir)
     self.ev = evaluation.Evaluator(models, config.eval.batch_size)
+    # The independent judge of synthesis: loaded here, by the evaluation alone (no stage sees it).
+    self.judge = judge_lib.Judge.load(config.eval.judge) if config.eval.judge else None
     self.paths = {"workdir": workdir, "metrics": writer.jsonl_path, "tensorboard": writer.tb_dir,
                   "checkpoints": os.path.join(workdir, "checkpoints")}
     self.summary: dict[str, Any] = {"confusion": {}, "paths": self.paths,
@@ -280,6 +283,13 @@ class Report:
     names = list(self.test.class_names)
     if stage.generator is not None:
       self.grid(stage, step, state)
+      if self.judge is not None:
+        scores = evaluation.judge_synthesis(
+            self.ev, self.judge, stage.generator(state), self.test,
+            rng=np.random.default_rng([self.config.seed, stages.EVAL_STREAM]),
+            num_prior_samples=self.config.eval.num_prior_samples, prefix=f"judge/{stage.name}")
+        self.summary.update(scores)
+        self.writer.scalars(step, scores, "eval")
     if stage.recogniser is not None:
       scores, cm = evaluation.recognition_scores(self.ev, stage.recogniser(state), self.test,
                                                  f"eval/{stage.name}")

@@ -149,3 +149,30 @@ def test_centres_are_over_the_global_batch_when_sharded():
   sharded_s = parallel.shard_batch({"b": np.asarray(f_s), "yb": np.asarray(y_s)}, mesh)
   out = jax.jit(fn)(sharded["a"], sharded_s["b"], sharded["ya"], sharded_s["yb"])
   chex.assert_trees_all_close(out, ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["rdbp", "plain"])
+def test_normalised_intra_class_matches_oracle(mode):
+  """joint.intra_normalise: the loss on unit features, value and gradients w.r.t. the RAW
+  features, against the oracles applied to features normalised by hand (numpy norms)."""
+  for seed, n_r, n_s, d, missing in CASES:
+    f_r, y_r, f_s, y_s, mem = make_inputs(seed, n_r, n_s, d, missing)
+    mem = mem / jnp.linalg.norm(mem, axis=-1, keepdims=True)
+    by_hand = lambda f: f / jnp.linalg.norm(f, axis=-1, keepdims=True)
+    fn = jax.jit(lambda a, b: losses.intra_class_loss(
+        losses.unit(a), y_r, losses.unit(b), y_s, num_classes=K, mode=mode,
+        memory=mem if mode == "rdbp" else None))
+    if mode == "rdbp":
+      ref_fn = lambda a, b: oracle_rdbp(by_hand(a), y_r, by_hand(b), y_s, mem)
+    else:
+      ref_fn = lambda a, b: oracle_plain(by_hand(a), y_r, by_hand(b), y_s)
+    val, grads = jax.value_and_grad(fn, argnums=(0, 1))(f_r, f_s)
+    ref, ref_grads = jax.value_and_grad(ref_fn, argnums=(0, 1))(f_r, f_s)
+    chex.assert_trees_all_close(val, ref, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(grads, ref_grads, rtol=1e-4, atol=1e-6)
+    # On unit features the loss is scale-free: scaling the raw features changes nothing.
+    np.testing.assert_allclose(fn(3.0 * f_r, 0.5 * f_s), val, rtol=1e-5)
+    # ... whereas the unnormalised loss grows with the scale.
+    raw = lambda a, b: losses.intra_class_loss(a, y_r, b, y_s, num_classes=K, mode=mode,
+                                               memory=mem if mode == "rdbp" else None)
+    assert raw(3.0 * f_r, 3.0 * f_s) > 5.0 * raw(f_r, f_s)

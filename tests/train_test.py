@@ -28,6 +28,27 @@ def _stage_steps(workdir, stage):
     return [r["step"] for r in map(json.loads, f) if r["stage"] == stage]
 
 
+def _final_params(workdir, cfg, stage_name):
+  """The saved final state of ``stage_name`` in ``workdir``, as host arrays."""
+  data, _ = train.pipeline.train_test(cfg.data)
+  models = build_models(cfg, data.num_classes, num_subjects=len(np.unique(data.subject)))
+  ctx = stages.Context(config=cfg, models=models, train=data)
+
+  def create():  # traced abstractly: the restore target's structure
+    done = {}
+    for name in stages.lineage(stage_name):
+      done[name] = stages.BY_NAME[name].create(ctx, done)
+    return done[stage_name]
+
+  ckpt = checkpointing.StageCheckpointer(workdir, stage_name)
+  assert ckpt.latest_step() is not None
+  try:
+    state = ckpt.restore_or_create(create, jax.sharding.SingleDeviceSharding(jax.devices()[0]))
+  finally:
+    ckpt.close()
+  return jax.device_get(state)
+
+
 @pytest.mark.slow
 def test_train_and_evaluate_resume_and_start_from(tiny_config, tmp_path):
   base = str(tmp_path / "run")
@@ -72,6 +93,28 @@ def test_train_and_evaluate_resume_and_start_from(tiny_config, tmp_path):
   with open(os.path.join(row, "metrics.jsonl")) as f:
     assert {r["stage"] for r in map(json.loads, f)} == {"joint", "eval"}
   assert sorted(os.listdir(os.path.join(row, "checkpoints"))) == ["joint"]
+
+  # The independent judge: a recogniser of another "database" (other faces: data_seed 1), read by
+  # the evaluation alone.  The same row with it trains exactly as without it, and is scored by it.
+  judge_dir = str(tmp_path / "judge")
+  judge_cfg = _config(tiny_config, tmp_path / "tfds_other", data__data_seed=1)
+  judge_cfg.stages = ("real",)
+  train.train_and_evaluate(judge_cfg, judge_dir)
+  judged_cfg = row_cfg.copy_and_resolve_references()
+  judged_cfg.eval.judge = judge_dir
+  judged = train.train_and_evaluate(judged_cfg, str(tmp_path / "judged"), start_from=base)
+  assert judged["eval/joint/acc"] == out["eval/joint/acc"]
+  assert judged["confusion"] == out["confusion"]
+  for key in ("judge/real_acc", "judge/joint/acc_t", "judge/joint/acc_p"):
+    assert 0.0 <= judged[key] <= 1.0, key
+  assert not any(k.startswith("judge/") for k in out)
+  mine, theirs = (_final_params(d, judged_cfg, "joint") for d in (str(tmp_path / "judged"), row))
+  chex.assert_trees_all_equal(jax.tree.leaves(mine), jax.tree.leaves(theirs))
+  bad = judged_cfg.copy_and_resolve_references()
+  bad.eval.judge = str(tmp_path / "nowhere")
+  with pytest.raises(FileNotFoundError, match="nowhere"):
+    train.train_and_evaluate(bad, str(tmp_path / "bad"), start_from=base)
+
   # ... and takes no stage trained under other settings, or not finished (those train here).
   plan = stages.select(row_cfg)
   other = row_cfg.copy_and_resolve_references()

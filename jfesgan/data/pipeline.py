@@ -130,25 +130,46 @@ def holdout_split(data: ArrayDataset, data_cfg) -> tuple[ArrayDataset, ArrayData
   return data.take(train), data.take(test)
 
 
+def validation_split(train: ArrayDataset, data_cfg) -> tuple[ArrayDataset, ArrayDataset]:
+  """(inner train, validation): validation subjects carved out of the training subjects ``train``
+  alone, by the same class-stratified subject dealing over ``num_folds - 1`` inner folds (inner
+  fold ``test_fold mod (num_folds - 1)`` held out), so the test fold is never seen."""
+  inner = max(data_cfg.num_folds - 1, 2)
+  keep, val = splits.fold_masks(train.subject, train.label, data_cfg.test_fold % inner, inner,
+                                data_cfg.fold_seed + 1)
+  return train.take(keep), train.take(val)
+
+
 PROTOCOLS = ("folds", "official")
+HELDOUT = ("test", "validation")
 
 
 def train_test(data_cfg) -> tuple[ArrayDataset, ArrayDataset]:
-  """The (train, test) data of a run under ``data_cfg.protocol``.
+  """The (train, held-out) data of a run under ``data_cfg.protocol``.
 
   ``folds``: subject-independent k-fold (fold ``test_fold`` held out); ``official``: the
   database's own ``train`` split and its ``data.test_split`` (FER2013, RAF-DB).
+
+  With ``data.heldout="validation"`` the run never sees the test data: under ``folds`` it trains
+  on the training subjects less a validation set of them (:func:`validation_split`) and is scored
+  on that; under ``official`` it is scored on the database's ``validation`` split.  Every choice
+  of recipe, step count or weight is made this way, never on the test fold.
   """
   protocol = data_cfg.get("protocol", "folds")
+  heldout = data_cfg.get("heldout", "test")
   if protocol not in PROTOCOLS:
     raise ValueError(f"data.protocol={protocol!r} must be one of {PROTOCOLS}")
+  if heldout not in HELDOUT:
+    raise ValueError(f"data.heldout={heldout!r} must be one of {HELDOUT}")
   if protocol == "folds":
-    return holdout_split(load(data_cfg), data_cfg)
+    train, test = holdout_split(load(data_cfg), data_cfg)
+    return validation_split(train, data_cfg) if heldout == "validation" else (train, test)
   parts = load_splits(data_cfg)
-  if data_cfg.test_split not in parts or "train" not in parts:
-    raise ValueError(f"data.test_split={data_cfg.test_split!r}: {data_cfg.name} has splits "
-                     f"{sorted(parts)}")
-  return parts["train"], parts[data_cfg.test_split]
+  split = "validation" if heldout == "validation" else data_cfg.test_split
+  if split not in parts or "train" not in parts:
+    field = "data.heldout" if heldout == "validation" else "data.test_split"
+    raise ValueError(f"{field}: {data_cfg.name} has splits {sorted(parts)}, not {split!r}")
+  return parts["train"], parts[split]
 
 
 def to_float(images: np.ndarray) -> np.ndarray:

@@ -1,0 +1,168 @@
+"""The recogniser's recipe (augmentation, schedule, weight decay), the validation split, and the
+generator's moving average."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from configs import default
+from jfesgan import augment as augment_lib
+from jfesgan import stages, state as state_lib, steps
+from jfesgan.augment import Augment
+from jfesgan.data import pipeline
+from jfesgan.models import build_models
+
+
+def _images(n=6, size=16, channels=1, seed=0):
+  return jax.random.uniform(jax.random.key(seed), (n, size, size, channels), minval=-1, maxval=1)
+
+
+def test_augment_off_is_the_identity():
+  x = _images()
+  np.testing.assert_array_equal(Augment()(x, jax.random.key(1)), x)
+
+
+def test_warp_shift_and_rotation_are_exact():
+  img = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (9, 9, 2)), jnp.float32)
+  shifted = augment_lib._warp(img, jnp.float32(0), jnp.float32(1), jnp.array([2.0, -3.0]))
+  # Output pixel (r, c) shows input (r - 2, c + 3); beyond the border the nearest edge pixel.
+  np.testing.assert_allclose(shifted[2:, :6], img[:7, 3:], atol=1e-6)
+  np.testing.assert_allclose(shifted[0, :6], img[0, 3:], atol=1e-6)
+  np.testing.assert_allclose(shifted[:, 8], np.asarray(img[np.clip(np.arange(9) - 2, 0, 8), 8]),
+                             atol=1e-6)
+  quarter = augment_lib._warp(img, jnp.float32(np.pi / 2), jnp.float32(1), jnp.zeros(2))
+  np.testing.assert_allclose(quarter, np.rot90(np.asarray(img), k=1, axes=(0, 1)), atol=1e-5)
+
+
+def test_augmentation_stays_inside_the_image_and_varies_per_image():
+  aug = Augment(rotate=15, scale=0.2, shift=0.15, contrast=0.4, brightness=0.3)
+  x = _images(n=8)
+  y = aug(x, jax.random.key(2))
+  chex.assert_shape(y, x.shape)
+  assert float(y.min()) >= -1.0 and float(y.max()) <= 1.0
+  # No fill colour: a flat image stays flat (every sample comes from inside the image).
+  flat = jnp.full((4, 16, 16, 1), 0.25)
+  geo = Augment(rotate=30, scale=0.3, shift=0.3)
+  np.testing.assert_allclose(geo(flat, jax.random.key(3)), flat, atol=1e-6)
+  # Each image its own transformation; the same key, the same result.
+  same = jnp.repeat(x[:1], 4, 0)
+  out = geo(same, jax.random.key(4))
+  assert not np.allclose(out[0], out[1])
+  np.testing.assert_array_equal(out, geo(same, jax.random.key(4)))
+
+
+def test_augment_config_errors_are_named():
+  with pytest.raises(ValueError, match="rotate"):
+    Augment.from_config(default.augment(rotate=-1.0))
+
+
+def test_recogniser_step_augments_images_but_not_labels(tiny_config):
+  """The step trains on augmented images with the batch's own labels: its loss equals the loss
+  of the same network on the augmented batch, computed by hand."""
+  models = build_models(tiny_config, 7, 4)
+  state = state_lib.create_r_state(models, tiny_config.real.optimizer, jax.random.key(0))
+  x = _images(n=8, size=32)
+  batch = {"image": x, "label": jnp.arange(8) % 7}
+  aug = Augment(rotate=20, shift=0.2)
+  rng = jax.random.key(9)
+  _, m = steps.recognizer_step(state, batch, rng, model=models.r, augment=aug)
+  _, logits = models.r.apply({"params": state.params}, aug(x, rng))
+  want = jnp.mean(-jax.nn.log_softmax(logits)[jnp.arange(8), batch["label"]])
+  np.testing.assert_allclose(m["r/loss"], want, rtol=1e-5)
+  _, plain = steps.recognizer_step(state, batch, rng, model=models.r)
+  assert abs(float(plain["r/loss"]) - float(want)) > 1e-4
+
+
+def test_cosine_schedule_warmup_and_weight_decay():
+  sec = default.optimizer(1e-2, 0.9, schedule="cosine", warmup=10, weight_decay=0.1)
+  lr = state_lib.learning_rate(sec, 100)
+  assert float(lr(0)) == 0.0
+  np.testing.assert_allclose(float(lr(10)), 1e-2, rtol=1e-6)
+  assert float(lr(55)) < 1e-2 and abs(float(lr(100))) < 1e-9
+  # Decoupled weight decay shrinks parameters even with zero gradients.
+  tx = state_lib.make_optimizer(sec, 100)
+  params = {"w": jnp.ones(3)}
+  opt = tx.init(params)
+  for _ in range(20):
+    upd, opt = tx.update({"w": jnp.zeros(3)}, opt, params)
+    params = jax.tree.map(lambda p, u: p + u, params, upd)
+  assert float(params["w"][0]) < 1.0
+  with pytest.raises(ValueError, match="schedule"):
+    state_lib.learning_rate(default.optimizer(1e-3, 0.9, schedule="step"), 10)
+  with pytest.raises(ValueError, match="warmup"):
+    state_lib.learning_rate(default.optimizer(1e-3, 0.9, schedule="cosine", warmup=10), 10)
+
+
+def test_joint_and_real_recognisers_share_one_recipe():
+  c = default.get_config()
+  c.real.augment.rotate = 7.0
+  c.joint.optimizer.weight_decay = 0.02
+  assert c.joint.augment.rotate == 7.0 and c.real.optimizer.weight_decay == 0.02
+
+
+def test_validation_split_never_touches_the_test_fold(tiny_config, tmp_path):
+  cfg = tiny_config.data.copy_and_resolve_references()
+  cfg.data_dir = str(tmp_path)
+  train, test = pipeline.train_test(cfg)
+  cfg.heldout = "validation"
+  inner, val = pipeline.train_test(cfg)
+  test_subjects = set(test.subject.tolist())
+  assert not test_subjects & set(val.subject.tolist())
+  assert not test_subjects & set(inner.subject.tolist())
+  assert not set(inner.subject.tolist()) & set(val.subject.tolist())
+  assert len(inner) + len(val) == len(train) and len(val) > 0
+  # The same images: validation and inner train partition the outer training set.
+  np.testing.assert_array_equal(np.sort(np.concatenate([inner.subject, val.subject])),
+                                np.sort(train.subject))
+  cfg.heldout = "testing"
+  with pytest.raises(ValueError, match="data.heldout"):
+    pipeline.train_test(cfg)
+
+
+@pytest.fixture(scope="module")
+def fesgan_setup(tiny_config):
+  cfg = tiny_config.copy_and_resolve_references()
+  cfg.fesgan.ema_decay = 0.75
+  models = build_models(cfg, 7, 6)
+  phi = state_lib.create_phi_state(models, cfg.phi.optimizer, jax.random.key(1))
+  fes = state_lib.create_fesgan_states(models, cfg.fesgan.optimizer, jax.random.key(2), phi)
+  x = _images(n=8, size=32, seed=3)
+  batch = {"image": x, "label": jnp.arange(8) % 7, "subject": jnp.arange(8) % 6}
+  return cfg, models, fes, batch
+
+
+def test_ema_generator_is_the_one_that_samples(fesgan_setup):
+  cfg, models, fes, batch = fesgan_setup
+  loss = steps.FesganLoss.from_config(cfg.fesgan)
+  new, _ = steps.fesgan_step(fes, batch, jax.random.key(4), models=models, loss=loss)
+  want = jax.tree.map(lambda a, p: 0.75 * a + 0.25 * p, fes.g_ema, new.g.params)
+  chex.assert_trees_all_close(new.g_ema, want, rtol=1e-6, atol=1e-7)
+  assert not np.allclose(jax.tree.leaves(new.g_ema)[0], jax.tree.leaves(new.g.params)[0])
+  # Without a generator update (n_critic), the average stays.
+  same, _ = steps.fesgan_step(fes, batch, jax.random.key(4), models=models, loss=loss,
+                              update_g=False)
+  chex.assert_trees_all_equal(same.g_ema, fes.g_ema)
+  # The average samples (grids, synthesis scores) and starts stage 2.
+  assert stages.FESGAN.generator(new) is new.g_ema
+  r_state = state_lib.create_r_state(models, cfg.real.optimizer, jax.random.key(5))
+  assert stages.synthesis_inputs({"fesgan": new, "real": r_state})["g_params"] is new.g_ema
+  joint = state_lib.create_joint_states(models, cfg, jax.random.key(6), new)
+  chex.assert_trees_all_equal(joint.g.params, new.g_ema)
+  assert stages.JOINT.generator(joint) is joint.g_ema
+
+
+def test_ema_decay_zero_is_the_generator_itself(fesgan_setup):
+  cfg, models, fes, batch = fesgan_setup
+  loss = steps.FesganLoss.from_config(_with(cfg.fesgan, ema_decay=0.0))
+  new, _ = steps.fesgan_step(fes, batch, jax.random.key(4), models=models, loss=loss)
+  chex.assert_trees_all_equal(new.g_ema, new.g.params)
+
+
+def _with(section, **fields):
+  out = ml_collections.ConfigDict(section.to_dict())
+  for k, v in fields.items():
+    out[k] = v
+  return out
