@@ -17,8 +17,10 @@ finished stages 0-1 (``train_and_evaluate(..., start_from=fold_<k>)``), under th
 5. ``joint_rdbp``: joint + intra-class loss with RDBP (the full method);
 6. ``rdbp_no_new_ids``: the full method with translations x_t only (no new identities).
 
-Outputs mean +- std over folds of held-out accuracy, the pooled confusion matrix, and a Markdown
-table (``ablation.md`` / ``crossval.md``) with the exact command.  The table covers every finished
+Outputs ``ablation.json`` / ``crossval.json`` (per row: per-fold accuracies, mean +- std over
+folds, pooled confusion and per-class accuracy, each fold's synthesis scores, and the paired
+difference from real only on the same folds) and a Markdown table of the same with the exact
+command; ``--out results/ck48`` writes them there too.  The table covers every finished
 fold and row in the workdir, so rows can be run on different folds by several calls (``--rows``,
 ``--folds``); a finished row run with another configuration is an error, never mixed in.
 """
@@ -151,9 +153,15 @@ def collect_finished(config, workdir: str, ablation: bool) -> dict[int, dict[str
   return out
 
 
+SYNTHESIS_PREFIXES = ("synth/", "judge/")
+
+
 def aggregate(results: dict[int, dict[str, dict]]) -> dict[str, dict]:
   """Per row (over the folds where it ran): fold accuracies, mean, std (population std over
-  folds), pooled confusion and per-class accuracy."""
+  folds), pooled confusion and per-class accuracy, the synthesis scores of each fold's run
+  (``synth/*``, ``judge/*``), and -- for every row but ``real`` -- the paired comparison with
+  ``real`` on the folds both ran: per-fold differences, their mean and std, and on how many folds
+  the row is better."""
   order = list(ABLATION_ROWS) + ["method"]
   rows = sorted({r for v in results.values() for r in v}, key=order.index)
   out = {}
@@ -164,17 +172,60 @@ def aggregate(results: dict[int, dict[str, dict]]) -> dict[str, dict]:
     cm = pooled_confusion(row, summaries)
     out[row] = {"folds": folds, "acc": accs, "mean": float(np.mean(accs)),
                 "std": float(np.std(accs)), "confusion": cm.tolist(),
-                "per_class_accuracy": evaluation.per_class_accuracy(cm).tolist()}
+                "per_class_accuracy": evaluation.per_class_accuracy(cm).tolist(),
+                "synthesis": {str(f): {k: v for k, v in s.items()
+                                       if k.startswith(SYNTHESIS_PREFIXES)}
+                              for f, s in zip(folds, summaries)}}
+    if row != "real":
+      both = [f for f in folds if "real" in results[f]]
+      if both:
+        diff = [row_accuracy(row, results[f][row]) - row_accuracy("real", results[f]["real"])
+                for f in both]
+        out[row]["minus_real"] = {"folds": both, "diff": diff, "mean": float(np.mean(diff)),
+                                  "std": float(np.std(diff)),
+                                  "better": int(sum(d > 0 for d in diff)), "of": len(both)}
   return out
 
 
-def markdown_table(agg: dict[str, dict], title: str, command: str) -> str:
-  """The rows as a Markdown table of mean +- std held-out accuracy over folds."""
-  lines = [f"### {title}", "", f"`{command}`", "", "| row | accuracy (mean +- std) | folds |",
-           "| --- | --- | --- |"]
+def _headline(key: str) -> bool:
+  """Whether a synthesis score is a headline one (not a per-class breakdown such as
+  ``judge/fesgan/t/happy`` or ``judge/real/happy``)."""
+  parts = key.split("/")
+  return len(parts) == 2 or (len(parts) == 3 and parts[2] in ("acc_t", "acc_p"))
+
+
+def markdown_table(agg: dict[str, dict], title: str, command: str,
+                   class_names: list[str] | None = None) -> str:
+  """The rows as a Markdown table: mean +- std held-out accuracy over folds, the per-fold values,
+  the paired difference from real only; then pooled per-class accuracy (with ``class_names``)."""
+  lines = [f"### {title}", "", f"`{command}`", "",
+           "| row | accuracy (mean +- std) | folds | per fold (%) | minus real only, same folds |",
+           "| --- | --- | --- | --- | --- |"]
   for row, a in agg.items():
+    per_fold = " ".join(f"{f}:{100 * v:.1f}" for f, v in zip(a["folds"], a["acc"]))
+    paired = a.get("minus_real")
+    vs = (f"{100 * paired['mean']:+.1f} +- {100 * paired['std']:.1f} ({paired['better']} of "
+          f"{paired['of']} better)" if paired else "")
     lines.append(f"| {ROW_TITLES[row]} (`{row}`) | {100 * a['mean']:.1f} +- {100 * a['std']:.1f} % "
-                 f"| {len(a['folds'])} |")
+                 f"| {len(a['folds'])} | {per_fold} | {vs} |")
+  if class_names:
+    lines += ["", "Pooled per-class accuracy (%):", "",
+              "| row | " + " | ".join(class_names) + " |",
+              "| --- |" + " --- |" * len(class_names)]
+    for row, a in agg.items():
+      lines.append(f"| `{row}` | " + " | ".join(f"{100 * v:.1f}" for v in a["per_class_accuracy"])
+                   + " |")
+  synth_keys = sorted({k for a in agg.values() for s in a["synthesis"].values() for k in s
+                       if _headline(k)})
+  if synth_keys:
+    lines += ["", "Synthesis scores, mean over the folds of each row's runs:", "",
+              "| row | " + " | ".join(f"`{k}`" for k in synth_keys) + " |",
+              "| --- |" + " --- |" * len(synth_keys)]
+    for row, a in agg.items():
+      vals = [[s[k] for s in a["synthesis"].values() if k in s] for k in synth_keys]
+      if any(vals):
+        lines.append(f"| `{row}` | " + " | ".join(f"{np.mean(v):.3f}" if v else "" for v in vals)
+                     + " |")
   return "\n".join(lines) + "\n"
 
 
@@ -200,14 +251,19 @@ def main(argv):
   for f in folds:
     run_fold(config, flags_.workdir, f, flags_.ablation, rows)
   # The table covers every finished fold and row in the workdir, not only this call's.
-  agg = aggregate(collect_finished(config, flags_.workdir, flags_.ablation))
   name = "ablation" if flags_.ablation else "crossval"
   command = "python -m jfesgan.crossval " + " ".join(sys.argv[1:])
-  table = markdown_table(agg, f"{name}: held-out accuracy, folds by subject", command)
-  with open(os.path.join(flags_.workdir, f"{name}.json"), "w") as f:
-    json.dump(agg, f, indent=2)
-  with open(os.path.join(flags_.workdir, f"{name}.md"), "w") as f:
-    f.write(table)
+  results = collect_finished(config, flags_.workdir, flags_.ablation)
+  agg = aggregate(results)
+  class_names = next((s["class_names"] for v in results.values() for s in v.values()
+                      if "class_names" in s), None)
+  table = markdown_table(agg, f"{name}: held-out accuracy, folds by subject", command, class_names)
+  for out_dir in dict.fromkeys([flags_.workdir] + ([flags_.out] if flags_.out else [])):
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, f"{name}.json"), "w") as f:
+      json.dump({"command": command, "class_names": class_names, "rows": agg}, f, indent=2)
+    with open(os.path.join(out_dir, f"{name}.md"), "w") as f:
+      f.write(table)
   print(table, flush=True)
 
 
@@ -222,6 +278,8 @@ def define_flags() -> None:
   flags.DEFINE_string("folds", "", "Comma-separated folds to run (default: all data.num_folds).")
   flags.DEFINE_bool("ablation", False, "Run the six ablation rows instead of the configured method.")
   flags.DEFINE_string("rows", "", "With --ablation: comma-separated rows to run (default: all six).")
+  flags.DEFINE_string("out", "", "Also write <name>.json and <name>.md here (e.g. results/ck48: "
+                      "numbers only, no images, no data).")
   flags.DEFINE_string("compilation_cache", "~/.cache/jfesgan/xla", "Directory of the persistent "
                       "XLA compilation cache ('' = off): every fold after the first skips compiling.")
 

@@ -29,7 +29,9 @@ def _write_row(cfg, workdir, fold, row, rng):
     json.dump(crossval.row_config(cfg, fold, row).to_dict(), f)
   stage = crossval.ABLATION_ROWS[row][0] if row != "method" else "joint"
   cm = _confusion(rng)
-  summary = {f"eval/{stage}/acc": float(np.trace(cm) / cm.sum()), "confusion": {stage: cm.tolist()}}
+  summary = {f"eval/{stage}/acc": float(np.trace(cm) / cm.sum()), "confusion": {stage: cm.tolist()},
+             "synth/id_sim": float(rng.uniform()), f"judge/{stage}/acc_t": float(rng.uniform()),
+             f"judge/{stage}/t/happy": 0.5, "class_names": [f"c{k}" for k in range(K)]}
   with open(os.path.join(d, "summary.json"), "w") as f:
     json.dump(summary, f)
   return summary
@@ -51,8 +53,21 @@ def test_aggregate_collect_and_table(tiny_config, tmp_path):
     cm = sum(np.asarray(written[f][row]["confusion"][stage]) for f in (0, 1))
     np.testing.assert_array_equal(a["confusion"], cm)
     np.testing.assert_allclose(a["per_class_accuracy"], np.diag(cm) / cm.sum(1))
-  table = crossval.markdown_table(agg, "t", "cmd")
+    assert a["synthesis"]["0"]["synth/id_sim"] == written[0][row]["synth/id_sim"]
+    assert "eval/" not in " ".join(a["synthesis"]["1"])
+    if row != "real":  # paired with real only, fold by fold
+      diff = [written[f][row][f"eval/{stage}/acc"] - written[f]["real"]["eval/real/acc"]
+              for f in (0, 1)]
+      p = a["minus_real"]
+      np.testing.assert_allclose([p["mean"], p["std"]], [np.mean(diff), np.std(diff)])
+      assert p["folds"] == [0, 1] and p["diff"] == diff and p["of"] == 2
+      assert p["better"] == sum(d > 0 for d in diff)
+    else:
+      assert "minus_real" not in a
+  table = crossval.markdown_table(agg, "t", "cmd", [f"c{k}" for k in range(K)])
   assert "(`joint_rdbp`) | " in table and "| 2 |" in table and "`cmd`" in table
+  assert "better)" in table and "| row | c0 | c1 |" in table and "`synth/id_sim`" in table
+  assert "`judge/joint/acc_t`" in table and "t/happy" not in table
 
   # Rows may finish on different folds over several calls; the table covers what is there.
   _write_row(cfg, workdir, 2, "real", rng)
