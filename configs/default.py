@@ -109,8 +109,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.fesgan.rec_weight = 10.0
   c.fesgan.identity_weight = 5.0
   c.fesgan.tv_weight = 0.0
-  # Decay of the generator's moving average g_ema (it samples, is scored and starts stage 2);
-  # 0 = g_ema is g.
+  # Decay of the generator's moving average g_ema (it samples, is scored and starts stage 2),
+  # ramped up as min(decay, (1 + t) / (10 + t)) over the generator's updates t; 0 = g_ema is g.
   c.fesgan.ema_decay = 0.0
   # One optimiser per player; stage `joint` continues them with the same settings (fresh moments).
   c.fesgan.optimizer = ml_collections.ConfigDict(dict(

@@ -49,12 +49,15 @@ class FesganLoss:
     return cls(**{f.name: float(section[f.name if f.name == "ema_decay" else f"{f.name}_weight"])
                   for f in dataclasses.fields(cls)})
 
-  def ema(self, average: Params, params: Params) -> Params:
-    """The generator's moving average after a step: ``decay * average + (1 - decay) * params``
-    (with decay 0, exactly ``params``)."""
-    d = self.ema_decay
-    if not d:
+  def ema(self, average: Params, params: Params, step: jax.Array) -> Params:
+    """The generator's moving average after its ``step``-th update: ``d * average + (1 - d) *
+    params`` with ``d = min(ema_decay, (1 + step) / (10 + step))``, so that early on the average
+    follows the generator instead of remembering its initialisation (with decay 0, exactly
+    ``params``)."""
+    if not self.ema_decay:
       return params
+    step = jnp.asarray(step, jnp.float32)
+    d = jnp.minimum(self.ema_decay, (1.0 + step) / (10.0 + step))
     return jax.tree.map(lambda a, p: d * a + (1.0 - d) * p, average, params)
 
   def generator_weight(self, term: str) -> float:
@@ -238,7 +241,7 @@ def generator_update(states: FesganStates, batch: Batch, rng: jax.Array, *, mode
 
   grads, metrics = jax.grad(loss_fn, has_aux=True)(states.g.params)
   g, m = apply_grads(states.g, grads, "g")
-  return states.replace(g=g, g_ema=loss.ema(states.g_ema, g.params)), {**metrics, **m}
+  return states.replace(g=g, g_ema=loss.ema(states.g_ema, g.params, g.step)), {**metrics, **m}
 
 
 def fesgan_step(states: FesganStates, batch: Batch, rng: jax.Array, *, models: Models,
@@ -368,7 +371,7 @@ def joint_update(states: JointStates, batch: Batch, rng: jax.Array, *, models: M
       states.r.centres, aux["f_real"], batch["label"], decay=joint.centre_decay))
   if joint.update_generator:
     g, m_g = apply_grads(states.g, g_grads, "g")
-    g_ema = fesgan.ema(states.g_ema, g.params)
+    g_ema = fesgan.ema(states.g_ema, g.params, g.step)
   else:  # offline augmentation: the stage-1 generator stays frozen
     g, m_g, g_ema = states.g, {}, states.g_ema
   loss_r = terms["ce_real"] + joint.syn_weight * terms["ce_syn"] + joint.intra_weight * terms["intra"]

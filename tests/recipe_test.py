@@ -138,9 +138,16 @@ def test_ema_generator_is_the_one_that_samples(fesgan_setup):
   cfg, models, fes, batch = fesgan_setup
   loss = steps.FesganLoss.from_config(cfg.fesgan)
   new, _ = steps.fesgan_step(fes, batch, jax.random.key(4), models=models, loss=loss)
-  want = jax.tree.map(lambda a, p: 0.75 * a + 0.25 * p, fes.g_ema, new.g.params)
+  # The first update (g.step 1): decay min(0.75, 2 / 11), ramped up from the start.
+  d = 2.0 / 11.0
+  want = jax.tree.map(lambda a, p: d * a + (1 - d) * p, fes.g_ema, new.g.params)
   chex.assert_trees_all_close(new.g_ema, want, rtol=1e-6, atol=1e-7)
   assert not np.allclose(jax.tree.leaves(new.g_ema)[0], jax.tree.leaves(new.g.params)[0])
+  # Later updates use the configured decay.
+  later, _ = steps.fesgan_step(new.replace(g=new.g.replace(step=100)), batch, jax.random.key(5),
+                               models=models, loss=loss)
+  want = jax.tree.map(lambda a, p: 0.75 * a + 0.25 * p, new.g_ema, later.g.params)
+  chex.assert_trees_all_close(later.g_ema, want, rtol=1e-6, atol=1e-7)
   # Without a generator update (n_critic), the average stays.
   same, _ = steps.fesgan_step(fes, batch, jax.random.key(4), models=models, loss=loss,
                               update_g=False)
