@@ -14,6 +14,8 @@ Synthesis is judged on held-out identities (never seen in training):
   recogniser trained on another database (:mod:`jfesgan.judge`), of the generator of each stage
   that has one (``fesgan``, ``joint``), with the judge's accuracy on the real held-out faces
   (``judge/real_acc``) as the ceiling, overall and per class (:func:`judge_synthesis`);
+- ``synth/rec_l1``: mean absolute error of the reconstruction G(E(x), y) of held-out faces, in
+  image units ([-1, 1]);
 - ``synth/id_sim``: mean cosine similarity under Phi between x and x_t (same identity), next to
   ``synth/id_sim_rec`` (x vs its reconstruction) and ``synth/id_sim_other`` (x vs real images of
   other held-out identities): the higher above ``id_sim_other``, the better identity is kept;
@@ -123,7 +125,9 @@ def synthesis_scores(ev: Evaluator, *, g_params, phi_params, r_params, test: Arr
 
   e_x = ev.embed(phi_params, x)
   e_t = ev.embed(phi_params, x_t)
-  e_rec = ev.embed(phi_params, ev.translate(g_params, x, test.label))
+  x_rec = ev.translate(g_params, x, test.label)
+  e_rec = ev.embed(phi_params, x_rec)
+  scores["synth/rec_l1"] = float(np.mean(np.abs(x_rec - x)))
   scores["synth/id_sim"] = float(np.mean(np.sum(e_x[idx] * e_t, -1)))
   scores["synth/id_sim_rec"] = float(np.mean(np.sum(e_x * e_rec, -1)))
   other = test.subject[:, None] != test.subject[None, :]
