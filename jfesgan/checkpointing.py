@@ -13,6 +13,19 @@ from typing import Any, Callable
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
+
+
+def _one_line(e: Exception) -> str:
+  """An exception as one short line: its type and the first line of its message."""
+  text = str(e).strip().splitlines()
+  return f"{type(e).__name__}: {text[0][:300] if text else ''}"
+
+
+def _one_line(e: Exception) -> str:
+  """An exception as one short line: its type and the first line of its message."""
+  text = str(e).strip().splitlines()
+  return f"{type(e).__name__}: {text[0][:300] if text else ''}"
 
 
 def latest_step(workdir: str, stage: str) -> int | None:
@@ -46,18 +59,48 @@ class StageCheckpointer:
     self.manager.save(step, args=ocp.args.StandardSave(state))
     self.manager.wait_until_finished()
 
-  def restore_or_create(self, create: Callable[[], Any], sharding: jax.sharding.Sharding) -> Any:
-    """Restores the latest checkpoint into the structure ``create()`` would return, or creates it.
+  def restore_or_create(self, create: Callable[[], Any], sharding: jax.sharding.Sharding, *,
+                        require: bool = False) -> Any:
+    """Restores the newest readable checkpoint into the structure ``create()`` would return, or
+    creates it when there is none.
 
     ``create`` runs for real only when there is no checkpoint; otherwise it is traced abstractly.
+    A step that cannot be restored (a truncated or missing file, an empty or partial folder) is
+    reported in one line with its path and reason, moved aside to ``<step>.corrupt`` (kept, not
+    deleted, and out of the way of the next save) and the previous step is tried; when no step can
+    be restored the error names the folder.  With ``require`` a missing checkpoint is an error too.
     """
-    step = self.latest_step()
-    if step is None:
+    steps = sorted(self.manager.all_steps(), reverse=True)
+    if not steps:
+      if require:  # a stage taken from elsewhere or a tool's input: never fresh random weights
+        raise FileNotFoundError(f"no checkpoint in {self.directory}")
       return jax.device_put(create(), sharding)
     abstract = jax.eval_shape(create)
     abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
                             abstract)
-    return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    reasons = []
+    for step in steps:
+      try:
+        return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+      except Exception as e:  # pylint: disable=broad-except  # any unreadable step falls back
+        reason = _one_line(e)
+        reasons.append(f"{step}: {reason}")
+        path = os.path.join(self.directory, str(step))
+        logging.warning("checkpoint %s cannot be restored (%s); trying the previous step", path,
+                        reason)
+        self._set_aside(step)
+    raise RuntimeError(f"no checkpoint in {self.directory} can be restored ({'; '.join(reasons)}); "
+                       "move the folder away to start this stage afresh")
+
+  def _set_aside(self, step: int) -> None:
+    path = os.path.join(self.directory, str(step))
+    if os.path.exists(path):
+      target = path + ".corrupt"
+      n = 1
+      while os.path.exists(target):
+        target, n = f"{path}.corrupt{n}", n + 1
+      os.rename(path, target)
+    self.manager.reload()
 
   def close(self) -> None:
     self.manager.close()

@@ -77,7 +77,8 @@ class Judge:
                                               steps=steps)
     ckpt = checkpointing.StageCheckpointer(workdir, "real")
     try:
-      state = ckpt.restore_or_create(create, jax.sharding.SingleDeviceSharding(jax.devices()[0]))
+      state = ckpt.restore_or_create(create, jax.sharding.SingleDeviceSharding(jax.devices()[0]),
+                                     require=True)
     finally:
       ckpt.close()
     return cls(workdir=workdir, class_names=class_names, model=models.r,

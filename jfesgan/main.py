@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -35,7 +36,14 @@ def main(argv):
     name = os.path.splitext(os.path.basename(FLAGS["config"].config_filename))[0]
     workdir = os.path.join("runs", f"{name}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
   logging.info("JAX %s on %s; workdir %s", jax.__version__, jax.default_backend(), workdir)
-  summary = train.train_and_evaluate(FLAGS.config, workdir, start_from=FLAGS.start_from)
+  from jfesgan import faults
+  try:
+    summary = train.train_and_evaluate(FLAGS.config, workdir, start_from=FLAGS.start_from)
+  except (faults.Stopped, faults.NonFiniteError) as e:
+    # One line saying what happened and where; the status says which (README: exit statuses).
+    logging.error("%s", e)
+    print(f"jfesgan: {e}", file=sys.stderr, flush=True)
+    sys.exit(e.status)
   print(train.format_report(summary), flush=True)
 
 

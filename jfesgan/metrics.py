@@ -25,6 +25,14 @@ def to_floats(metrics: Mapping[str, Any]) -> dict[str, float]:
   return {k: float(v) for k, v in jax.device_get(dict(metrics)).items()}
 
 
+def _is_after(line: str, stage: str, step: int) -> bool:
+  try:
+    record = json.loads(line)
+  except ValueError:
+    return False  # a line cut short by a crash is kept as it is, never silently dropped
+  return record.get("stage") == stage and record.get("step", 0) > step
+
+
 class MetricWriter:
   """Writes scalars to ``<workdir>/metrics.jsonl`` and TensorBoard, images to TensorBoard, and the
   run's JSON and PNG files; on processes other than 0 every call does nothing."""
@@ -47,6 +55,22 @@ class MetricWriter:
       f.write(json.dumps({"stage": stage, "step": int(step), **metrics}) + "\n")
     for k, v in metrics.items():
       self._tb.add_scalar(k, v, step)
+
+  def drop_after(self, stage: str, step: int) -> int:
+    """Removes from ``metrics.jsonl`` the records of ``stage`` past ``step`` (a resumed stage runs
+    those steps again and logs them anew: one record per step, never two); returns how many.
+    TensorBoard's event files are append-only: its viewer shows the newest value of a step."""
+    if not self.active or not os.path.isfile(self.jsonl_path):
+      return 0
+    with open(self.jsonl_path) as f:
+      lines = f.readlines()
+    keep = [ln for ln in lines if not _is_after(ln, stage, step)]
+    if len(keep) != len(lines):
+      tmp = self.jsonl_path + ".tmp"
+      with open(tmp, "w") as f:
+        f.writelines(keep)
+      os.replace(tmp, self.jsonl_path)
+    return len(lines) - len(keep)
 
   def image(self, step: int, tag: str, image: np.ndarray) -> None:
     """An (H, W, C) uint8 image."""

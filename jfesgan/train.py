@@ -24,6 +24,7 @@ import tqdm
 from absl import logging
 
 from jfesgan import checkpointing, evaluation, metrics as metrics_lib, parallel, stages, visualize
+from jfesgan import faults
 from jfesgan import judge as judge_lib
 from jfesgan.data import pipeline
 from jfesgan.models import build_models
@@ -32,7 +33,8 @@ from jfesgan.models import build_models
 def run_stage(stage: stages.Stage, ctx: stages.Context, finished: Mapping[str, Any], *,
               mesh, workdir: str, writer: metrics_lib.MetricWriter,
               start_from: str | None = None,
-              on_step: Callable[[int, Any], None] | None = None) -> tuple[Any, float]:
+              on_step: Callable[[int, Any], None] | None = None,
+              preemption: faults.Preemption | None = None) -> tuple[Any, float]:
   """Trains ``stage`` up to its step count; returns its final state and its wall time (s).
 
   The state is restored from the finished stage in ``start_from`` (a stage that
@@ -43,6 +45,10 @@ def run_stage(stage: stages.Stage, ctx: stages.Context, finished: Mapping[str, A
   multiple of ``config.log_every`` (metrics logged), ``config.checkpoint_every`` (state saved)
   and, for a stage that draws samples, ``config.sample_every``; ``on_step(step, state)`` runs
   after each chunk.
+
+  Faults (:mod:`jfesgan.faults`): a non-finite metric stops the stage before anything non-finite
+  is saved (:class:`~jfesgan.faults.NonFiniteError`); a signal caught by ``preemption`` saves the
+  current step and stops the run (:class:`~jfesgan.faults.Stopped`).
   """
   t0 = time.time()
   config = ctx.config
@@ -50,7 +56,7 @@ def run_stage(stage: stages.Stage, ctx: stages.Context, finished: Mapping[str, A
   create = lambda: stage.create(ctx, finished)
   if start_from is not None:  # finished there (start_from_stages): restored, nothing written here
     source = checkpointing.StageCheckpointer(start_from, stage.name)
-    state = source.restore_or_create(create, parallel.replicated(mesh))
+    state = source.restore_or_create(create, parallel.replicated(mesh), require=True)
     source.close()
     logging.info("stage %s: restored from %s at step %d", stage.name, source.directory,
                  int(jax.device_get(state.step)))
@@ -64,6 +70,7 @@ def run_stage(stage: stages.Stage, ctx: stages.Context, finished: Mapping[str, A
     return state, time.time() - t0
   if start:
     logging.info("stage %s: resuming from step %d", stage.name, start)
+    writer.drop_after(stage.name, start)  # records of steps that will run again
   batches = pipeline.Batches(ctx.train, config.batch_size, seed=stage.batch_seed(config.seed),
                              hflip=config.data.hflip, subject_index=stage.label_key == "subject")
   rng = stage.key(config.seed)
@@ -81,6 +88,7 @@ def run_stage(stage: stages.Stage, ctx: stages.Context, finished: Mapping[str, A
   bar = tqdm.tqdm(total=num_steps, initial=start, desc=f"{stage.name:>7s}",
                   mininterval=1.0 if sys.stderr.isatty() else 30.0,
                   dynamic_ncols=True, disable=not writer.active)
+  guard = faults.FiniteGuard(stage.name)
   step = start
   while step < num_steps:
     static = stage.static(config, step) if stage.static else {}
@@ -98,15 +106,29 @@ def run_stage(stage: stages.Stage, ctx: stages.Context, finished: Mapping[str, A
       state, metrics = step_fn(state, batch, jax.random.fold_in(rng, step), **static)
     bar.update(done - step)
     step = done
+    guard.update(metrics, done)
     if done % config.log_every == 0 or done == num_steps:
+      guard.check()
       values = metrics_lib.to_floats(metrics)
       writer.scalars(done, values, stage.name)
       keys = stage.show or [k for k in values if k.split("/", 1)[-1] in ("loss", "acc")]
       bar.set_postfix({k: f"{values[k]:.3g}" for k in keys if k in values}, refresh=False)
     if on_step is not None:
       on_step(done, state)
-    if done % config.checkpoint_every == 0 or done == num_steps:
+    saved = done % config.checkpoint_every == 0 or done == num_steps
+    if saved:
+      guard.check()
       ckpt.save(done, state)
+    if preemption is not None and preemption.requested and done < num_steps:
+      guard.check()
+      if not saved:
+        ckpt.save(done, state)
+      bar.close()
+      writer.flush()
+      ckpt.close()
+      raise faults.Stopped(
+          f"stage {stage.name}: stopped by {preemption.signal_name} at step {done} of {num_steps}; "
+          f"saved {ckpt.directory}/{done}. Re-run the same command to resume.", preemption.status)
   bar.close()
   writer.flush()
   ckpt.close()
@@ -188,11 +210,23 @@ def train_and_evaluate(config, workdir: str, *, start_from: str | None = None) -
   ``start_from``: another workdir whose finished stages this run starts from instead of training
   them again (the ablation rows share one stage 0-1 this way).  Returns a summary: scores,
   confusion matrices, wall times and the paths of everything written.
+
+  The workdir is locked for the run (:class:`jfesgan.faults.WorkdirLock`); SIGTERM and Ctrl-C
+  save the running stage's step and raise :class:`jfesgan.faults.Stopped`.
   """
   t_start = time.time()
   workdir = os.path.abspath(workdir)
   plan = stages.select(config)
   _validate(config, plan)
+  with faults.WorkdirLock(workdir) as lock, faults.Preemption() as preemption:
+    if lock.taken_over:
+      logging.warning("took over the lock of %s from a run that is gone (host %s, pid %s)",
+                      workdir, lock.taken_over.get("host"), lock.taken_over.get("pid"))
+    return _train_and_evaluate(config, workdir, plan, start_from, preemption, t_start)
+
+
+def _train_and_evaluate(config, workdir: str, plan, start_from: str | None,
+                        preemption: faults.Preemption, t_start: float) -> dict[str, Any]:
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.batch_size, mesh)
   logging.info("devices: %d x %s (%d processes); mesh %s; stages %s", jax.device_count(),
@@ -232,7 +266,8 @@ def train_and_evaluate(config, workdir: str, *, start_from: str | None = None) -
           report.grid(stage, step, s) if step % config.sample_every == 0 and step < last else None)
     state, times[stage.name] = run_stage(
         stage, ctx, finished, mesh=mesh, workdir=workdir, writer=writer,
-        start_from=start_from if stage.name in taken else None, on_step=on_step)
+        start_from=start_from if stage.name in taken else None, on_step=on_step,
+        preemption=preemption)
     finished[stage.name] = state
     t = time.time()
     report.stage_done(stage, state, finished)

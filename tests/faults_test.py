@@ -1,0 +1,218 @@
+"""Faults: preemption (SIGTERM), corrupt checkpoints, non-finite values, a locked workdir,
+re-run metric records."""
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from jfesgan import checkpointing, faults, metrics as metrics_lib, parallel, stages, train
+from jfesgan.data import pipeline
+from jfesgan.models import build_models
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _setup(tiny_config, tmp_path, **phi):
+  cfg = tiny_config.copy_and_resolve_references()
+  cfg.data.data_dir = str(tmp_path / "tfds")
+  cfg.checkpoint_every = 100
+  cfg.log_every = 1
+  for k, v in phi.items():
+    if k == "lr":
+      cfg.phi.optimizer.lr = v
+    else:
+      cfg.phi[k] = v
+  data, _ = pipeline.train_test(cfg.data)
+  models = build_models(cfg, data.num_classes, num_subjects=len(np.unique(data.subject)))
+  return cfg, stages.Context(config=cfg, models=models, train=data)
+
+
+def _run_phi(ctx, workdir, **kw):
+  writer = metrics_lib.MetricWriter(workdir)
+  try:
+    return train.run_stage(stages.PHI, ctx, {}, mesh=parallel.make_mesh(), workdir=workdir,
+                           writer=writer, **kw)[0]
+  finally:
+    writer.close()
+
+
+def _records(workdir, stage="phi"):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [r["step"] for r in map(json.loads, f) if r["stage"] == stage]
+
+
+def test_sigterm_saves_stops_and_resumes_exactly(tiny_config, tmp_path):
+  cfg, ctx = _setup(tiny_config, tmp_path, steps=6)
+  whole = _run_phi(ctx, str(tmp_path / "whole"))
+
+  cut = str(tmp_path / "cut")
+
+  def preempt_at_3(step, state):
+    if step == 3:
+      os.kill(os.getpid(), signal.SIGTERM)  # a real signal, caught by the handler
+
+  with faults.Preemption() as pre:
+    with pytest.raises(faults.Stopped, match=r"stage phi: stopped by SIGTERM at step 3 of 6; "
+                       r"saved .*checkpoints/phi/3\. Re-run") as e:
+      _run_phi(ctx, cut, on_step=preempt_at_3, preemption=pre)
+  assert e.value.status == faults.EXIT_PREEMPTED == 143
+  assert checkpointing.latest_step(cut, "phi") == 3  # saved although checkpoint_every is 100
+  # Records of steps 4.. that a crash could have left are replaced, not duplicated, on resume.
+  with open(os.path.join(cut, "metrics.jsonl"), "a") as f:
+    f.write(json.dumps({"stage": "phi", "step": 4, "phi/loss": 0.0}) + "\n")
+  resumed = _run_phi(ctx, cut)
+  chex.assert_trees_all_equal(jax.tree.leaves(jax.device_get(resumed)),
+                              jax.tree.leaves(jax.device_get(whole)))
+  assert _records(cut) == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_process_exits_143_with_one_line(tiny_config, tmp_path):
+  """The real entry point: SIGTERM mid-stage -> checkpoint, one line, status 143."""
+  workdir = str(tmp_path / "run")
+  cmd = [sys.executable, "-m", "jfesgan.main", "--config", "configs/tiny.py", "--workdir", workdir,
+         f"--config.data.data_dir={tmp_path / 'tfds'}", "--config.stages=phi",
+         "--config.phi.steps=100000", "--config.checkpoint_every=100000", "--compilation_cache="]
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
+  proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+  # Wait until the stage is running (its first metric record), then preempt.
+  path = os.path.join(workdir, "metrics.jsonl")
+  for _ in range(600):
+    if os.path.exists(path) and os.path.getsize(path) > 0:
+      break
+    if proc.poll() is not None:
+      pytest.fail(proc.stderr.read())
+    import time
+    time.sleep(0.25)
+  proc.send_signal(signal.SIGTERM)
+  _, err = proc.communicate(timeout=120)
+  assert proc.returncode == 143, err[-2000:]
+  assert "jfesgan: stage phi: stopped by SIGTERM at step" in err
+  assert checkpointing.latest_step(workdir, "phi") is not None
+  assert not os.path.exists(os.path.join(workdir, ".lock"))
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_the_previous(tiny_config, tmp_path, caplog):
+  cfg, ctx = _setup(tiny_config, tmp_path, steps=2)
+  cfg.checkpoint_every = 1
+  work = str(tmp_path / "run")
+  _run_phi(ctx, work)
+  ckpt_dir = os.path.join(work, "checkpoints", "phi")
+  step1 = _restore(ctx, work, 1)
+  # Damage step 2: truncate every data file in it.
+  for p in glob.glob(os.path.join(ckpt_dir, "2", "**", "*"), recursive=True):
+    if os.path.isfile(p) and "metadata" not in os.path.basename(p).lower():
+      open(p, "w").close()
+  c = checkpointing.StageCheckpointer(work, "phi")
+  state = c.restore_or_create(lambda: stages.PHI.create(ctx, {}),
+                              jax.sharding.SingleDeviceSharding(jax.devices()[0]))
+  c.close()
+  assert int(state.step) == 1
+  chex.assert_trees_all_equal(jax.tree.leaves(jax.device_get(state.params)),
+                              jax.tree.leaves(jax.device_get(step1.params)))
+  assert os.path.isdir(os.path.join(ckpt_dir, "2.corrupt"))  # kept, out of the way
+  assert any("checkpoints/phi/2 cannot be restored" in r.getMessage() for r in caplog.records)
+  # The resumed stage then saves step 2 again over a clean slot.
+  _run_phi(ctx, work)
+  assert checkpointing.latest_step(work, "phi") == 2
+  # Nothing restorable at all: an error naming the folder, never fresh weights.
+  for p in glob.glob(os.path.join(ckpt_dir, "[0-9]")):
+    for f in glob.glob(os.path.join(p, "**", "*"), recursive=True):
+      if os.path.isfile(f):
+        open(f, "w").close()
+  with pytest.raises(RuntimeError, match="no checkpoint in .*checkpoints/phi can be restored"):
+    _restore(ctx, work, None)
+  with pytest.raises(FileNotFoundError, match="no checkpoint in .*nowhere"):
+    checkpointing.StageCheckpointer(str(tmp_path / "nowhere"), "phi").restore_or_create(
+        lambda: stages.PHI.create(ctx, {}), jax.sharding.SingleDeviceSharding(jax.devices()[0]),
+        require=True)
+
+
+def _restore(ctx, work, step):
+  c = checkpointing.StageCheckpointer(work, "phi")
+  try:
+    if step is None:
+      return c.restore_or_create(lambda: stages.PHI.create(ctx, {}),
+                                 jax.sharding.SingleDeviceSharding(jax.devices()[0]))
+    import orbax.checkpoint as ocp
+    abstract = jax.eval_shape(lambda: stages.PHI.create(ctx, {}))
+    return c.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+  finally:
+    c.close()
+
+
+def test_non_finite_stops_the_stage_and_keeps_the_good_checkpoint(tiny_config, tmp_path):
+  cfg, ctx = _setup(tiny_config, tmp_path, steps=2)
+  cfg.checkpoint_every = 1
+  work = str(tmp_path / "run")
+  _run_phi(ctx, work)
+  good = _restore(ctx, work, 2)
+  # Resumed with more steps and a learning rate that blows up.
+  cfg.phi.steps = 8
+  cfg.phi.optimizer.lr = 1e30
+  with pytest.raises(faults.NonFiniteError, match=r"stage phi: non-finite values .* by step \d+ "
+                     r"in \[.*phi/"):
+    _run_phi(ctx, work)
+  steps = checkpointing.StageCheckpointer(work, "phi")
+  saved = sorted(steps.manager.all_steps())
+  steps.close()
+  assert 2 in saved  # the last good checkpoint survives the keep-2 policy
+  for s in saved:
+    state = _restore(ctx, work, s)
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params)), s
+  np.testing.assert_array_equal(jax.tree.leaves(_restore(ctx, work, 2).params)[0],
+                                jax.tree.leaves(good.params)[0])
+
+
+def test_finite_guard_names_the_first_bad_chunk_and_terms():
+  g = faults.FiniteGuard("fesgan")
+  g.update({"g/loss": jax.numpy.float32(1.0), "d/loss": jax.numpy.float32(2.0)}, 5)
+  g.check()
+  g.update({"g/loss": jax.numpy.float32(np.nan), "d/loss": jax.numpy.float32(2.0)}, 10)
+  g.update({"g/loss": jax.numpy.float32(np.nan), "d/loss": jax.numpy.float32(np.inf)}, 15)
+  with pytest.raises(faults.NonFiniteError, match=r"stage fesgan: .* by step 10 in "
+                     r"\['d/loss', 'g/loss'\]"):
+    g.check()
+
+
+def test_one_run_per_workdir(tiny_config, tmp_path):
+  work = tmp_path / "run"
+  work.mkdir()
+  lock = work / ".lock"
+  import socket
+  lock.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
+  cfg = tiny_config.copy_and_resolve_references()
+  cfg.data.data_dir = str(tmp_path / "tfds")
+  with pytest.raises(RuntimeError, match=rf"in use by another run \(host .*, pid {os.getpid()}"):
+    train.train_and_evaluate(cfg, str(work))
+  assert lock.exists()  # the other run's lock is left alone
+  # A lock whose process is gone is taken over (and released at the end).
+  dead = subprocess.Popen([sys.executable, "-c", "pass"])
+  dead.wait()
+  lock.write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid}))
+  with faults.WorkdirLock(str(work)) as held:
+    assert held.taken_over == {"host": socket.gethostname(), "pid": dead.pid}
+    assert json.loads(lock.read_text())["pid"] == os.getpid()
+  assert not lock.exists()
+
+
+def test_drop_after_keeps_other_stages_and_cut_lines(tmp_path):
+  w = metrics_lib.MetricWriter(str(tmp_path))
+  for stage, step in (("phi", 1), ("phi", 2), ("fesgan", 3), ("phi", 3)):
+    w.scalars(step, {"x": 1.0}, stage)
+  with open(w.jsonl_path, "a") as f:
+    f.write('{"stage": "phi", "st')  # a line cut short by a crash
+  assert w.drop_after("phi", 1) == 2
+  with open(w.jsonl_path) as f:
+    lines = f.read().splitlines()
+  assert [json.loads(ln)["step"] for ln in lines[:-1]] == [1, 3] and lines[-1].endswith('"st')
+  w.close()
