@@ -22,12 +22,6 @@ def _one_line(e: Exception) -> str:
   return f"{type(e).__name__}: {text[0][:300] if text else ''}"
 
 
-def _one_line(e: Exception) -> str:
-  """An exception as one short line: its type and the first line of its message."""
-  text = str(e).strip().splitlines()
-  return f"{type(e).__name__}: {text[0][:300] if text else ''}"
-
-
 def latest_step(workdir: str, stage: str) -> int | None:
   """The newest saved step of ``stage`` in ``workdir``, or None; creates nothing."""
   directory = os.path.join(os.path.abspath(workdir), "checkpoints", stage)
