@@ -8,6 +8,7 @@ mesh's replicated sharding, so nothing is initialised twice.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, Callable
 
@@ -48,10 +49,25 @@ class StageCheckpointer:
     """The newest saved step, or None."""
     return self.manager.latest_step()
 
-  def save(self, step: int, state: Any) -> None:
-    """Saves ``state`` at ``step`` (blocking until it is on disk)."""
+  def save(self, step: int, state: Any, config: dict | None = None) -> None:
+    """Saves ``state`` at ``step`` (blocking until it is on disk), and ``config`` (the run's
+    config as a dict) as ``config.json`` beside the steps."""
     self.manager.save(step, args=ocp.args.StandardSave(state))
     self.manager.wait_until_finished()
+    if config is not None and jax.process_index() == 0:
+      tmp = os.path.join(self.directory, "config.json.tmp")
+      with open(tmp, "w") as f:
+        json.dump(config, f, indent=1, sort_keys=True)
+      os.replace(tmp, os.path.join(self.directory, "config.json"))
+
+  def saved_config(self) -> dict | None:
+    """The config stored with the checkpoints, or None (none saved, or saved before configs
+    were stored)."""
+    path = os.path.join(self.directory, "config.json")
+    if not os.path.isfile(path):
+      return None
+    with open(path) as f:
+      return json.load(f)
 
   def restore_or_create(self, create: Callable[[], Any], sharding: jax.sharding.Sharding, *,
                         require: bool = False) -> Any:

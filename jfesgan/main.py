@@ -17,6 +17,8 @@ flags.DEFINE_string("workdir", None, "Where checkpoints, logs and samples go (re
                     "default runs/<config name>-<time>.")
 flags.DEFINE_string("compilation_cache", "~/.cache/jfesgan/xla", "Directory of the persistent "
                     "XLA compilation cache ('' = off): re-runs and resumes skip compiling.")
+flags.DEFINE_bool("accept_config_changes", False, "Resume stages whose checkpoints were saved "
+                  "under another configuration (refused by default, naming the fields).")
 flags.DEFINE_string("start_from", None, "Another workdir whose finished stages (trained under the "
                     "same config fields) this run starts from instead of training them again.")
 
@@ -38,7 +40,8 @@ def main(argv):
   logging.info("JAX %s on %s; workdir %s", jax.__version__, jax.default_backend(), workdir)
   from jfesgan import faults
   try:
-    summary = train.train_and_evaluate(FLAGS.config, workdir, start_from=FLAGS.start_from)
+    summary = train.train_and_evaluate(FLAGS.config, workdir, start_from=FLAGS.start_from,
+                                       accept_config_changes=FLAGS.accept_config_changes)
   except (faults.Stopped, faults.NonFiniteError) as e:
     # One line saying what happened and where; the status says which (README: exit statuses).
     logging.error("%s", e)

@@ -34,7 +34,8 @@ def run_stage(stage: stages.Stage, ctx: stages.Context, finished: Mapping[str, A
               mesh, workdir: str, writer: metrics_lib.MetricWriter,
               start_from: str | None = None,
               on_step: Callable[[int, Any], None] | None = None,
-              preemption: faults.Preemption | None = None) -> tuple[Any, float]:
+              preemption: faults.Preemption | None = None,
+              accept_config_changes: bool = False) -> tuple[Any, float]:
   """Trains ``stage`` up to its step count; returns its final state and its wall time (s).
 
   The state is restored from the finished stage in ``start_from`` (a stage that
@@ -48,7 +49,9 @@ def run_stage(stage: stages.Stage, ctx: stages.Context, finished: Mapping[str, A
 
   Faults (:mod:`jfesgan.faults`): a non-finite metric stops the stage before anything non-finite
   is saved (:class:`~jfesgan.faults.NonFiniteError`); a signal caught by ``preemption`` saves the
-  current step and stops the run (:class:`~jfesgan.faults.Stopped`).
+  current step and stops the run (:class:`~jfesgan.faults.Stopped`).  Each save stores the
+  config beside the checkpoints; resuming under a config that differs in a field the stage
+  depends on (other than its own ``steps``) is refused unless ``accept_config_changes``.
   """
   t0 = time.time()
   config = ctx.config
@@ -62,9 +65,16 @@ def run_stage(stage: stages.Stage, ctx: stages.Context, finished: Mapping[str, A
                  int(jax.device_get(state.step)))
     return state, time.time() - t0
   ckpt = checkpointing.StageCheckpointer(workdir, stage.name)
+  ours = json.loads(json.dumps(config.to_dict()))
+  _check_resume(stage, ckpt, ours, accept_config_changes)
   state = ckpt.restore_or_create(create, parallel.replicated(mesh))
   start = int(jax.device_get(state.step))
-  if start >= num_steps:
+  if start > num_steps:
+    ckpt.close()
+    raise ValueError(f"stage {stage.name}: {ckpt.directory} holds step {start}, past "
+                     f"config.{stage.name}.steps={num_steps}; set {stage.name}.steps >= {start} or "
+                     "use another --workdir (a longer-trained model is not reported as a shorter one)")
+  if start == num_steps:
     logging.info("stage %s: restored at step %d, already done", stage.name, start)
     ckpt.close()
     return state, time.time() - t0
@@ -118,11 +128,11 @@ def run_stage(stage: stages.Stage, ctx: stages.Context, finished: Mapping[str, A
     saved = done % config.checkpoint_every == 0 or done == num_steps
     if saved:
       guard.check()
-      ckpt.save(done, state)
+      ckpt.save(done, state, ours)
     if preemption is not None and preemption.requested and done < num_steps:
       guard.check()
       if not saved:
-        ckpt.save(done, state)
+        ckpt.save(done, state, ours)
       bar.close()
       writer.flush()
       ckpt.close()
@@ -133,6 +143,26 @@ def run_stage(stage: stages.Stage, ctx: stages.Context, finished: Mapping[str, A
   writer.flush()
   ckpt.close()
   return state, time.time() - t0
+
+
+def _check_resume(stage: stages.Stage, ckpt: checkpointing.StageCheckpointer, ours: dict,
+                  accept: bool) -> None:
+  """Refuses to resume ``stage`` from checkpoints saved under another configuration of the fields
+  it depends on (its own step count may change: a stage can be extended)."""
+  saved = ckpt.saved_config()
+  if saved is None or ckpt.latest_step() is None:
+    return
+  diff = [d for d in diff_sections(saved, ours, stages.config_sections(stage.name))
+          if d != f"{stage.name}.steps"]
+  if not diff:
+    return
+  if accept:
+    logging.warning("stage %s: resuming under a changed configuration (%s), as asked", stage.name,
+                    diff[:8])
+    return
+  raise ValueError(f"stage {stage.name}: {ckpt.directory} was saved under another configuration "
+                   f"(differs in {diff[:8]}{' ...' if len(diff) > 8 else ''}); use another "
+                   "--workdir, or --accept_config_changes to resume anyway")
 
 
 def _chunk_end(step: int, num_steps: int, per_call: int, events: list[int],
@@ -150,10 +180,64 @@ def _chunk_end(step: int, num_steps: int, per_call: int, events: list[int],
 
 
 def _validate(config, plan: tuple[stages.Stage, ...]) -> None:
-  """Checks fields that would otherwise fail late or silently."""
+  """Checks the config up front, before any dataset is built or network trained; each error
+  names the field's full path."""
+  from jfesgan import augment, losses  # pylint: disable=g-import-not-at-top
+  from jfesgan.models.common import check_resolution  # pylint: disable=g-import-not-at-top
+  problems = []
+
+  def need(ok: bool, field: str, value, rule: str) -> None:
+    if not ok:
+      problems.append(f"config.{field}={value!r} {rule}")
+
   for stage in plan:
-    if stage.steps(config) < 0:
-      raise ValueError(f"config.{stage.name}.steps={stage.steps(config)} must be >= 0")
+    need(stage.steps(config) >= 0, f"{stage.name}.steps", stage.steps(config), "must be >= 0")
+  for field in ("batch_size", "log_every", "checkpoint_every", "sample_every", "steps_per_call"):
+    need(int(config[field]) >= 1, field, config[field], "must be >= 1")
+  need(config.data.channels in (1, 3), "data.channels", config.data.channels, "must be 1 or 3")
+  try:
+    check_resolution(config.data.image_size, config.model.num_down)
+  except ValueError as e:
+    problems.append(str(e))
+  for path, section in _optimizer_sections(config):
+    need(section.name in ("adam", "sgd"), f"{path}.name", section.name, "must be 'adam' or 'sgd'")
+    need(section.schedule in ("constant", "cosine"), f"{path}.schedule", section.schedule,
+         "must be 'constant' or 'cosine'")
+    need(section.lr > 0, f"{path}.lr", section.lr, "must be > 0")
+    need(section.weight_decay >= 0, f"{path}.weight_decay", section.weight_decay, "must be >= 0")
+    need(section.warmup >= 0, f"{path}.warmup", section.warmup, "must be >= 0")
+    need(section.grad_clip >= 0, f"{path}.grad_clip", section.grad_clip, "must be >= 0")
+  need(config.fesgan.n_critic >= 1, "fesgan.n_critic", config.fesgan.n_critic, "must be >= 1")
+  need(0 <= config.fesgan.ema_decay < 1, "fesgan.ema_decay", config.fesgan.ema_decay,
+       "must be in [0, 1)")
+  need(config.joint.intra_mode in losses.INTRA_CLASS_MODES, "joint.intra_mode",
+       config.joint.intra_mode, f"must be one of {losses.INTRA_CLASS_MODES}")
+  need(config.joint.syn_ratio > 0, "joint.syn_ratio", config.joint.syn_ratio, "must be > 0")
+  need(0 <= config.joint.centre_decay < 1, "joint.centre_decay", config.joint.centre_decay,
+       "must be in [0, 1)")
+  for name in ("real", "joint"):
+    try:
+      augment.Augment.from_config(config[name].augment)
+    except ValueError as e:
+      problems.append(f"config.{name}.{e}")
+  need(config.data.get("heldout", "test") in pipeline.HELDOUT, "data.heldout",
+       config.data.get("heldout"), f"must be one of {pipeline.HELDOUT}")
+  need(config.data.get("protocol", "folds") in pipeline.PROTOCOLS, "data.protocol",
+       config.data.get("protocol"), f"must be one of {pipeline.PROTOCOLS}")
+  if problems:
+    raise ValueError("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def _optimizer_sections(config, prefix: str = ""):
+  """(path, section) of every optimiser section (one with ``name`` and ``lr``) in ``config``."""
+  for key in config.keys():
+    value = config[key]
+    if hasattr(value, "keys"):
+      path = f"{prefix}{key}"
+      if "lr" in value and "name" in value:
+        yield path, value
+      else:
+        yield from _optimizer_sections(value, path + ".")
 
 
 def start_from_stages(config, plan: tuple[stages.Stage, ...], workdir: str,
@@ -204,7 +288,8 @@ def diff_paths(a, b, prefix: str = "") -> list[str]:
   return out
 
 
-def train_and_evaluate(config, workdir: str, *, start_from: str | None = None) -> dict[str, Any]:
+def train_and_evaluate(config, workdir: str, *, start_from: str | None = None,
+                       accept_config_changes: bool = False) -> dict[str, Any]:
   """Runs the configured stages in ``workdir`` (resuming what is there) and evaluates.
 
   ``start_from``: another workdir whose finished stages this run starts from instead of training
@@ -222,11 +307,13 @@ def train_and_evaluate(config, workdir: str, *, start_from: str | None = None) -
     if lock.taken_over:
       logging.warning("took over the lock of %s from a run that is gone (host %s, pid %s)",
                       workdir, lock.taken_over.get("host"), lock.taken_over.get("pid"))
-    return _train_and_evaluate(config, workdir, plan, start_from, preemption, t_start)
+    return _train_and_evaluate(config, workdir, plan, start_from, preemption, t_start,
+                               accept_config_changes)
 
 
 def _train_and_evaluate(config, workdir: str, plan, start_from: str | None,
-                        preemption: faults.Preemption, t_start: float) -> dict[str, Any]:
+                        preemption: faults.Preemption, t_start: float,
+                        accept_config_changes: bool) -> dict[str, Any]:
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.batch_size, mesh)
   logging.info("devices: %d x %s (%d processes); mesh %s; stages %s", jax.device_count(),
@@ -248,6 +335,9 @@ def _train_and_evaluate(config, workdir: str, plan, start_from: str | None,
   logging.info("data: %d train images (%d subjects), %d test images (%d subjects), classes %s",
                len(train), len(np.unique(train.subject)), len(test), len(np.unique(test.subject)),
                train.class_names)
+  if config.batch_size > len(train):
+    raise ValueError(f"config.batch_size={config.batch_size} is larger than the training set "
+                     f"({len(train)} images of {config.data.name})")
   learns_subjects = any(s.label_key == "subject" and s.steps(config) > 0 for s in plan)
   if (train.subject < 0).any() and (learns_subjects or config.fesgan.identity_weight > 0):
     raise ValueError(f"{config.data.name} has no subject ids, so there is no identity network to "
@@ -267,7 +357,7 @@ def _train_and_evaluate(config, workdir: str, plan, start_from: str | None,
     state, times[stage.name] = run_stage(
         stage, ctx, finished, mesh=mesh, workdir=workdir, writer=writer,
         start_from=start_from if stage.name in taken else None, on_step=on_step,
-        preemption=preemption)
+        preemption=preemption, accept_config_changes=accept_config_changes)
     finished[stage.name] = state
     t = time.time()
     report.stage_done(stage, state, finished)

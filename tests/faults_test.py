@@ -161,7 +161,7 @@ def test_non_finite_stops_the_stage_and_keeps_the_good_checkpoint(tiny_config, t
   cfg.phi.optimizer.lr = 1e30
   with pytest.raises(faults.NonFiniteError, match=r"stage phi: non-finite values .* by step \d+ "
                      r"in \[.*phi/"):
-    _run_phi(ctx, work)
+    _run_phi(ctx, work, accept_config_changes=True)
   steps = checkpointing.StageCheckpointer(work, "phi")
   saved = sorted(steps.manager.all_steps())
   steps.close()
@@ -216,3 +216,47 @@ def test_drop_after_keeps_other_stages_and_cut_lines(tmp_path):
     lines = f.read().splitlines()
   assert [json.loads(ln)["step"] for ln in lines[:-1]] == [1, 3] and lines[-1].endswith('"st')
   w.close()
+
+
+def test_resume_under_another_config_is_refused_naming_the_fields(tiny_config, tmp_path):
+  cfg, ctx = _setup(tiny_config, tmp_path, steps=2)
+  work = str(tmp_path / "run")
+  _run_phi(ctx, work)
+  cfg.phi.optimizer.lr = 0.5
+  cfg.model.embed_dim = 8
+  with pytest.raises(ValueError, match=r"stage phi: .*checkpoints/phi was saved under another "
+                     r"configuration \(differs in \['model.embed_dim', 'phi.optimizer.lr'\]\).*"
+                     r"--accept_config_changes"):
+    _run_phi(ctx, work)
+  cfg.model.embed_dim = tiny_config.model.embed_dim
+  cfg.phi.steps = 3  # a stage may be extended; with the flag, a changed rate is accepted too
+  _run_phi(ctx, work, accept_config_changes=True)
+  assert checkpointing.latest_step(work, "phi") == 3
+  cfg.phi.steps = 1  # a longer-trained model is never reported as a shorter one
+  with pytest.raises(ValueError, match=r"holds step 3, past config.phi.steps=1"):
+    _run_phi(ctx, work, accept_config_changes=True)
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("batch_size", 0, "config.batch_size=0 must be >= 1"),
+    ("checkpoint_every", 0, "config.checkpoint_every=0 must be >= 1"),
+    ("data.image_size", 37, "data.image_size=37 must be divisible"),
+    ("phi.optimizer.name", "adamw", "config.phi.optimizer.name='adamw' must be 'adam' or 'sgd'"),
+    ("fesgan.optimizer.g.lr", -1.0, "config.fesgan.optimizer.g.lr=-1.0 must be > 0"),
+    ("joint.intra_mode", "rbdp", "config.joint.intra_mode='rbdp' must be one of"),
+    ("real.augment.rotate", -5.0, "config.real.augment: ranges must be >= 0"),
+    ("fesgan.ema_decay", 1.0, "config.fesgan.ema_decay=1.0 must be in"),
+    ("batch_size", 4096, "batch_size=4096 is larger than the training set"),
+])
+def test_config_errors_name_the_field_before_any_training(tiny_config, tmp_path, field, value,
+                                                          message):
+  cfg = tiny_config.copy_and_resolve_references()
+  cfg.data.data_dir = str(tmp_path / "tfds")
+  section, _, name = field.rpartition(".")
+  target = cfg
+  for part in filter(None, section.split(".")):
+    target = target[part]
+  target[name] = value
+  with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
+    train.train_and_evaluate(cfg, str(tmp_path / "run"))
+  assert not os.path.exists(tmp_path / "run" / "checkpoints")
