@@ -335,13 +335,13 @@ def _train_and_evaluate(config, workdir: str, plan, start_from: str | None,
   logging.info("data: %d train images (%d subjects), %d test images (%d subjects), classes %s",
                len(train), len(np.unique(train.subject)), len(test), len(np.unique(test.subject)),
                train.class_names)
-  if config.batch_size > len(train):
-    raise ValueError(f"config.batch_size={config.batch_size} is larger than the training set "
-                     f"({len(train)} images of {config.data.name})")
   learns_subjects = any(s.label_key == "subject" and s.steps(config) > 0 for s in plan)
   if (train.subject < 0).any() and (learns_subjects or config.fesgan.identity_weight > 0):
     raise ValueError(f"{config.data.name} has no subject ids, so there is no identity network to "
                      "train: set phi.steps=0 and fesgan.identity_weight=0 (configs/fer2013.py)")
+  if config.batch_size > len(train):
+    raise ValueError(f"config.batch_size={config.batch_size} is larger than the training set "
+                     f"({len(train)} images of {config.data.name})")
   models = build_models(config, train.num_classes, num_subjects=len(np.unique(train.subject)))
   ctx = stages.Context(config=config, models=models, train=train)
   report = Report(config, models, test, writer, workdir)

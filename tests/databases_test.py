@@ -197,7 +197,8 @@ def test_ckplus_bad_input_is_named_or_skipped_and_listed(tmp_path, bank, case, m
 
 
 def test_missing_or_empty_manual_folder_gives_the_instructions(tmp_path):
-  with pytest.raises(AssertionError, match="(?s)does not exist or is empty.*cohn-kanade-images"):
+  with pytest.raises(faces.BadInputError,
+                     match="(?s)nowhere: missing folder: the manual folder of ckplus.*cohn-kanade"):
     build("ckplus", tmp_path / "nowhere", tmp_path)
   os.makedirs(tmp_path / "empty")
   with pytest.raises(AssertionError, match="(?s)does not exist or is empty.*Emotion"):
@@ -392,6 +393,30 @@ def test_expression_folder_ckplus48_layout(tmp_path):
       data.image[src, ..., 0], np.asarray(Image.open(tmp_path / "CK+48/anger/S011_004_00000019.png")))
 
 
+def test_prepared_dataset_is_never_stale(tmp_path):
+  """The prepared copy is keyed by the source tree: an edited or added image is seen, and a
+  missing tree is an error even though a prepared copy exists."""
+  from configs import expression_folder
+  root = tmp_path / "CK+48"
+  ck48_tree(root)
+  cfg = expression_folder.get_config(str(root))
+  cfg.data.data_dir = str(tmp_path / "tfds")
+  first = pipeline.load(cfg.data)
+  edited = f"{root}/anger/S011_004_00000019.png"
+  new_pixels = np.full((48, 48), 200, np.uint8)
+  save(new_pixels, edited)
+  os.utime(edited, ns=(1, 1))  # a different modification time, whatever the clock's resolution
+  second = pipeline.load(cfg.data)
+  src = [s.decode() for s in second.extras["source"]].index("anger/S011_004_00000019.png#0")
+  np.testing.assert_array_equal(second.image[src, ..., 0], new_pixels)
+  assert not np.array_equal(first.image[src], second.image[src])
+  save(np.zeros((48, 48), np.uint8), f"{root}/happy/S030_001_00000001.png")
+  assert len(pipeline.load(cfg.data)) == len(first) + 1
+  os.rename(root, tmp_path / "moved")
+  with pytest.raises(faces.BadInputError, match="CK\\+48: missing folder"):
+    pipeline.load(cfg.data)
+
+
 @pytest.mark.parametrize("make, match", [
     (lambda r: save(np.zeros((48, 48), np.uint8), f"{r}/angry/S001_001_00000001.png"),
      "angry: unknown class folder"),
@@ -400,6 +425,11 @@ def test_expression_folder_ckplus48_layout(tmp_path):
      "subject7.png: the subject regex does not match"),
     (lambda r: corrupt(f"{r}/happy/S050_001_00000001.png"),
      "S050_001_00000001.png: unreadable or corrupt image"),
+    (lambda r: os.makedirs(f"{r}/fear"), "fear: empty class folder"),
+    (lambda r: save(np.zeros((1, 1), np.uint8), f"{r}/happy/S051_001_00000001.png"),
+     "S051_001_00000001.png: image of 1x1 px"),
+    (lambda r: save(np.zeros((4000, 4000), np.uint8), f"{r}/happy/S052_001_00000001.png"),
+     "S052_001_00000001.png: image of 4000x4000 px"),
 ])
 def test_expression_folder_bad_input(tmp_path, make, match):
   from configs import expression_folder
@@ -425,7 +455,7 @@ def test_official_protocol_and_missing_subjects_are_checked(tmp_path):
   train, test = pipeline.train_test(cfg.data)
   assert len(train) == len(test) == 1
   cfg.data.test_split = "validation"
-  with pytest.raises(ValueError, match="test_split='validation'"):
+  with pytest.raises(ValueError, match="data.test_split: fer2013 has splits .* not 'validation'"):
     pipeline.train_test(cfg.data)
   cfg.data.protocol = "folds"
   with pytest.raises(ValueError, match="need subject ids"):

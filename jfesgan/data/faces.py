@@ -31,10 +31,19 @@ class BadInputError(ValueError):
     self.path, self.reason = str(path), reason
 
 
+# Sides outside this range are not face images (a 1x1 placeholder, a 4000x4000 scan).
+MIN_SIDE, MAX_SIDE = 16, 3000
+
+
 def load_image(path: str) -> np.ndarray:
-  """An image file as uint8 (H, W, 3) RGB; raises BadInputError naming the file if unreadable."""
+  """An image file as uint8 (H, W, 3) RGB; raises BadInputError naming the file if unreadable,
+  or if a side is outside [MIN_SIDE, MAX_SIDE] pixels (checked before decoding the pixels)."""
   try:
     with Image.open(path) as im:
+      w, h = im.size
+      if min(w, h) < MIN_SIDE or max(w, h) > MAX_SIDE:
+        raise BadInputError(path, f"image of {w}x{h} px: sides must be in [{MIN_SIDE}, {MAX_SIDE}] "
+                            "px for a face crop")
       im.load()
       return np.asarray(im.convert("RGB"), dtype=np.uint8)
   except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:

@@ -32,7 +32,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from jfesgan.data import faces
-from jfesgan.data.databases.base import DatabaseConfig, ExpressionDatabase
+from jfesgan.data.databases.base import DatabaseConfig, ExpressionDatabase, source_fingerprint
 from jfesgan.data.databases.ckplus import Ckplus
 from jfesgan.data.databases.expression_folder import ExpressionFolder
 from jfesgan.data.databases.fer2013 import Fer2013
@@ -57,6 +57,19 @@ def builder(data_cfg) -> ExpressionDatabase:
   """The prepared builder of the database named by ``data_cfg.name`` (prepared on first use)."""
   cls = BUILDERS[data_cfg.name]
   config = config_from(data_cfg)
+  data_dir = data_cfg.data_dir or None
+  manual = os.path.expanduser(data_cfg.manual_dir) if data_cfg.manual_dir else os.path.join(
+      os.path.expanduser(data_dir or os.environ.get("TFDS_DATA_DIR", tfds.core.constants.DATA_DIR)),
+      "downloads", "manual")
+  if not os.path.isdir(manual):
+    raise faces.BadInputError(manual, f"missing folder: the manual folder of {cls.name} (set "
+                              f"--config.data.manual_dir); it must hold:\n"
+                              f"{cls.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+  # Keyed by the source tree's contents: a changed tree is prepared anew, never read stale.
+  config = DatabaseConfig(crop=config.crop, frames=config.frames,
+                          include_neutral=config.include_neutral,
+                          skip_bad_input=config.skip_bad_input,
+                          options=dict(config.options, source=source_fingerprint(manual)))
   registered = {c.name: c for c in cls.BUILDER_CONFIGS}
   # Pass a registered config by name (TFDS refuses a custom config named like a registered one).
   for name, c in registered.items():
@@ -64,8 +77,7 @@ def builder(data_cfg) -> ExpressionDatabase:
         config.crop, config.frames, config.include_neutral, config.skip_bad_input, config.options):
       config = name
       break
-  b = cls(config=config, data_dir=data_cfg.data_dir or None)
-  manual = os.path.expanduser(data_cfg.manual_dir) if data_cfg.manual_dir else None
+  b = cls(config=config, data_dir=data_dir)
   b.download_and_prepare(file_format="array_record",
                          download_config=tfds.download.DownloadConfig(manual_dir=manual))
   skipped = b.info.metadata.get("skipped", [])

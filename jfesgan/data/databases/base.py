@@ -149,7 +149,10 @@ class ExpressionDatabase(tfds.core.GeneratorBasedBuilder):
       if cls.lower() not in lookup:
         self._bad(cdir, f"unknown class folder; classes are {sorted(lookup)}")
         continue
-      for name in visible(os.listdir(cdir)):
+      names = visible(os.listdir(cdir))
+      if not names:
+        self._bad(cdir, "empty class folder")
+      for name in names:
         path = os.path.join(cdir, name)
         if not is_image(name):
           self._bad(path, f"not an image file (extensions {IMAGE_EXTENSIONS})")
@@ -197,6 +200,20 @@ class ExpressionDatabase(tfds.core.GeneratorBasedBuilder):
         rel = os.path.relpath(s.source, root) if os.path.isabs(s.source) else s.source
         yield f"{s.key}#{i}", {"image": crop, "label": s.label, "subject": s.subject,
                                "source": f"{rel}#{i}"}
+
+
+def source_fingerprint(root: str) -> str:
+  """A cheap fingerprint of the files under ``root``: every relative path, size and modification
+  time (ns), hashed.  A prepared dataset is keyed by it, so an edited, added, removed or fixed file,
+  or another tree, is a new dataset, never a stale cache."""
+  h = hashlib.sha1(os.path.realpath(root).encode())
+  for dirpath, dirnames, filenames in os.walk(root):
+    dirnames.sort()
+    for name in sorted(filenames):
+      path = os.path.join(dirpath, name)
+      st = os.stat(path)
+      h.update(f"{os.path.relpath(path, root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+  return h.hexdigest()[:12]
 
 
 def subject_ids(names: Iterable[str]) -> dict[str, int]:
