@@ -30,6 +30,7 @@ import numpy as np
 EXIT_PREEMPTED = 143
 EXIT_INTERRUPTED = 130
 EXIT_NON_FINITE = 3
+EXIT_FAILED = 1
 
 
 class Stopped(Exception):
@@ -70,6 +71,19 @@ class Preemption:
     if self.signal_name is not None and signum == signal.SIGINT:  # a second Ctrl-C: stop now
       raise KeyboardInterrupt
     self.signal_name = signal.Signals(signum).name
+
+  def requested_at(self, step: int) -> bool:
+    """Whether to stop after ``step``: a signal was caught here, or (multi-host runs under
+    ``jax.distributed`` with its preemption service) every host reached the step at which JAX's
+    preemption sync point says to save."""
+    if self.signal_name is None and jax.process_count() > 1:
+      try:
+        from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+        if multihost_utils.reached_preemption_sync_point(step):
+          self.signal_name = "preemption notice"
+      except RuntimeError:  # the preemption service is not running
+        pass
+    return self.signal_name is not None
 
   @property
   def requested(self) -> bool:

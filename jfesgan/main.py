@@ -47,6 +47,13 @@ def main(argv):
     logging.error("%s", e)
     print(f"jfesgan: {e}", file=sys.stderr, flush=True)
     sys.exit(e.status)
+  except Exception as e:  # pylint: disable=broad-except
+    # The traceback for whoever debugs, then one last line that says what happened (a full disk,
+    # a bad file, a bad field), not the noise of threads shutting down after it.
+    logging.exception("run failed")
+    print(f"jfesgan: failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(faults.EXIT_FAILED)  # pylint: disable=protected-access
   print(train.format_report(summary), flush=True)
 
 

@@ -129,7 +129,7 @@ def run_stage(stage: stages.Stage, ctx: stages.Context, finished: Mapping[str, A
     if saved:
       guard.check()
       ckpt.save(done, state, ours)
-    if preemption is not None and preemption.requested and done < num_steps:
+    if preemption is not None and preemption.requested_at(done) and done < num_steps:
       guard.check()
       if not saved:
         ckpt.save(done, state, ours)
