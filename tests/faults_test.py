@@ -260,3 +260,18 @@ def test_config_errors_name_the_field_before_any_training(tiny_config, tmp_path,
   with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
     train.train_and_evaluate(cfg, str(tmp_path / "run"))
   assert not os.path.exists(tmp_path / "run" / "checkpoints")
+
+
+@pytest.mark.parametrize("override,line", [
+    ("--config.stage1.steps=5", "jfesgan: --config.stage1.steps: the config has no field 'stage1' "
+     "there (Did you mean \"stages\" instead of \"stage1\"?)"),
+    ("--config.phi.stepz=5", "jfesgan: --config.phi.stepz: the config has no field 'stepz' there"),
+    ("--config.phi.steps=abc", "jfesgan: flag --config.phi.steps=abc: invalid literal"),
+])
+def test_a_typo_in_a_config_flag_is_one_line_naming_it(override, line, tmp_path):
+  out = subprocess.run([sys.executable, "-m", "jfesgan.main", "--config", "configs/tiny.py",
+                        override, "--workdir", str(tmp_path / "run")], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+  assert out.returncode == 1
+  assert out.stderr.strip().splitlines()[-1].startswith(line), out.stderr[-500:]
+  assert not os.path.exists(tmp_path / "run")
