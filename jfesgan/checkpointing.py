@@ -102,6 +102,15 @@ class StageCheckpointer:
     raise RuntimeError(f"no checkpoint in {self.directory} can be restored ({'; '.join(reasons)}); "
                        "move the folder away to start this stage afresh")
 
+  def restore_raw(self, step: int) -> Any:
+    """The state saved at ``step`` as a plain tree of arrays (no target structure needed); raises
+    naming the step's folder when it cannot be read."""
+    try:
+      return self.manager.restore(step, args=ocp.args.StandardRestore())
+    except Exception as e:  # pylint: disable=broad-except
+      raise RuntimeError(f"checkpoint {os.path.join(self.directory, str(step))} cannot be "
+                         f"restored ({_one_line(e)})") from e
+
   def _set_aside(self, step: int) -> None:
     path = os.path.join(self.directory, str(step))
     if os.path.exists(path):

@@ -26,3 +26,11 @@ def parse_flags(argv: list[str]) -> list[str]:
     where = culprit[0].split("=")[0] if culprit else "a --config override"
     sys.exit(f"jfesgan: {where}: the config has no field {name!r} there"
              + (f" ({hint.group(0)})" if hint else f" ({type(e).__name__}: {raw[:200]})"))
+
+
+def quiet_tool() -> None:
+  """Logging for the tools (predict, export, synthesize): warnings only, Orbax's too."""
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  from jfesgan import metrics  # pylint: disable=g-import-not-at-top
+  logging.set_verbosity(logging.WARNING)
+  metrics.quiet_orbax_logs()

@@ -385,7 +385,7 @@ class Report:
                                                                       writer, workdir)
     self.ev = evaluation.Evaluator(models, config.eval.batch_size)
     # The independent judge of synthesis: loaded here, by the evaluation alone (no stage sees it).
-    self.judge = judge_lib.Judge.load(config.eval.judge) if config.eval.judge else None
+    self.judge = judge_lib.load(config.eval.judge) if config.eval.judge else None
     self.paths = {"workdir": workdir, "metrics": writer.jsonl_path, "tensorboard": writer.tb_dir,
                   "checkpoints": os.path.join(workdir, "checkpoints")}
     self.summary: dict[str, Any] = {"confusion": {}, "paths": self.paths,

@@ -1,0 +1,147 @@
+"""The tools on a tiny run made here: predict, evaluate on another database, export, synthesize."""
+
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jfesgan import evaluate as evaluate_lib
+from jfesgan import export as export_lib
+from jfesgan import predict as predict_lib
+from jfesgan import synthesize, train
+from jfesgan.data import faces, pipeline
+from jfesgan.data.pipeline import to_float
+from jfesgan.trained import Recogniser, TrainedGenerator
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def run(tiny_config, tmp_path_factory):
+  tmp = tmp_path_factory.mktemp("tools")
+  cfg = tiny_config.copy_and_resolve_references()
+  cfg.data.data_dir = str(tmp / "tfds")
+  workdir = str(tmp / "run")
+  train.train_and_evaluate(cfg, workdir)
+  _, test = pipeline.train_test(cfg.data)
+  folder = tmp / "faces"
+  folder.mkdir()
+  paths = []
+  for i in range(5):
+    p = str(folder / f"face{i}.png")
+    Image.fromarray(test.image[i].squeeze(-1)).save(p)
+    paths.append(p)
+  return cfg, workdir, test, paths, tmp
+
+
+def test_predict_writes_probabilities_and_labels(run):
+  cfg, workdir, test, paths, tmp = run
+  rec = Recogniser.load(workdir)
+  assert rec.stage == "joint"
+  probs, rate = predict_lib.predict(rec, predict_lib.image_paths([os.path.dirname(paths[0])]))
+  assert probs.shape == (5, 7) and rate > 0
+  np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+  # The same as the recogniser applied to the dataset's own arrays (the crop is the identity here).
+  np.testing.assert_allclose(probs, rec.probabilities(to_float(test.image[:5])), rtol=1e-5,
+                             atol=1e-6)
+  out = str(tmp / "p.csv")
+  predict_lib.write_csv(out, paths, probs, rec.class_names)
+  with open(out) as f:
+    rows = list(csv.reader(f))
+  assert rows[0][:2] == ["path", "label"] and len(rows) == 6 and rows[1][1] in rec.class_names
+  assert Recogniser.load(workdir, "real").stage == "real"
+
+
+def test_predict_and_load_errors_name_the_input(run, tmp_path):
+  _, workdir, _, _, _ = run
+  rec = Recogniser.load(workdir)
+  notes = tmp_path / "notes.png"
+  notes.write_text("not an image")
+  with pytest.raises(faces.BadInputError, match="notes.png: unreadable or corrupt image"):
+    predict_lib.predict(rec, [str(notes)])
+  with pytest.raises(faces.BadInputError, match="nowhere.png: no such file"):
+    predict_lib.image_paths([str(tmp_path / "nowhere.png")])
+  with pytest.raises(FileNotFoundError, match="not the workdir of a finished jfesgan run"):
+    Recogniser.load(str(tmp_path))
+  with pytest.raises(ValueError, match="stage 'fesgan' has no recogniser"):
+    Recogniser.load(workdir, "fesgan")
+
+
+def test_predict_command_line(run, tmp_path):
+  _, workdir, _, paths, _ = run
+  out = subprocess.run([sys.executable, "-m", "jfesgan.predict", "--workdir", workdir,
+                        "--out", str(tmp_path / "p.csv"), *paths[:2]], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert "2 images," in out.stdout and os.path.isfile(tmp_path / "p.csv")
+
+
+def test_evaluate_on_another_database_maps_and_reports_classes(run, tmp_path):
+  cfg, workdir, _, _, _ = run
+  other = cfg.data.copy_and_resolve_references()
+  other.data_seed = 5  # other faces: another "database"
+  other.data_dir = str(tmp_path / "tfds")
+  data = evaluate_lib.test_data(other)
+  rec = Recogniser.load(workdir, "real")
+  scores = evaluate_lib.evaluate(rec, data)
+  assert scores["scored_images"] == scores["images"] == len(data)
+  assert 0 <= scores["accuracy"] <= 1 and set(scores["per_class_accuracy"]) == set(rec.class_names)
+  preds = rec.predict(to_float(data.image))
+  assert scores["accuracy"] == pytest.approx(np.mean(preds == data.label))
+  # A database whose label set differs: renamed classes are matched, unknown ones reported.
+  names = list(data.class_names)
+  names[0], names[1] = "angry", "boredom"  # 'angry' = 'anger'; nobody knows 'boredom'
+  renamed = pipeline.ArrayDataset(data.image, data.label, data.subject, tuple(names))
+  if rec.class_names[0] == "anger":
+    s2 = evaluate_lib.evaluate(rec, renamed)
+    assert s2["not_in_recogniser"] == {"boredom": int(np.sum(data.label == 1))}
+    assert s2["scored_images"] == len(data) - int(np.sum(data.label == 1))
+    assert rec.class_names[1] in s2["not_in_database"]
+    keep = data.label != 1
+    assert s2["accuracy"] == pytest.approx(np.mean(preds[keep] == data.label[keep]))
+
+
+def test_export_equals_the_original_at_any_batch(run, tmp_path):
+  _, workdir, test, _, _ = run
+  rec = Recogniser.load(workdir)
+  meta = export_lib.export_recogniser(rec, str(tmp_path / "exp"))
+  assert meta["class_names"] == list(rec.class_names)
+  assert os.path.isfile(tmp_path / "exp" / "serve.py")
+  predict, loaded_meta = export_lib.load(str(tmp_path / "exp"))
+  assert loaded_meta == meta
+  for n in (1, 3, 5):
+    x = to_float(test.image[:n])
+    np.testing.assert_allclose(predict(x), rec.probabilities(x), rtol=1e-5, atol=1e-6)
+
+
+def test_synthesize_sheets_interpolations_and_errors(run, tmp_path):
+  _, workdir, test, paths, _ = run
+  gen = TrainedGenerator.load(workdir)
+  assert gen.stage == "joint"
+  x = to_float(predict_lib.load_faces(paths[:2], gen.crop))
+  ids = synthesize.expression_ids(gen, "happiness,surprise")
+  out, sheet = synthesize.translate_sheet(gen, x, ids)
+  assert out.shape == (2, 2, 32, 32, 1) and sheet.ndim == 3 and sheet.shape[2] == 3
+  # The sheet's cells are the generator's translations of those faces, nothing else.
+  k = len(gen.class_names)
+  direct = gen.decode(gen.encode(x[:1]), np.eye(k, dtype=np.float32)[ids[:1]])
+  np.testing.assert_allclose(out[0, 0], direct[0], atol=1e-5)
+  prior, _ = synthesize.prior_sheet(gen, 3, seed=0)
+  assert prior.shape == (3, k, 32, 32, 1)
+  strip = synthesize.interpolate(gen, x, "happiness,surprise", 5)
+  np.testing.assert_allclose(strip[0], out[0, 0], atol=1e-5)  # starts at the first expression
+  np.testing.assert_allclose(strip[-1], out[0, 1], atol=1e-5)  # ends at the second
+  ident = synthesize.interpolate(gen, x, "identity", 4)
+  assert ident.shape == (4, 32, 32, 1)
+  gif = str(tmp_path / "a.gif")
+  synthesize.write_gif(strip, gif)
+  assert Image.open(gif).n_frames == 8
+  with pytest.raises(ValueError, match=r"--expressions \['joy'\]"):
+    synthesize.expression_ids(gen, "joy")
+  with pytest.raises(ValueError, match="needs two --images"):
+    synthesize.interpolate(gen, x[:1], "identity", 4)
+  assert TrainedGenerator.load(workdir, "fesgan").stage == "fesgan"
