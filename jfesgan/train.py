@@ -25,6 +25,7 @@ from absl import logging
 
 from jfesgan import checkpointing, evaluation, metrics as metrics_lib, parallel, stages, visualize
 from jfesgan import faults
+from jfesgan import report as report_lib
 from jfesgan import judge as judge_lib
 from jfesgan.data import pipeline
 from jfesgan.models import build_models
@@ -369,7 +370,10 @@ def _train_and_evaluate(config, workdir: str, plan, start_from: str | None,
   if taken:
     summary["start_from"] = {name: start_from for name in taken}
   report.paths["summary"] = os.path.join(workdir, "summary.json")
+  report.paths["report"] = os.path.join(workdir, "report.html")
   writer.json(summary, report.paths["summary"])
+  if writer.active:
+    report_lib.write(workdir)
   writer.close()
   return summary
 

@@ -57,9 +57,14 @@ def test_train_and_evaluate_resume_and_start_from(tiny_config, tmp_path):
 
   # Everything the report names exists, and the scores are real numbers in range.
   for key in ("metrics", "tensorboard", "checkpoints", "samples", "summary", "confusion_real",
-              "confusion_joint"):
+              "confusion_joint", "report"):
     assert os.path.exists(summary["paths"][key]), key
   assert os.listdir(summary["paths"]["tensorboard"])
+  with open(summary["paths"]["report"]) as f:
+    page = f.read()
+  for part in ("eval/joint/acc", "confusion: confusion_joint", "samples: fesgan", "samples: joint",
+               "Training curves: fesgan", "g/rec", "data:image/png;base64,", "config.json"):
+    assert part in page, part
   for key in ("eval/real/acc", "eval/joint/acc", "synth/expr_acc_t", "synth/expr_acc_p"):
     assert 0.0 <= summary[key] <= 1.0, key
   for key in ("synth/l1", "synth/psnr", "synth/id_sim", "synth/id_sim_rec", "synth/id_sim_other",
