@@ -43,7 +43,8 @@ class StageCheckpointer:
     self.manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                             enable_async_checkpointing=False))
+                                             enable_async_checkpointing=False),
+        item_handlers=ocp.StandardCheckpointHandler())
 
   def latest_step(self) -> int | None:
     """The newest saved step, or None."""
@@ -103,10 +104,14 @@ class StageCheckpointer:
                        "move the folder away to start this stage afresh")
 
   def restore_raw(self, step: int) -> Any:
-    """The state saved at ``step`` as a plain tree of arrays (no target structure needed); raises
-    naming the step's folder when it cannot be read."""
+    """The state saved at ``step`` as a plain tree of arrays on this process's first device (no
+    target structure needed, and whatever device topology saved it); raises naming the step's
+    folder when it cannot be read."""
     try:
-      return self.manager.restore(step, args=ocp.args.StandardRestore())
+      device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+      abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                              self.manager.item_metadata(step))
+      return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
     except Exception as e:  # pylint: disable=broad-except
       raise RuntimeError(f"checkpoint {os.path.join(self.directory, str(step))} cannot be "
                          f"restored ({_one_line(e)})") from e

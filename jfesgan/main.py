@@ -23,12 +23,29 @@ flags.DEFINE_string("start_from", None, "Another workdir whose finished stages (
                     "same config fields) this run starts from instead of training them again.")
 
 
+def initialize_distributed() -> None:
+  """``jax.distributed.initialize``: from JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and
+  JAX_PROCESS_ID when they are set (any cluster, or several processes on one machine), else
+  discovered (Cloud TPU, SLURM).  CPU processes exchange collectives over gloo."""
+  import jax  # pylint: disable=g-import-not-at-top
+  env = {k: os.environ.get(k) for k in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES",
+                                         "JAX_PROCESS_ID")}
+  if os.environ.get("JAX_PLATFORMS", "").startswith("cpu"):
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  if all(env.values()):
+    jax.distributed.initialize(coordinator_address=env["JAX_COORDINATOR_ADDRESS"],
+                               num_processes=int(env["JAX_NUM_PROCESSES"]),
+                               process_id=int(env["JAX_PROCESS_ID"]))
+  else:
+    jax.distributed.initialize()
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   import jax  # after flags, so that --jax_* flags and XLA_FLAGS take effect first
   if FLAGS.distributed:
-    jax.distributed.initialize()
+    initialize_distributed()
   from jfesgan import metrics, parallel, train
   parallel.enable_compilation_cache(FLAGS.compilation_cache)
   logging.set_verbosity(logging.INFO)

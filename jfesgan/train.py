@@ -241,6 +241,20 @@ def _optimizer_sections(config, prefix: str = ""):
         yield from _optimizer_sections(value, path + ".")
 
 
+def _load_data(config) -> tuple[pipeline.ArrayDataset, pipeline.ArrayDataset]:
+  """The run's (train, held-out) data; with several processes, process 0 prepares the dataset
+  (TFDS writes it once) while the others wait, then they read it."""
+  if jax.process_count() == 1:
+    return pipeline.train_test(config.data)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  if jax.process_index() == 0:
+    data = pipeline.train_test(config.data)
+    multihost_utils.sync_global_devices("jfesgan: dataset prepared")
+    return data
+  multihost_utils.sync_global_devices("jfesgan: dataset prepared")
+  return pipeline.train_test(config.data)
+
+
 def start_from_stages(config, plan: tuple[stages.Stage, ...], workdir: str,
                       start_from: str) -> tuple[tuple[str, ...], dict[str, str]]:
   """Which stages of ``plan`` start from the finished checkpoints of workdir ``start_from``.
@@ -328,11 +342,12 @@ def _train_and_evaluate(config, workdir: str, plan, start_from: str | None,
     for name, why in not_taken.items():
       logging.warning("stage %s does not start from %s: %s", name, start_from, why)
   writer = metrics_lib.MetricWriter(workdir)
+  writer.drop_after("eval", -1)  # every run evaluates every stage again: its records replace these
   if writer.active:
     os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
   writer.json(config.to_dict(), os.path.join(workdir, "config.json"))
 
-  train, test = pipeline.train_test(config.data)
+  train, test = _load_data(config)
   logging.info("data: %d train images (%d subjects), %d test images (%d subjects), classes %s",
                len(train), len(np.unique(train.subject)), len(test), len(np.unique(test.subject)),
                train.class_names)

@@ -1,0 +1,86 @@
+"""Two processes on this machine (jax.distributed over the loopback address, 2 CPU devices each)
+train what one process with 4 devices trains, write once, and resume."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from jfesgan import checkpointing, stages, train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def _two_processes(workdir, data_dir, tmp_path):
+  """Runs the main job as 2 processes, the way launch/multihost.sh documents; returns the logs."""
+  port = _free_port()
+  procs = []
+  for pid in range(2):
+    env = dict(os.environ, JAX_PLATFORMS="cpu",
+               XLA_FLAGS="--xla_force_host_platform_device_count=2",
+               JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2",
+               JAX_PROCESS_ID=str(pid))
+    log = open(tmp_path / f"p{pid}.log", "w")
+    procs.append((subprocess.Popen(
+        [sys.executable, "-m", "jfesgan.main", "--config", "configs/tiny.py", "--distributed",
+         "--workdir", workdir, f"--config.data.data_dir={data_dir}", "--compilation_cache="],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log))
+  outs = []
+  for p, log in procs:
+    p.wait(timeout=900)
+    log.close()
+    outs.append((p.returncode, open(log.name).read()))
+  for rc, text in outs:
+    assert rc == 0, text[-3000:]
+  return [text for _, text in outs]
+
+
+@pytest.mark.slow
+def test_two_processes_train_what_one_does(tiny_config, tmp_path):
+  data_dir = tmp_path / "tfds"
+  two = str(tmp_path / "two")
+  logs = _two_processes(two, data_dir, tmp_path)
+  assert "devices: 4 x" in logs[0] and "(2 processes)" in logs[0]
+
+  one = str(tmp_path / "one")
+  cfg = tiny_config.copy_and_resolve_references()
+  cfg.data.data_dir = str(data_dir)
+  assert jax.device_count() == 4  # the same global mesh size, in one process
+  train.train_and_evaluate(cfg, one)
+
+  # The same parameters, stage by stage (cross-process all-reduces sum in another order: 1e-5).
+  for name in stages.NAMES:
+    a, b = (checkpointing.StageCheckpointer(d, name) for d in (one, two))
+    assert a.latest_step() == b.latest_step() == int(cfg[name].steps)
+    ta, tb = a.restore_raw(a.latest_step()), b.restore_raw(b.latest_step())
+    a.close()
+    b.close()
+    la, lb = jax.tree.leaves(ta), jax.tree.leaves(tb)
+    assert len(la) == len(lb)
+    for x, y in zip(la, lb):
+      np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-5, err_msg=name)
+
+  # Process 0 alone wrote the logs and report: one record per (stage, step), as in one process.
+  def records(d):
+    with open(os.path.join(d, "metrics.jsonl")) as f:
+      return sorted((r["stage"], r["step"]) for r in map(json.loads, f))
+  assert records(two) == records(one)
+  assert os.path.isfile(os.path.join(two, "report.html"))
+  assert not os.path.exists(os.path.join(two, ".lock"))
+
+  # Both processes resume from the checkpoints written once: nothing trains again.
+  logs = _two_processes(two, data_dir, tmp_path)
+  for text in logs:
+    assert "stage joint: restored at step 2, already done" in text
+  assert records(two) == records(one)
