@@ -95,6 +95,12 @@ def make_optimizer(section, steps: int | None = None) -> optax.GradientTransform
   return tx
 
 
+def _copy(tree):
+  """Fresh buffers for a second copy of ``tree`` in a state: the steps donate their input states,
+  and one buffer may not be donated twice."""
+  return jax.tree.map(jnp.copy, tree)
+
+
 def _dummy_image(models: Models) -> jax.Array:
   return jnp.zeros((1, models.image_size, models.image_size, models.channels), jnp.float32)
 
@@ -127,7 +133,7 @@ def create_fesgan_states(models: Models, optimizers, rng: jax.Array, phi: TrainS
                              tx=make_optimizer(optimizers.dimg)),
       dz=TrainState.create(apply_fn=models.dz.apply, params=dz_params,
                            tx=make_optimizer(optimizers.dz)),
-      phi=phi, g_ema=g_params)
+      phi=phi, g_ema=_copy(g_params))
 
 
 def create_joint_states(models: Models, config, rng: jax.Array, fes: FesganStates) -> JointStates:
@@ -143,6 +149,6 @@ def create_joint_states(models: Models, config, rng: jax.Array, fes: FesganState
   fresh = lambda s, section: TrainState.create(apply_fn=s.apply_fn, params=s.params,
                                                tx=make_optimizer(section))
   opt = config.fesgan.optimizer
-  g = TrainState.create(apply_fn=fes.g.apply_fn, params=fes.g_ema, tx=make_optimizer(opt.g))
+  g = TrainState.create(apply_fn=fes.g.apply_fn, params=_copy(fes.g_ema), tx=make_optimizer(opt.g))
   return JointStates(g=g, dimg=fresh(fes.dimg, opt.dimg), dz=fresh(fes.dz, opt.dz), phi=fes.phi,
                      r=r, g_ema=fes.g_ema)
