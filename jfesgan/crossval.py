@@ -114,6 +114,18 @@ def run_fold(config, workdir: str, fold: int, ablation: bool,
   return out
 
 
+def run_cross_database(config, test_on, workdir: str) -> dict:
+  """Trains the configured stages on ALL of ``config``'s database and tests them on the database
+  of config ``test_on`` (classes matched by name); writes ``<workdir>/cross_<db>/``.  Returns the
+  held-out scores of every recogniser."""
+  from jfesgan import train  # pylint: disable=g-import-not-at-top
+  cfg = config.copy_and_resolve_references()
+  cfg.data.protocol = "cross"
+  cfg.data.test_on = test_on.data.copy_and_resolve_references()
+  summary = train.train_and_evaluate(cfg, os.path.join(workdir, f"cross_{test_on.data.name}"))
+  return {k: v for k, v in summary.items() if k.startswith("eval/")}
+
+
 def row_accuracy(row: str, summary: dict) -> float:
   """Held-out accuracy of a row's recogniser."""
   return summary[f"eval/{row_stage(row, summary)}/acc"]
@@ -248,6 +260,10 @@ def main(argv):
   unknown = [r for r in rows if r not in ABLATION_ROWS]
   if unknown:
     raise app.UsageError(f"--rows {unknown} unknown; rows are {tuple(ABLATION_ROWS)}")
+  if flags_.test_on:
+    print(json.dumps(run_cross_database(config, flags_.test_on, flags_.workdir), indent=1),
+          flush=True)
+    return
   for f in folds:
     run_fold(config, flags_.workdir, f, flags_.ablation, rows)
   # The table covers every finished fold and row in the workdir, not only this call's.
@@ -280,6 +296,9 @@ def define_flags() -> None:
   flags.DEFINE_string("rows", "", "With --ablation: comma-separated rows to run (default: all six).")
   flags.DEFINE_string("out", "", "Also write <name>.json and <name>.md here (e.g. results/ck48: "
                       "numbers only, no images, no data).")
+  config_flags.DEFINE_config_file("test_on", None, "Cross-database protocol: train on all of "
+                                  "--config's database, test on this config's database.",
+                                  lock_config=False)
   flags.DEFINE_string("compilation_cache", "~/.cache/jfesgan/xla", "Directory of the persistent "
                       "XLA compilation cache ('' = off): every fold after the first skips compiling.")
 

@@ -145,3 +145,21 @@ def test_synthesize_sheets_interpolations_and_errors(run, tmp_path):
   with pytest.raises(ValueError, match="needs two --images"):
     synthesize.interpolate(gen, x[:1], "identity", 4)
   assert TrainedGenerator.load(workdir, "fesgan").stage == "fesgan"
+
+
+def test_cross_database_protocol_trains_on_one_and_tests_on_another(tiny_config, tmp_path):
+  from jfesgan import crossval
+  cfg = tiny_config.copy_and_resolve_references()
+  cfg.data.data_dir = str(tmp_path / "tfds")
+  cfg.stages = ("real",)
+  other = tiny_config.copy_and_resolve_references()
+  other.data.data_dir = str(tmp_path / "tfds")
+  other.data.data_seed = 5  # other faces: another "database"
+  other.data.image_size = 48  # of another size: resized to the run's 32 px
+  scores = crossval.run_cross_database(cfg, other, str(tmp_path / "cv"))
+  assert 0.0 <= scores["eval/real/acc"] <= 1.0
+  import json
+  with open(tmp_path / "cv" / "cross_procedural_faces" / "summary.json") as f:
+    summary = json.load(f)
+  # Trained on all 8 identities of one database, tested on all 56 images of the other.
+  assert int(np.sum(summary["confusion"]["real"])) == len(pipeline.load(other.data)) == 56

@@ -140,7 +140,7 @@ def validation_split(train: ArrayDataset, data_cfg) -> tuple[ArrayDataset, Array
   return train.take(keep), train.take(val)
 
 
-PROTOCOLS = ("folds", "official")
+PROTOCOLS = ("folds", "official", "cross")
 HELDOUT = ("test", "validation")
 
 
@@ -148,7 +148,9 @@ def train_test(data_cfg) -> tuple[ArrayDataset, ArrayDataset]:
   """The (train, held-out) data of a run under ``data_cfg.protocol``.
 
   ``folds``: subject-independent k-fold (fold ``test_fold`` held out); ``official``: the
-  database's own ``train`` split and its ``data.test_split`` (FER2013, RAF-DB).
+  database's own ``train`` split and its ``data.test_split`` (FER2013, RAF-DB); ``cross``: all of
+  this database for training, and ANOTHER database (the data section ``data.test_on``) for
+  testing (:func:`cross_database_test`).
 
   With ``data.heldout="validation"`` the run never sees the test data: under ``folds`` it trains
   on the training subjects less a validation set of them (:func:`validation_split`) and is scored
@@ -161,6 +163,13 @@ def train_test(data_cfg) -> tuple[ArrayDataset, ArrayDataset]:
     raise ValueError(f"data.protocol={protocol!r} must be one of {PROTOCOLS}")
   if heldout not in HELDOUT:
     raise ValueError(f"data.heldout={heldout!r} must be one of {HELDOUT}")
+  if protocol == "cross":
+    if heldout == "validation":
+      raise ValueError("data.heldout='validation' and data.protocol='cross': carve validation "
+                       "subjects with protocol 'folds' first")
+    train = load(data_cfg)
+    return train, cross_database_test(data_cfg.test_on, train.class_names,
+                                      (data_cfg.image_size, data_cfg.channels))
   if protocol == "folds":
     train, test = holdout_split(load(data_cfg), data_cfg)
     return validation_split(train, data_cfg) if heldout == "validation" else (train, test)
@@ -170,6 +179,41 @@ def train_test(data_cfg) -> tuple[ArrayDataset, ArrayDataset]:
     field = "data.heldout" if heldout == "validation" else "data.test_split"
     raise ValueError(f"{field}: {data_cfg.name} has splits {sorted(parts)}, not {split!r}")
   return parts["train"], parts[split]
+
+
+def cross_database_test(other_cfg, class_names: tuple[str, ...],
+                        shape: tuple[int, int]) -> ArrayDataset:
+  """Another database's test images (its official test split, or all of it) as a test set of
+  this run: labels mapped to ``class_names`` by expression name (``angry`` = ``anger``), images
+  resized and converted to this run's (size, channels).  Images of a class this run does not
+  have are left out, and said so in the log with their counts."""
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  from jfesgan.judge import canonical  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  data = (load_splits(other_cfg)[other_cfg.test_split]
+          if other_cfg.get("protocol", "folds") == "official" else load(other_cfg))
+  ours = {canonical(n): i for i, n in enumerate(class_names)}
+  cmap = np.array([ours.get(canonical(n), -1) for n in data.class_names])
+  left_out = {n: int(np.sum(data.label == k)) for k, n in enumerate(data.class_names)
+              if cmap[k] < 0}
+  if left_out:
+    logging.warning("testing on %s: images of classes this run does not have are left out: %s",
+                    other_cfg.name, left_out)
+  keep = cmap[data.label] >= 0
+  if not keep.any():
+    raise ValueError(f"data.test_on ({other_cfg.name}): none of its classes {data.class_names} is "
+                     f"one of this run's {class_names}")
+  size, channels = shape
+  images = []
+  for img in data.image[keep]:
+    im = Image.fromarray(img.squeeze(-1) if img.shape[-1] == 1 else img)
+    im = im.convert("L" if channels == 1 else "RGB")
+    if im.size != (size, size):
+      im = im.resize((size, size), Image.Resampling.BILINEAR)
+    arr = np.asarray(im, np.uint8)
+    images.append(arr[..., None] if channels == 1 else arr)
+  return ArrayDataset(np.stack(images), cmap[data.label[keep]].astype(np.int32),
+                      data.subject[keep], class_names)
 
 
 def to_float(images: np.ndarray) -> np.ndarray:
