@@ -61,15 +61,6 @@ class StageCheckpointer:
         json.dump(config, f, indent=1, sort_keys=True)
       os.replace(tmp, os.path.join(self.directory, "config.json"))
 
-  def saved_config(self) -> dict | None:
-    """The config stored with the checkpoints, or None (none saved, or saved before configs
-    were stored)."""
-    path = os.path.join(self.directory, "config.json")
-    if not os.path.isfile(path):
-      return None
-    with open(path) as f:
-      return json.load(f)
-
   def restore_or_create(self, create: Callable[[], Any], sharding: jax.sharding.Sharding, *,
                         require: bool = False) -> Any:
     """Restores the newest readable checkpoint into the structure ``create()`` would return, or

@@ -129,7 +129,8 @@ def build(workdir: str) -> str:
     plots = []
     for k in keys:
       pts = sorted((r["step"], r[k]) for r in records if r.get("stage") == stage and k in r)
-      plots.append(f"<img src='{_png_data(line_plot([p[0] for p in pts], [p[1] for p in pts], k))}'>")
+      plot = line_plot([p[0] for p in pts], [p[1] for p in pts], k)
+      plots.append(f"<img alt='{esc(k)}' title='{esc(k)}' src='{_png_data(plot)}'>")
     parts.append(f"<h2>Training curves: {esc(stage)}</h2><div class='row'>{''.join(plots)}</div>")
   # Timings and config.
   times = summary.get("wall_seconds", {})

@@ -67,7 +67,7 @@ def run_stage(stage: stages.Stage, ctx: stages.Context, finished: Mapping[str, A
     return state, time.time() - t0
   ckpt = checkpointing.StageCheckpointer(workdir, stage.name)
   ours = json.loads(json.dumps(config.to_dict()))
-  _check_resume(stage, ckpt, ours, accept_config_changes)
+  _check_resume(stage, workdir, ours, accept_config_changes)
   state = ckpt.restore_or_create(create, parallel.replicated(mesh))
   start = int(jax.device_get(state.step))
   if start > num_steps:
@@ -146,13 +146,16 @@ def run_stage(stage: stages.Stage, ctx: stages.Context, finished: Mapping[str, A
   return state, time.time() - t0
 
 
-def _check_resume(stage: stages.Stage, ckpt: checkpointing.StageCheckpointer, ours: dict,
-                  accept: bool) -> None:
-  """Refuses to resume ``stage`` from checkpoints saved under another configuration of the fields
-  it depends on (its own step count may change: a stage can be extended)."""
-  saved = ckpt.saved_config()
-  if saved is None or ckpt.latest_step() is None:
+def _check_resume(stage: stages.Stage, workdir: str, ours: dict, accept: bool) -> None:
+  """Refuses to resume ``stage`` from checkpoints in ``workdir`` saved under another configuration
+  of the fields it depends on (its own step count may change: a stage can be extended).  Creates
+  nothing."""
+  directory = os.path.join(workdir, "checkpoints", stage.name)
+  path = os.path.join(directory, "config.json")
+  if not os.path.isfile(path) or checkpointing.latest_step(workdir, stage.name) is None:
     return
+  with open(path) as f:
+    saved = json.load(f)
   diff = [d for d in diff_sections(saved, ours, stages.config_sections(stage.name))
           if d != f"{stage.name}.steps"]
   if not diff:
@@ -161,7 +164,7 @@ def _check_resume(stage: stages.Stage, ckpt: checkpointing.StageCheckpointer, ou
     logging.warning("stage %s: resuming under a changed configuration (%s), as asked", stage.name,
                     diff[:8])
     return
-  raise ValueError(f"stage {stage.name}: {ckpt.directory} was saved under another configuration "
+  raise ValueError(f"stage {stage.name}: {directory} was saved under another configuration "
                    f"(differs in {diff[:8]}{' ...' if len(diff) > 8 else ''}); use another "
                    "--workdir, or --accept_config_changes to resume anyway")
 
@@ -341,6 +344,11 @@ def _train_and_evaluate(config, workdir: str, plan, start_from: str | None,
     logging.info("stages %s start from %s", list(taken), start_from)
     for name, why in not_taken.items():
       logging.warning("stage %s does not start from %s: %s", name, start_from, why)
+  # Every stage this run would resume is checked before anything trains.
+  ours = json.loads(json.dumps(config.to_dict()))
+  for stage in plan:
+    if stage.name not in taken:
+      _check_resume(stage, workdir, ours, accept_config_changes)
   writer = metrics_lib.MetricWriter(workdir)
   writer.drop_after("eval", -1)  # every run evaluates every stage again: its records replace these
   if writer.active:

@@ -21,5 +21,18 @@ def tiny_config():
   return tiny.get_config()
 
 
+@pytest.fixture(scope="session")
+def tiny_run(tiny_config, tmp_path_factory):
+  """One finished run of the tiny config (every stage, 4 devices), shared read-only by the tests
+  of the tools and of multi-host training: (config, workdir)."""
+  from jfesgan import train
+  tmp = tmp_path_factory.mktemp("tiny_run")
+  cfg = tiny_config.copy_and_resolve_references()
+  cfg.data.data_dir = str(tmp / "tfds")
+  workdir = str(tmp / "run")
+  train.train_and_evaluate(cfg, workdir)
+  return cfg, workdir
+
+
 def pytest_report_header(config):
   return f"jax {jax.__version__}, {jax.device_count()} devices: {jax.devices()[0].platform}"

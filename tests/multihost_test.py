@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from jfesgan import checkpointing, stages, train
+from jfesgan import checkpointing, stages
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -47,17 +47,14 @@ def _two_processes(workdir, data_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_processes_train_what_one_does(tiny_config, tmp_path):
-  data_dir = tmp_path / "tfds"
+def test_two_processes_train_what_one_does(tiny_run, tmp_path):
+  # One process with 4 devices: the shared tiny run (the same global mesh size and batch).
+  cfg, one = tiny_run
+  assert jax.device_count() == 4
+  data_dir = cfg.data.data_dir
   two = str(tmp_path / "two")
   logs = _two_processes(two, data_dir, tmp_path)
   assert "devices: 4 x" in logs[0] and "(2 processes)" in logs[0]
-
-  one = str(tmp_path / "one")
-  cfg = tiny_config.copy_and_resolve_references()
-  cfg.data.data_dir = str(data_dir)
-  assert jax.device_count() == 4  # the same global mesh size, in one process
-  train.train_and_evaluate(cfg, one)
 
   # The same parameters, stage by stage (cross-process all-reduces sum in another order: 1e-5).
   for name in stages.NAMES:

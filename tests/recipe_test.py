@@ -1,6 +1,8 @@
 """The recogniser's recipe (augmentation, schedule, weight decay), the validation split, and the
 generator's moving average."""
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -134,23 +136,27 @@ def fesgan_setup(tiny_config):
   return cfg, models, fes, batch
 
 
+def _jit_fesgan_step(models, loss, update_g=True):
+  return jax.jit(functools.partial(steps.fesgan_step, models=models, loss=loss, update_g=update_g))
+
+
 def test_ema_generator_is_the_one_that_samples(fesgan_setup):
   cfg, models, fes, batch = fesgan_setup
   loss = steps.FesganLoss.from_config(cfg.fesgan)
-  new, _ = steps.fesgan_step(fes, batch, jax.random.key(4), models=models, loss=loss)
+  step = _jit_fesgan_step(models, loss)
+  new, _ = step(fes, batch, jax.random.key(4))
   # The first update (g.step 1): decay min(0.75, 2 / 11), ramped up from the start.
   d = 2.0 / 11.0
   want = jax.tree.map(lambda a, p: d * a + (1 - d) * p, fes.g_ema, new.g.params)
   chex.assert_trees_all_close(new.g_ema, want, rtol=1e-6, atol=1e-7)
   assert not np.allclose(jax.tree.leaves(new.g_ema)[0], jax.tree.leaves(new.g.params)[0])
   # Later updates use the configured decay.
-  later, _ = steps.fesgan_step(new.replace(g=new.g.replace(step=100)), batch, jax.random.key(5),
-                               models=models, loss=loss)
+  later, _ = step(new.replace(g=new.g.replace(step=jax.numpy.asarray(100, new.g.step.dtype))),
+                  batch, jax.random.key(5))
   want = jax.tree.map(lambda a, p: 0.75 * a + 0.25 * p, new.g_ema, later.g.params)
   chex.assert_trees_all_close(later.g_ema, want, rtol=1e-6, atol=1e-7)
   # Without a generator update (n_critic), the average stays.
-  same, _ = steps.fesgan_step(fes, batch, jax.random.key(4), models=models, loss=loss,
-                              update_g=False)
+  same, _ = _jit_fesgan_step(models, loss, update_g=False)(fes, batch, jax.random.key(4))
   chex.assert_trees_all_equal(same.g_ema, fes.g_ema)
   # The average samples (grids, synthesis scores) and starts stage 2.
   assert stages.FESGAN.generator(new) is new.g_ema
@@ -177,7 +183,7 @@ def test_fresh_states_hold_no_buffer_twice(fesgan_setup):
 def test_ema_decay_zero_is_the_generator_itself(fesgan_setup):
   cfg, models, fes, batch = fesgan_setup
   loss = steps.FesganLoss.from_config(_with(cfg.fesgan, ema_decay=0.0))
-  new, _ = steps.fesgan_step(fes, batch, jax.random.key(4), models=models, loss=loss)
+  new, _ = _jit_fesgan_step(models, loss)(fes, batch, jax.random.key(4))
   chex.assert_trees_all_equal(new.g_ema, new.g.params)
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 from jfesgan import evaluate as evaluate_lib
 from jfesgan import export as export_lib
 from jfesgan import predict as predict_lib
-from jfesgan import synthesize, train
+from jfesgan import synthesize
 from jfesgan.data import faces, pipeline
 from jfesgan.data.pipeline import to_float
 from jfesgan.trained import Recogniser, TrainedGenerator
@@ -21,12 +21,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
-def run(tiny_config, tmp_path_factory):
+def run(tiny_run, tmp_path_factory):
+  cfg, workdir = tiny_run
   tmp = tmp_path_factory.mktemp("tools")
-  cfg = tiny_config.copy_and_resolve_references()
-  cfg.data.data_dir = str(tmp / "tfds")
-  workdir = str(tmp / "run")
-  train.train_and_evaluate(cfg, workdir)
   _, test = pipeline.train_test(cfg.data)
   folder = tmp / "faces"
   folder.mkdir()

@@ -82,8 +82,13 @@ def test_train_and_evaluate_resume_and_start_from(tiny_config, tmp_path):
   report = train.format_report(summary)
   assert summary["paths"]["samples"] in report and "joint R" in report
 
-  # Resume with a longer stage 1: phi is restored (not retrained), fesgan continues at step 3.
+  # The later stages' checkpoints were trained on the 2-step stage 1: resuming them under a
+  # longer one is refused, naming the field.
   cfg = _config(tiny_config, tmp_path / "tfds", fesgan__steps=4)
+  with pytest.raises(ValueError, match=r"stage joint: .*differs in \['fesgan.steps'\]"):
+    train.train_and_evaluate(cfg, base)
+  # Resume with a longer stage 1: phi is restored (not retrained), fesgan continues at step 3.
+  cfg.stages = ("phi", "fesgan")
   train.train_and_evaluate(cfg, base)
   assert _stage_steps(base, "phi") == [1, 2]
   assert _stage_steps(base, "fesgan") == [1, 2, 3, 4]
