@@ -9,6 +9,7 @@ Used by the tools (:mod:`jfesgan.predict`, :mod:`jfesgan.evaluate`, :mod:`jfesga
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from typing import Any
@@ -121,7 +122,7 @@ class Recogniser(_Trained):
   def probabilities(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Class probabilities (N, K) of float images (N, H, W, C) in [-1, 1]."""
     fn = _prob_fn(self.model, self.image_size, self.channels)
-    return _batched(lambda x: fn(self.params, x), images, batch_size)
+    return _batched(lambda x: fn(self.params, x), images, batch_size=batch_size)
 
   def predict(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Predicted class indices of float images (N, H, W, C) in [-1, 1]."""
@@ -142,18 +143,21 @@ class TrainedGenerator(_Trained):
     return cls(model=run.pop("models").g, params=run.pop("tree")["g_ema"], latent_dim=latent_dim,
                **run)
 
+  @functools.cached_property
+  def _encode(self):
+    return jax.jit(lambda p, x: self.model.apply({"params": p}, x, method="encode"))
+
+  @functools.cached_property
+  def _decode(self):
+    return jax.jit(lambda p, z, c: self.model.apply({"params": p}, z, c, method="decode"))
+
   def encode(self, x: np.ndarray) -> np.ndarray:
     """Identity codes E(x) of float images in [-1, 1] at the run's size and channels."""
-    fn = jax.jit(lambda p, x: self.model.apply({"params": p}, x, method="encode"))
-    return _batched(lambda b: fn(self.params, b), x, 64)
+    return _batched(lambda b: self._encode(self.params, b), x, batch_size=64)
 
   def decode(self, z: np.ndarray, c: np.ndarray) -> np.ndarray:
     """G(z, c) for codes (N, d) and expression weights (N, K) (one-hot, or mixed to interpolate)."""
-    fn = jax.jit(lambda p, z, c: self.model.apply({"params": p}, z, c, method="decode"))
-    n = z.shape[0]
-    out = [np.asarray(fn(self.params, z[s:s + 64], c[s:s + 64])) for s in range(0, n, 64)]
-    return np.concatenate(out) if out else np.zeros((0, self.image_size, self.image_size,
-                                                     self.channels), np.float32)
+    return _batched(lambda zb, cb: self._decode(self.params, zb, cb), z, c, batch_size=64)
 
 
 def crop_spec(data_cfg) -> faces.CropSpec:
@@ -163,15 +167,10 @@ def crop_spec(data_cfg) -> faces.CropSpec:
                         float(data_cfg.get("margin", 0.0)))
 
 
-def _batched(fn, x: np.ndarray, batch_size: int) -> np.ndarray:
-  out = []
-  for s in range(0, x.shape[0], batch_size):
-    chunk = x[s:s + batch_size]
-    m = chunk.shape[0]
-    if m < batch_size:  # one compiled shape
-      chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - m, 0)])
-    out.append(np.asarray(fn(chunk))[:m])
-  return np.concatenate(out) if out else np.zeros((0,), np.float32)
+def _batched(fn, *arrays: np.ndarray, batch_size: int) -> np.ndarray:
+  """:func:`jfesgan.evaluation.batched` (imported here: evaluation imports this module)."""
+  from jfesgan.evaluation import batched  # pylint: disable=g-import-not-at-top
+  return batched(fn, *arrays, batch_size=batch_size)
 
 
 _FNS: dict = {}
