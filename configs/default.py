@@ -112,6 +112,10 @@ def get_config() -> ml_collections.ConfigDict:
   # Decay of the generator's moving average g_ema (it samples, is scored and starts stage 2),
   # ramped up as min(decay, (1 + t) / (10 + t)) over the generator's updates t; 0 = g_ema is g.
   c.fesgan.ema_decay = 0.0
+  # Differentiable augmentation of everything D_img sees, real and synthetic, in both players'
+  # losses (DiffAugment): the critic and its expression head cannot lean on pixel-exact cues of
+  # a few hundred training faces, and the generator must draw what survives a small warp.
+  c.fesgan.dimg_augment = augment()
   # One optimiser per player; stage `joint` continues them with the same settings (fresh moments).
   c.fesgan.optimizer = ml_collections.ConfigDict(dict(
       g=optimizer(2e-4, 0.5), dimg=optimizer(2e-4, 0.5), dz=optimizer(2e-4, 0.5)))

@@ -42,12 +42,22 @@ class FesganLoss:
   identity: float = 5.0
   tv: float = 0.0
   ema_decay: float = 0.0
+  dimg_augment: Augment = Augment()
 
   @classmethod
   def from_config(cls, section) -> "FesganLoss":
-    """From the ``<name>_weight`` fields and ``ema_decay`` of ``config.fesgan``."""
-    return cls(**{f.name: float(section[f.name if f.name == "ema_decay" else f"{f.name}_weight"])
-                  for f in dataclasses.fields(cls)})
+    """From the ``<name>_weight`` fields, ``ema_decay`` and ``dimg_augment`` of ``config.fesgan``."""
+    values = {f.name: float(section[f"{f.name}_weight"]) for f in dataclasses.fields(cls)
+              if f.name not in ("ema_decay", "dimg_augment")}
+    return cls(**values, ema_decay=float(section.ema_decay),
+               dimg_augment=Augment.from_config(section.dimg_augment))
+
+  def dimg_view(self, images: jax.Array, rng: jax.Array) -> jax.Array:
+    """What D_img sees of ``images``: augmented by ``dimg_augment`` (differentiable, so the
+    generator's terms reach it through the same random transformations: DiffAugment, Zhao et al.
+    2020), with a key folded from ``rng`` so that the other random streams do not move; the
+    images themselves when it is off."""
+    return self.dimg_augment(images, jax.random.fold_in(rng, 0x41))
 
   def ema(self, average: Params, params: Params, step: jax.Array) -> Params:
     """The generator's moving average after its ``step``-th update: ``d * average + (1 - d) *
@@ -150,9 +160,11 @@ def discriminator_losses(params: Params, batch: Batch, rng: jax.Array, *, models
   syn = jax.lax.stop_gradient(
       synthesise(params["g"], x, y, keys["syn"], models=models, reconstruct=False))
   dimg = lambda im: models.dimg.apply({"params": params["dimg"]}, im)
-  fake = jnp.concatenate([syn["x_t"], syn["x_p"]])
-  scores, logits = dimg(jnp.concatenate([x, fake]))
+  # With fesgan.dimg_augment, D_img sees (and is penalised on) augmented real and fake images.
+  seen = loss.dimg_view(jnp.concatenate([x, syn["x_t"], syn["x_p"]]), keys["gp"])
   n = x.shape[0]
+  x, fake = seen[:n], seen[n:]
+  scores, logits = dimg(seen)
   real_s, fake_s, real_logits = scores[:n], scores[n:], logits[:n]
   adv = losses.wgan_critic_loss(real_s, fake_s)
   gp = losses.gradient_penalty(lambda im: dimg(im)[0], jnp.concatenate([x, x]), fake, keys["gp"])
@@ -172,7 +184,7 @@ def discriminator_losses(params: Params, batch: Batch, rng: jax.Array, *, models
 
 
 def generator_terms(params: Params, batch: Batch, rng: jax.Array, *, models: Models,
-                    syn: dict[str, jax.Array] | None = None
+                    syn: dict[str, jax.Array] | None = None, loss: FesganLoss = FesganLoss()
                     ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
   """The unweighted stage-1 generator terms, and the synthesised images.
 
@@ -180,13 +192,14 @@ def generator_terms(params: Params, batch: Batch, rng: jax.Array, *, models: Mod
   cross-entropy on x_t (target c_t) and x_p (target c_p); rec: L1(x, x_rec); identity:
   L1(Phi(x), Phi(x_t)) + L1(Phi(x), Phi(x_rec)) on unit embeddings; tv: total variation of x_t, x_p.
   ``syn`` reuses images already drawn with ``params["g"]`` (stage 2 shares them with R).
+  D_img sees x_t and x_p as ``loss.dimg_view`` makes them (``fesgan.dimg_augment``).
   """
   x, y = batch["image"], batch["label"]
   if syn is None:
     syn = synthesise(params["g"], x, y, rng, models=models)
   n = x.shape[0]
-  scores, logits = models.dimg.apply({"params": params["dimg"]},
-                                     jnp.concatenate([syn["x_t"], syn["x_p"]]))
+  scores, logits = models.dimg.apply(
+      {"params": params["dimg"]}, loss.dimg_view(jnp.concatenate([syn["x_t"], syn["x_p"]]), rng))
   phi = lambda im: models.phi.apply({"params": params["phi"]}, im, method="embed")
   e = phi(jnp.concatenate([x, syn["x_t"], syn["x_rec"]]))
   e_x, e_t, e_rec = e[:n], e[n:2 * n], e[2 * n:]
@@ -232,7 +245,7 @@ def generator_update(states: FesganStates, batch: Batch, rng: jax.Array, *, mode
   params = _all_params(states)
 
   def loss_fn(g_params):
-    terms, aux = generator_terms({**params, "g": g_params}, batch, rng, models=models)
+    terms, aux = generator_terms({**params, "g": g_params}, batch, rng, models=models, loss=loss)
     total = loss.generator_total(terms)
     metrics = {f"g/{k}": v for k, v in terms.items()}
     metrics.update({"g/loss": total, "g/expr_acc_t": aux["expr_acc_t"],
@@ -303,7 +316,7 @@ def synthetic_batch(syn: dict[str, jax.Array], kinds: tuple[str, ...], ratio: fl
 
 
 def joint_terms(params: Params, centres: jax.Array, batch: Batch, rng: jax.Array, *,
-                models: Models, joint: JointLoss) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+                models: Models, joint: JointLoss, fesgan: FesganLoss = FesganLoss()) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
   """Stage-2 terms, unweighted: R's cross-entropy on real (``ce_real``) and synthetic (``ce_syn``)
   images, the intra-class loss (``intra``, mode ``joint.intra_mode``, on unit features with
   ``joint.intra_normalise``, R's running centres for classes without a real sample) and the
@@ -311,7 +324,7 @@ def joint_terms(params: Params, centres: jax.Array, batch: Batch, rng: jax.Array
   ``joint.augment``; the generator's own terms see the batch as it is."""
   x, y = batch["image"], batch["label"]
   syn = synthesise(params["g"], x, y, rng, models=models)
-  g_terms, g_aux = generator_terms(params, batch, rng, models=models, syn=syn)
+  g_terms, g_aux = generator_terms(params, batch, rng, models=models, syn=syn, loss=fesgan)
   x_s, c_s = synthetic_batch(syn, joint.synthetic, joint.syn_ratio, x.shape[0])
   n = x.shape[0]
   r_in = joint.augment(jnp.concatenate([x, x_s]), jax.random.fold_in(rng, 1))
@@ -348,7 +361,7 @@ def joint_update(states: JointStates, batch: Batch, rng: jax.Array, *, models: M
 
   def terms_fn(trainable):
     terms, aux = joint_terms({**params, **trainable}, states.r.centres, batch, rng,
-                             models=models, joint=joint)
+                             models=models, joint=joint, fesgan=fesgan)
     return terms, aux
 
   terms, vjp_fn, aux = jax.vjp(terms_fn, {"r": states.r.params, "g": states.g.params},

@@ -219,11 +219,11 @@ def _validate(config, plan: tuple[stages.Stage, ...]) -> None:
   need(config.joint.syn_ratio > 0, "joint.syn_ratio", config.joint.syn_ratio, "must be > 0")
   need(0 <= config.joint.centre_decay < 1, "joint.centre_decay", config.joint.centre_decay,
        "must be in [0, 1)")
-  for name in ("real", "joint"):
+  for name, field in (("real", "augment"), ("joint", "augment"), ("fesgan", "dimg_augment")):
     try:
-      augment.Augment.from_config(config[name].augment)
+      augment.Augment.from_config(config[name][field])
     except ValueError as e:
-      problems.append(f"config.{name}.{e}")
+      problems.append(f"config.{name}.{field}{str(e).removeprefix('augment')}")
   need(config.data.get("heldout", "test") in pipeline.HELDOUT, "data.heldout",
        config.data.get("heldout"), f"must be one of {pipeline.HELDOUT}")
   need(config.data.get("protocol", "folds") in pipeline.PROTOCOLS, "data.protocol",
