@@ -1,20 +1,40 @@
-"""Speed and memory of the train steps (and, with --layers, of each convolution implementation).
+"""Speed and memory of the train steps, side by side with the same steps in PyTorch.
 
-  python -m jfesgan.benchmark --config configs/joint.py [--steps 20] [--loop 10] [--layers]
+  python -m jfesgan.benchmark --config configs/joint.py [--torch] [--json FILE]
+      [--shapes 48x1,128x3] [--steps 10] [--loop K] [--layers]
 
-Times are medians over ``--steps`` calls after a warm-up (compile excluded, reported apart), with
-the real step functions, shapes and sharding of the config: each stage's step one per call
-(``step_s``) and ``--loop`` steps per call as the fused loop runs them (``loop_step_s``, per step:
-``lax.scan`` over a device-resident dataset, ``config.steps_per_call``).  Memory is the process's peak resident
-set on CPU and the device allocator's peak on GPU/TPU.
+For every shape (``--shapes``: ``SIZExCHANNELS`` pairs, or ``config`` for the config's own), every
+stage's train step with the config's networks, losses, batch and sharding, plus stage 1's
+discriminator and generator updates alone (``fesgan_d``, ``fesgan_g``): the median seconds per
+call over ``--steps`` calls after a first call (compile, reported apart).  With ``--torch`` the
+same steps of :mod:`jfesgan.torch_reference` (PyTorch, eager) are timed in the same process,
+alternating call by call with jfesgan's so that both see the same machine load, and each row gets
+``ratio`` = jfesgan seconds / PyTorch seconds (below 1: jfesgan is faster).  Before timing, the
+PyTorch networks are loaded with jfesgan's initial parameters and checked to compute the same
+outputs (and to have the same parameter counts).
+
+Peak memory (``--memory``, on by default): each (framework, step) runs in a fresh process of its
+own (the PyTorch one never imports JAX), which reports its resident set before the first step,
+the peak of the first call (compilation included) and, on CPU, the peak of three later steps
+after resetting the high-water mark (what the step itself holds); on GPU/TPU the device
+allocator's peak.  ``mem_ratio`` compares the whole processes' peaks, ``step_mem_ratio`` the
+steps' own.
+
+``--loop K`` also times K steps per call as the fused loop runs them (``lax.scan`` over a
+device-resident dataset, ``config.steps_per_call``), per step.  ``--layers`` times each
+convolution implementation on the model's shapes.  The table is printed; ``--json FILE`` writes
+everything as JSON.
 """
 
 from __future__ import annotations
 
 import json
-import resource
+import os
 import statistics
+import subprocess
+import sys
 import time
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -22,91 +42,224 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from jfesgan import parallel, stages
+from jfesgan import benchmark_memory, host, parallel, stages, steps
 from jfesgan.data import pipeline
 from jfesgan.data.pipeline import ArrayDataset
 from jfesgan.models import build_models, layers
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", "configs/joint.py", "Configuration file.")
-flags.DEFINE_integer("steps", 20, "Timed calls per step function.")
+flags.DEFINE_integer("steps", 10, "Timed calls per step function (median reported).")
+flags.DEFINE_string("shapes", "48x1,128x3", "Comma-separated SIZExCHANNELS image shapes, or "
+                    "'config' for the config's data.image_size and data.channels.")
+flags.DEFINE_bool("torch", False, "Also time the same steps in PyTorch (jfesgan/torch_reference.py; "
+                  "pip install -e '.[bench]'), alternating with jfesgan's, and report ratios.")
+flags.DEFINE_string("json", "", "Write the results to this JSON file.")
+flags.DEFINE_bool("memory", True, "Measure each step's peak memory in a fresh process.")
 flags.DEFINE_integer("loop", 0, "Steps per call of the fused loop (0: not timed). On CPU the loop "
                      "is unrolled, so its compile time grows with this number.")
 flags.DEFINE_bool("layers", False, "Also time each convolution implementation on the model's shapes.")
+flags.DEFINE_string("memory_probe", "", "Internal: FRAMEWORK:STEP, run three steps and print the "
+                    "process's memory as JSON.")
 
-
-def _time(fn, args_fn, n: int) -> tuple[float, float]:
-  """(compile + first call seconds, median seconds per later call); args_fn() gives fresh args."""
-  t = time.perf_counter()
-  out = fn(*args_fn())
-  jax.block_until_ready(out)
-  first = time.perf_counter() - t
-  times = []
-  for _ in range(n):
-    args = args_fn()
-    t = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - t)
-  return first, statistics.median(times)
+K_CLASSES, SUBJECTS = 7, 100
+# The timed steps: the stages of the plan, and stage 1's two updates on their own.
+STEP_NAMES = ("phi", "fesgan", "fesgan_d", "fesgan_g", "real", "joint")
 
 
 def _peak_memory_mb() -> float:
   stats = jax.devices()[0].memory_stats() if jax.default_backend() != "cpu" else None
   if stats and "peak_bytes_in_use" in stats:
     return stats["peak_bytes_in_use"] / 2**20
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+  return benchmark_memory.host_peak_mb()
 
 
-def step_benchmarks(config, n: int, loop_steps: int = 0) -> dict:
-  """Per-step time of each stage's train step at the config's shapes."""
-  k, subjects = 7, 100
-  models = build_models(config, k, subjects)
-  mesh = parallel.make_mesh()
-  b, r, c = config.batch_size, config.data.image_size, config.data.channels
+def _with_shape(config, shape: tuple[int, int] | None):
+  config = config.copy_and_resolve_references()
+  if shape is not None:
+    config.data.image_size, config.data.channels = shape
+  return config
+
+
+def _fake_data(config, b: int) -> tuple[dict[str, np.ndarray], ArrayDataset]:
+  r, c = config.data.image_size, config.data.channels
   rng = np.random.default_rng(0)
-  batch = parallel.shard_batch({
-      "image": rng.uniform(-1, 1, (b, r, r, c)).astype(np.float32),
-      "label": rng.integers(0, k, b).astype(np.int32),
-      "subject": rng.integers(0, subjects, b).astype(np.int32)}, mesh)
-  key = jax.random.key(0)
-  results = {}
-  # The stages' own factories and steps, on a stand-in dataset of random images.
+  batch = {"image": rng.uniform(-1, 1, (b, r, r, c)).astype(np.float32),
+           "label": rng.integers(0, K_CLASSES, b).astype(np.int32),
+           "subject": rng.integers(0, SUBJECTS, b).astype(np.int32)}
   data = ArrayDataset(rng.integers(0, 256, (4 * b, r, r, c)).astype(np.uint8),
-                      rng.integers(0, k, 4 * b).astype(np.int32),
-                      rng.integers(0, subjects, 4 * b).astype(np.int32), tuple(map(str, range(k))))
-  ctx = stages.Context(config=config, models=models, train=data)
-  batches = pipeline.Batches(data, b, seed=0, hflip=True)
-  arrays = parallel.replicate(batches.arrays(), mesh)
-  finished = {}
-  for stage in stages.PLAN:
-    finished[stage.name] = parallel.replicate(stage.create(ctx, finished), mesh)
-    static = stage.static(config, 0) if stage.static else {}
-    jitted = parallel.jit_step(stage.step(ctx), mesh, static_argnames=stage.static_argnames)
-    # A copy: the timed steps donate their state, and the next stages start from `finished`.
-    holder = {"state": jax.tree.map(jnp.array, finished[stage.name])}
+                      rng.integers(0, K_CLASSES, 4 * b).astype(np.int32),
+                      rng.integers(0, SUBJECTS, 4 * b).astype(np.int32),
+                      tuple(map(str, range(K_CLASSES))))
+  return batch, data
 
-    def call(s, bt, kk, jitted=jitted, static=static, holder=holder):
-      holder["state"], m = jitted(s, bt, kk, **static)
-      return m
 
-    first, per = _time(call, lambda holder=holder: (holder["state"], batch, key), n)
-    results[stage.name] = {"compile_plus_first_s": round(first, 2), "step_s": round(per, 4),
-                           "images_per_s": round(b / per, 1)}
-    if loop_steps > 1:
-      loop = parallel.jit_loop(stage.step(ctx), pipeline.gather_batch, mesh,
-                               static_argnames=stage.static_argnames)
-      rows = parallel.shard_batch(
-          {"index": np.stack([batches.indices(i) for i in range(loop_steps)], 1),
-           "flip": np.stack([batches.flips(i) for i in range(loop_steps)], 1)}, mesh)
-      plan = np.arange(loop_steps, dtype=np.int32)
+class JaxSteps:
+  """jfesgan's jitted steps at a config's shapes, each a no-argument call that advances a state."""
 
-      def call_loop(s, loop=loop, static=static, holder=holder):
-        holder["state"], m = loop(s, arrays, rows["index"], rows["flip"], plan, key, **static)
-        return m
+  def __init__(self, config):
+    self.config = config
+    self.models = build_models(config, K_CLASSES, SUBJECTS)
+    self.mesh = parallel.make_mesh()
+    self.host_batch, data = _fake_data(config, config.batch_size)
+    self.batch = parallel.shard_batch(self.host_batch, self.mesh)
+    self.ctx = stages.Context(config=config, models=self.models, train=data)
+    self.data = data
+    self.key = jax.random.key(0)
+    self.finished: dict[str, Any] = {}
+    for stage in stages.PLAN:
+      self.finished[stage.name] = parallel.replicate(stage.create(self.ctx, self.finished), self.mesh)
 
-      first, per = _time(call_loop, lambda holder=holder: (holder["state"],), max(2, n // 4))
-      results[stage.name].update(loop_compile_plus_first_s=round(first, 2),
-                                 loop_step_s=round(per / loop_steps, 4))
+  def initial_params(self) -> dict[str, Any]:
+    """The networks' parameters as the stages start them (g, dimg, dz, phi from stage 1; r)."""
+    fes = self.finished["fesgan"]
+    return {"g": fes.g.params, "dimg": fes.dimg.params, "dz": fes.dz.params,
+            "phi": fes.phi.params, "r": self.finished["real"].params}
+
+  def make(self, name: str) -> Callable[[], Any]:
+    """A call of step ``name`` that advances its own copy of the state (states are donated)."""
+    stage_name = "fesgan" if name.startswith("fesgan") else name
+    stage = stages.BY_NAME[stage_name]
+    if name in ("fesgan_d", "fesgan_g"):
+      update = steps.discriminator_update if name == "fesgan_d" else steps.generator_update
+      fn = lambda s, b, k, update=update: update(
+          s, b, k, models=self.models, loss=stages._fesgan_loss(self.ctx))  # pylint: disable=protected-access
+      jitted, static = parallel.jit_step(fn, self.mesh), {}
+    else:
+      static = stage.static(self.config, 0) if stage.static else {}
+      jitted = parallel.jit_step(stage.step(self.ctx), self.mesh,
+                                 static_argnames=stage.static_argnames)
+    holder = {"state": jax.tree.map(jnp.array, self.finished[stage_name])}
+
+    def call():
+      holder["state"], metrics = jitted(holder["state"], self.batch, self.key, **static)
+      jax.block_until_ready(metrics)
+    return call
+
+  def make_loop(self, name: str, k: int) -> Callable[[], Any]:
+    """``k`` steps of stage ``name`` per call, as the fused loop runs them."""
+    stage = stages.BY_NAME[name]
+    static = stage.static(self.config, 0) if stage.static else {}
+    loop = parallel.jit_loop(stage.step(self.ctx), pipeline.gather_batch, self.mesh,
+                             static_argnames=stage.static_argnames)
+    batches = pipeline.Batches(self.data, self.config.batch_size, seed=0, hflip=True)
+    arrays = parallel.replicate(batches.arrays(), self.mesh)
+    rows = parallel.shard_batch(
+        {"index": np.stack([batches.indices(i) for i in range(k)], 1),
+         "flip": np.stack([batches.flips(i) for i in range(k)], 1)}, self.mesh)
+    plan = np.arange(k, dtype=np.int32)
+    holder = {"state": jax.tree.map(jnp.array, self.finished[name])}
+
+    def call():
+      holder["state"], metrics = loop(holder["state"], arrays, rows["index"], rows["flip"], plan,
+                                      self.key, **static)
+      jax.block_until_ready(metrics)
+    return call
+
+
+class TorchSteps:
+  """The same steps in PyTorch (jfesgan.torch_reference), started from jfesgan's parameters."""
+
+  def __init__(self, config, jax_steps: JaxSteps | None = None):
+    from jfesgan import torch_reference  # pylint: disable=g-import-not-at-top
+    self.ref = torch_reference.TorchReference(config, K_CLASSES, SUBJECTS)
+    host_batch = jax_steps.host_batch if jax_steps else _fake_data(config, config.batch_size)[0]
+    self.batch = torch_reference.to_torch_batch(host_batch)
+    self.describe = torch_reference.describe()
+    if jax_steps is not None:
+      self.check_against(jax_steps, torch_reference)
+
+  def check_against(self, jax_steps: JaxSteps, torch_reference) -> None:
+    """Same parameter counts and outputs as jfesgan's networks, or raises."""
+    params = jax.device_get(jax_steps.initial_params())
+    counts = {name: sum(np.size(a) for a in jax.tree.leaves(p)) for name, p in params.items()}
+    if self.ref.parameter_counts() != counts:
+      raise AssertionError(f"parameter counts differ: torch {self.ref.parameter_counts()} vs "
+                           f"jfesgan {counts}")
+    torch_reference.load_jax_params(self.ref, params)
+    models, x = jax_steps.models, jax_steps.host_batch["image"][:4]
+    got = torch_reference.forward_outputs(self.ref, x, np.zeros((4, models.latent_dim), np.float32),
+                                          np.eye(K_CLASSES, dtype=np.float32)[:4])
+    want = {"dimg_critic": models.dimg.apply({"params": params["dimg"]}, x)[0],
+            "r_logits": models.r.apply({"params": params["r"]}, x)[1],
+            "encode": models.g.apply({"params": params["g"]}, x, method="encode")}
+    for name, value in want.items():
+      if not np.allclose(got[name], np.asarray(value), rtol=1e-3, atol=1e-4):
+        raise AssertionError(f"the PyTorch reference's {name} differs from jfesgan's")
+
+  def make(self, name: str) -> Callable[[], Any]:
+    return lambda: self.ref.step(name, self.batch)
+
+
+def _time_alternating(calls: dict[str, Callable[[], Any]], n: int) -> dict[str, dict[str, float]]:
+  """First-call seconds and the median of ``n`` later calls of each, alternating between them."""
+  out = {}
+  for name, call in calls.items():
+    t = time.perf_counter()
+    call()
+    out[name] = {"first_call_s": time.perf_counter() - t}
+  times = {name: [] for name in calls}
+  for _ in range(n):
+    for name, call in calls.items():
+      t = time.perf_counter()
+      call()
+      times[name].append(time.perf_counter() - t)
+  for name in calls:
+    out[name]["step_s"] = statistics.median(times[name])
+  return out
+
+
+def _memory_probe(argv_config: list[str], framework: str, name: str,
+                  shape: tuple[int, int]) -> dict[str, float]:
+  """Peak and pre-step resident memory (MB) of three steps of ``name`` in a fresh process."""
+  # Each framework alone in its process: the PyTorch probe never imports JAX.
+  module, probe = (("jfesgan.benchmark", f"--memory_probe=jax:{name}") if framework == "jax" else
+                   ("jfesgan.torch_reference", f"--memory_probe={name}"))
+  cmd = [sys.executable, "-m", module, *argv_config, f"--config.data.image_size={shape[0]}",
+         f"--config.data.channels={shape[1]}", probe]
+  done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+  lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+  if done.returncode or not lines:
+    raise RuntimeError(f"memory probe {framework}:{name} failed: {done.stderr[-2000:]}")
+  return json.loads(lines[-1])
+
+
+def run_memory_probe(config, spec: str) -> None:
+  """The child side of ``_memory_probe`` for jfesgan: prints ``probe_memory`` as one JSON line."""
+  framework, name = spec.split(":")
+  if framework != "jax":
+    raise ValueError(f"--memory_probe: only jax here (PyTorch: python -m jfesgan.torch_reference), "
+                     f"got {framework!r}")
+  print(json.dumps(benchmark_memory.probe(JaxSteps(config).make(name), _peak_memory_mb,
+                                          resettable=jax.default_backend() == "cpu",
+                                          after_first=host.release_free_memory)))
+
+
+def shape_benchmarks(config, n: int, with_torch: bool, loop_steps: int = 0,
+                     names: tuple[str, ...] = STEP_NAMES) -> dict[str, dict]:
+  """Per-step times of the steps ``names`` at ``config``'s shapes (jfesgan, and PyTorch with
+  ratios)."""
+  js = JaxSteps(config)
+  ts = TorchSteps(config, js) if with_torch else None
+  results = {}
+  for name in names:
+    calls = {"jax": js.make(name)}
+    if ts is not None:
+      calls["torch"] = ts.make(name)
+    timed = _time_alternating(calls, n)
+    row = {"jfesgan_s": round(timed["jax"]["step_s"], 4),
+           "jfesgan_compile_plus_first_s": round(timed["jax"]["first_call_s"], 2),
+           "images_per_s": round(config.batch_size / timed["jax"]["step_s"], 1)}
+    if ts is not None:
+      row.update(torch_s=round(timed["torch"]["step_s"], 4),
+                 torch_first_s=round(timed["torch"]["first_call_s"], 2),
+                 ratio=round(timed["jax"]["step_s"] / timed["torch"]["step_s"], 3))
+    if loop_steps > 1 and name in stages.BY_NAME:
+      loop = js.make_loop(name, loop_steps)
+      t = _time_alternating({"loop": loop}, max(2, n // 4))["loop"]
+      row.update(loop_compile_plus_first_s=round(t["first_call_s"], 2),
+                 loop_step_s=round(t["step_s"] / loop_steps, 4))
+    results[name] = row
   return results
 
 
@@ -128,26 +281,109 @@ def layer_benchmarks(config, n: int) -> list[dict]:
       up = jax.jit(jax.grad(lambda y, k: jnp.sum(layers.conv_transpose2x(y, k, impl)**2), argnums=(0, 1)))
       second = jax.jit(jax.grad(lambda k: jnp.sum(jax.grad(
           lambda x: jnp.sum(jnp.tanh(layers.conv2d(x, k, 2, impl))))(x)**2)))
+      t = _time_alternating({
+          "down": lambda: jax.block_until_ready(down(x, k4)),
+          "second": lambda: jax.block_until_ready(second(k4)),
+          "up": lambda: jax.block_until_ready(up(y, kt))}, n)
       rows.append({"shape": f"{b}x{size}x{size}x{cin}->{cout}", "impl": impl,
-                   "conv_s2_fwd_bwd_ms": round(_time(down, lambda: (x, k4), n)[1] * 1e3, 2),
-                   "conv_s2_second_order_ms": round(_time(second, lambda: (k4,), n)[1] * 1e3, 2),
-                   "convT_fwd_bwd_ms": round(_time(up, lambda: (y, kt), n)[1] * 1e3, 2)})
+                   "conv_s2_fwd_bwd_ms": round(t["down"]["step_s"] * 1e3, 2),
+                   "conv_s2_second_order_ms": round(t["second"]["step_s"] * 1e3, 2),
+                   "convT_fwd_bwd_ms": round(t["up"]["step_s"] * 1e3, 2)})
     size, cin = size // 2, cout
   return rows
 
 
+def parse_shapes(text: str) -> list[tuple[int, int] | None]:
+  """'48x1,128x3' -> [(48, 1), (128, 3)]; 'config' -> [None] (the config's own shape)."""
+  if text.strip() == "config":
+    return [None]
+  shapes = []
+  for item in text.split(","):
+    try:
+      size, channels = (int(v) for v in item.strip().lower().split("x"))
+    except ValueError:
+      raise ValueError(f"--shapes: {item!r} is not SIZExCHANNELS (e.g. 48x1)") from None
+    shapes.append((size, channels))
+  return shapes
+
+
+def table(report: dict) -> str:
+  """The results as a Markdown table."""
+  torch_cols = report["torch"] is not None
+  head = ["shape", "step", "jfesgan s"]
+  if torch_cols:
+    head += ["PyTorch s", "ratio"]
+  head += ["jfesgan compile+first s"] + (["PyTorch first s"] if torch_cols else [])
+  head += ["jfesgan peak MB"] + (["PyTorch peak MB", "mem ratio"] if torch_cols else [])
+  lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+  for shape, rows in report["shapes"].items():
+    for name, row in rows.items():
+      cells = [shape, name, f"{row['jfesgan_s']:.3f}"]
+      if torch_cols:
+        cells += [f"{row['torch_s']:.3f}", f"{row['ratio']:.2f}"]
+      cells += [f"{row['jfesgan_compile_plus_first_s']:.1f}"]
+      if torch_cols:
+        cells += [f"{row['torch_first_s']:.2f}"]
+      mem = row.get("memory", {})
+      cells += [f"{mem['jax']['peak_mb']:.0f}" if "jax" in mem else "-"]
+      if torch_cols:
+        cells += [f"{mem['torch']['peak_mb']:.0f}" if "torch" in mem else "-",
+                  f"{row['mem_ratio']:.2f}" if "mem_ratio" in row else "-"]
+      lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def _config_argv(argv: list[str]) -> list[str]:
+  """The command line's --config flags (file and overrides), for the memory probes."""
+  out, args = [], list(argv[1:])
+  for i, a in enumerate(args):
+    if a in ("--config", "-config") and i + 1 < len(args):
+      out += [a, args[i + 1]]
+    elif a.startswith(("--config", "-config")):
+      out.append(a)
+  return out
+
+
 def main(argv):
-  del argv
   config = FLAGS.config
+  if FLAGS.memory_probe:
+    run_memory_probe(config.copy_and_resolve_references(), FLAGS.memory_probe)
+    return
+  shapes = parse_shapes(FLAGS.shapes)
   report = {"backend": jax.default_backend(), "devices": jax.device_count(),
-            "device_kind": jax.devices()[0].device_kind, "batch_size": config.batch_size,
-            "image_size": config.data.image_size, "width": config.model.width,
-            "conv_impl": config.model.conv_impl,
-            "steps": step_benchmarks(config, FLAGS.steps, FLAGS.loop)}
-  if FLAGS.layers:
-    report["layers"] = layer_benchmarks(config, max(3, FLAGS.steps // 4))
-  report["peak_memory_mb"] = round(_peak_memory_mb(), 1)
-  print(json.dumps(report, indent=2))
+            "device_kind": jax.devices()[0].device_kind, "jax": jax.__version__,
+            "batch_size": config.batch_size, "width": config.model.width,
+            "conv_impl": config.model.conv_impl, "torch": None, "shapes": {},
+            "command": " ".join(["python -m jfesgan.benchmark", *sys.argv[1:]])}
+  for shape in shapes:
+    cfg = _with_shape(config, shape)
+    if FLAGS.torch:
+      from jfesgan import torch_reference  # pylint: disable=g-import-not-at-top
+      torch_reference.check_config(cfg)
+      report["torch"] = torch_reference.describe()
+    key = f"{cfg.data.image_size}x{cfg.data.image_size}x{cfg.data.channels}"
+    rows = shape_benchmarks(cfg, FLAGS.steps, FLAGS.torch, FLAGS.loop)
+    if FLAGS.memory:
+      for name, row in rows.items():
+        frameworks = ("jax", "torch") if FLAGS.torch else ("jax",)
+        row["memory"] = {fw: _memory_probe(_config_argv(sys.argv), fw, name,
+                                           (cfg.data.image_size, cfg.data.channels))
+                         for fw in frameworks}
+        if FLAGS.torch:
+          mem = row["memory"]
+          row["mem_ratio"] = round(mem["jax"]["peak_mb"] / mem["torch"]["peak_mb"], 2)
+          if "step_peak_mb" in mem["jax"] and "step_peak_mb" in mem["torch"]:
+            row["step_mem_ratio"] = round(
+                mem["jax"]["step_peak_mb"] / mem["torch"]["step_peak_mb"], 2)
+    report["shapes"][key] = rows
+    if FLAGS.layers:
+      report.setdefault("layers", {})[key] = layer_benchmarks(cfg, max(3, FLAGS.steps // 4))
+    print(table({**report, "shapes": {key: rows}}), flush=True)
+  if FLAGS.json:
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.json)), exist_ok=True)
+    with open(FLAGS.json, "w") as f:
+      json.dump(report, f, indent=1)
+  print(json.dumps(report, indent=1) if not FLAGS.json else f"wrote {FLAGS.json}")
 
 
 if __name__ == "__main__":

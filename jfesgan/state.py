@@ -101,19 +101,26 @@ def _copy(tree):
   return jax.tree.map(jnp.copy, tree)
 
 
+def _init(module, *args) -> Any:
+  """``module.init(*args)["params"]`` as one jitted computation: the same values as running the
+  initialisers op by op, at a fraction of the compile time and memory (eager dispatch compiles
+  and keeps an executable per operation)."""
+  return jax.jit(module.init)(*args)["params"]
+
+
 def _dummy_image(models: Models) -> jax.Array:
   return jnp.zeros((1, models.image_size, models.image_size, models.channels), jnp.float32)
 
 
 def create_phi_state(models: Models, optimizer, rng: jax.Array) -> TrainState:
   """Fresh state of the identity network ``phi``."""
-  params = models.phi.init(rng, _dummy_image(models))["params"]
+  params = _init(models.phi, rng, _dummy_image(models))
   return TrainState.create(apply_fn=models.phi.apply, params=params, tx=make_optimizer(optimizer))
 
 
 def create_r_state(models: Models, optimizer, rng: jax.Array, steps: int | None = None) -> TrainState:
   """Fresh state of a recogniser ``r`` trained on real images only, for ``steps`` steps."""
-  params = models.r.init(rng, _dummy_image(models))["params"]
+  params = _init(models.r, rng, _dummy_image(models))
   return TrainState.create(apply_fn=models.r.apply, params=params,
                            tx=make_optimizer(optimizer, steps))
 
@@ -123,9 +130,9 @@ def create_fesgan_states(models: Models, optimizers, rng: jax.Array, phi: TrainS
   ``g``, ``dimg`` and ``dz``."""
   kg, kd, kz = jax.random.split(rng, 3)
   img = _dummy_image(models)
-  g_params = models.g.init(kg, img, jnp.zeros((1, models.num_classes)))["params"]
-  dimg_params = models.dimg.init(kd, img)["params"]
-  dz_params = models.dz.init(kz, jnp.zeros((1, models.latent_dim)))["params"]
+  g_params = _init(models.g, kg, img, jnp.zeros((1, models.num_classes)))
+  dimg_params = _init(models.dimg, kd, img)
+  dz_params = _init(models.dz, kz, jnp.zeros((1, models.latent_dim)))
   return FesganStates(
       g=TrainState.create(apply_fn=models.g.apply, params=g_params,
                           tx=make_optimizer(optimizers.g)),
@@ -140,7 +147,7 @@ def create_joint_states(models: Models, config, rng: jax.Array, fes: FesganState
   """Stage-2 states: the trained stage-1 players with fresh optimiser states (``config.fesgan``'s
   settings; ``g`` starts from the moving average ``g_ema``), and a new ``r`` (``config.joint.optimizer``; its trunk copied from Phi when
   ``config.joint.init_r_from_phi``)."""
-  params = models.r.init(rng, _dummy_image(models))["params"]
+  params = _init(models.r, rng, _dummy_image(models))
   if config.joint.init_r_from_phi:
     params = dict(params, trunk=fes.phi.params["trunk"])
   r = RState.create(apply_fn=models.r.apply, params=params,

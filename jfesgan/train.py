@@ -24,7 +24,7 @@ import tqdm
 from absl import logging
 
 from jfesgan import checkpointing, evaluation, metrics as metrics_lib, parallel, stages, visualize
-from jfesgan import faults
+from jfesgan import faults, host
 from jfesgan import report as report_lib
 from jfesgan import judge as judge_lib
 from jfesgan.data import pipeline
@@ -115,6 +115,8 @@ def run_stage(stage: stages.Stage, ctx: stages.Context, finished: Mapping[str, A
     else:
       batch = parallel.shard_batch(batches.at(step), mesh)
       state, metrics = step_fn(state, batch, jax.random.fold_in(rng, step), **static)
+    if step == start:
+      host.release_free_memory()  # the compiler's scratch, once the step has compiled
     bar.update(done - step)
     step = done
     guard.update(metrics, done)

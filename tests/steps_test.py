@@ -1,5 +1,7 @@
 """Every loss reaches exactly the parameters it is meant to train; steps are pure and shardable."""
 
+import dataclasses
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -175,3 +177,26 @@ def test_batch_must_split_over_devices():
   mesh = parallel.make_mesh(4)
   with pytest.raises(ValueError, match="batch_size=6"):
     parallel.check_batch_size(6, mesh)
+
+
+def test_dimg_augment_is_differentiable_and_reaches_the_same_networks(setup):
+  """With fesgan.dimg_augment (DiffAugment), D_img sees warped images in both players' losses:
+  the losses change, the generator's D_img terms still reach the generator through the warp,
+  and the discriminator's loss still never reaches the generator."""
+  loss, models, _, batch, params = setup
+  aug = steps.Augment(rotate=10.0, scale=0.1, shift=0.1, contrast=0.3, brightness=0.2)
+  on = dataclasses.replace(loss, dimg_augment=aug)
+  rng = jax.random.key(8)
+  seen = on.dimg_view(batch["image"], rng)
+  assert seen.shape == batch["image"].shape and not np.allclose(seen, batch["image"])
+  np.testing.assert_array_equal(loss.dimg_view(batch["image"], rng), batch["image"])
+  for name in ("adv", "expr"):
+    term = lambda p, l: steps.generator_terms(p, batch, rng, models=models, loss=l)[0][name]
+    assert float(term(params, on)) != pytest.approx(float(term(params, loss)))
+    n = norms(jax.grad(lambda p: term(p, on))(params))
+    assert n["encoder"] > 0 and n["decoder"] > 0 and n["dimg"] > 0, (name, n)
+    assert n["phi"] == 0 and n["dz"] == 0, (name, n)
+  d = lambda p, l: steps.discriminator_losses(p, batch, rng, models=models, loss=l)[0]["dimg"]
+  assert float(d(params, on)) != pytest.approx(float(d(params, loss)))
+  n = norms(jax.grad(lambda p: d(p, on))(params))
+  assert n["dimg"] > 0 and n["encoder"] == 0 and n["decoder"] == 0, n

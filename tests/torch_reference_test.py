@@ -1,0 +1,87 @@
+"""The PyTorch yardstick of the benchmark computes the same functions as jfesgan's networks.
+
+Needs PyTorch (``pip install -e ".[bench]"``); skipped without it.
+"""
+
+import jax
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from configs import default  # noqa: E402
+from jfesgan import state as state_lib  # noqa: E402
+from jfesgan import torch_reference  # noqa: E402
+from jfesgan.models import build_models  # noqa: E402
+
+
+def _config(size=16, channels=1, num_down=2):
+  c = default.get_config()
+  c.data.image_size, c.data.channels = size, channels
+  c.model.width, c.model.max_width, c.model.num_down = 8, 16, num_down
+  c.model.latent_dim, c.model.embed_dim, c.model.dz_hidden = 12, 10, (16, 16)
+  return c
+
+
+def _jax_params(c, k, s):
+  models = build_models(c, k, s)
+  phi = state_lib.create_phi_state(models, c.phi.optimizer, jax.random.key(0))
+  fes = state_lib.create_fesgan_states(models, c.fesgan.optimizer, jax.random.key(1), phi)
+  r = state_lib.create_r_state(models, c.real.optimizer, jax.random.key(2))
+  # Non-zero FiLM and GroupNorm parameters, so that their layouts are checked too.
+  noisy = lambda tree, seed: jax.tree.map(
+      lambda a: a + 0.1 * jax.random.normal(jax.random.key(seed), a.shape), tree)
+  params = {"g": noisy(fes.g.params, 3), "dimg": fes.dimg.params, "dz": fes.dz.params,
+            "phi": phi.params, "r": noisy(r.params, 4)}
+  return models, params
+
+
+@pytest.mark.parametrize("size,channels,num_down", [(16, 1, 2), (16, 3, 3)])
+def test_same_parameter_counts_and_outputs(size, channels, num_down):
+  c = _config(size, channels, num_down)
+  k, s = 5, 9
+  models, params = _jax_params(c, k, s)
+  ref = torch_reference.TorchReference(c, k, s)
+  counts = {name: sum(a.size for a in jax.tree.leaves(p)) for name, p in params.items()}
+  assert ref.parameter_counts() == counts
+  torch_reference.load_jax_params(ref, params)
+  rng = np.random.default_rng(0)
+  x = rng.uniform(-1, 1, (4, size, size, channels)).astype(np.float32)
+  z = rng.uniform(-1, 1, (4, c.model.latent_dim)).astype(np.float32)
+  cc = np.eye(k, dtype=np.float32)[[0, 1, 2, 4]]
+  got = torch_reference.forward_outputs(ref, x, z, cc)
+  want = {"encode": models.g.apply({"params": params["g"]}, x, method="encode"),
+          "decode": models.g.apply({"params": params["g"]}, z, cc, method="decode"),
+          "dimg_critic": models.dimg.apply({"params": params["dimg"]}, x)[0],
+          "dimg_logits": models.dimg.apply({"params": params["dimg"]}, x)[1],
+          "dz": models.dz.apply({"params": params["dz"]}, z),
+          "phi_embed": models.phi.apply({"params": params["phi"]}, x, method="embed"),
+          "phi_logits": models.phi.apply({"params": params["phi"]}, x)[1],
+          "r_feat": models.r.apply({"params": params["r"]}, x)[0],
+          "r_logits": models.r.apply({"params": params["r"]}, x)[1]}
+  for name, value in want.items():
+    np.testing.assert_allclose(got[name], np.asarray(value), rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def test_steps_run_and_train_their_networks():
+  c = _config()
+  ref = torch_reference.TorchReference(c, 5, 9)
+  rng = np.random.default_rng(0)
+  batch = torch_reference.to_torch_batch({
+      "image": rng.uniform(-1, 1, (4, 16, 16, 1)), "label": rng.integers(0, 5, 4),
+      "subject": rng.integers(0, 9, 4)})
+  trained = {"phi": ("phi",), "real": ("real",), "fesgan": ("g", "dimg", "dz"),
+             "joint": ("g", "dimg", "dz", "r")}
+  for stage, names in trained.items():
+    before = {n: [p.detach().clone() for p in net.parameters()] for n, net in ref.nets.items()}
+    ref.step(stage, batch)
+    for n, net in ref.nets.items():
+      moved = any(not torch.equal(a, b) for a, b in zip(before[n], net.parameters()))
+      assert moved == (n in names), (stage, n)
+
+
+def test_refuses_what_it_does_not_mirror():
+  c = _config()
+  c.real.augment.shift = 0.1
+  with pytest.raises(ValueError, match=r"config.real.augment.shift"):
+    torch_reference.check_config(c)
