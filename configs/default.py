@@ -87,6 +87,10 @@ def get_config() -> ml_collections.ConfigDict:
   # CPU, 'matmul' for the image discriminator (differentiated twice) and 'phase' elsewhere; or
   # force one of 'xla', 'phase', 'matmul' everywhere.
   c.model.conv_impl = "auto"
+  # Compute dtype of the activations: "float32", or "bfloat16" for GPUs and TPUs (parameters,
+  # optimiser states, normalisation statistics and losses stay float32). On CPU bfloat16 is
+  # emulated and slower.
+  c.model.dtype = "float32"
 
   # Stage `phi` (stage 0): the identity network Phi learns the training subjects.
   c.phi = ml_collections.ConfigDict()

@@ -28,6 +28,7 @@ from jfesgan import faults, host
 from jfesgan import report as report_lib
 from jfesgan import judge as judge_lib
 from jfesgan.data import pipeline
+from jfesgan import models as models_lib
 from jfesgan.models import build_models
 
 
@@ -213,6 +214,8 @@ def _validate(config, plan: tuple[stages.Stage, ...]) -> None:
     need(section.weight_decay >= 0, f"{path}.weight_decay", section.weight_decay, "must be >= 0")
     need(section.warmup >= 0, f"{path}.warmup", section.warmup, "must be >= 0")
     need(section.grad_clip >= 0, f"{path}.grad_clip", section.grad_clip, "must be >= 0")
+  need(config.model.get("dtype", "float32") in models_lib.COMPUTE_DTYPES, "model.dtype",
+       config.model.get("dtype"), f"must be one of {tuple(models_lib.COMPUTE_DTYPES)}")
   need(config.fesgan.n_critic >= 1, "fesgan.n_critic", config.fesgan.n_critic, "must be >= 1")
   need(0 <= config.fesgan.ema_decay < 1, "fesgan.ema_decay", config.fesgan.ema_decay,
        "must be in [0, 1)")

@@ -3,9 +3,11 @@
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from jfesgan import models as M
+from jfesgan.models import build_models
 
 
 @pytest.mark.parametrize("size,channels,num_down", [(32, 1, 3), (48, 1, 3), (64, 3, 3), (128, 3, 4)])
@@ -67,3 +69,39 @@ def test_build_models_from_config(tiny_config):
   ms = M.build_models(tiny_config, num_classes=7, num_subjects=6)
   assert ms.phi.num_subjects == 6 and ms.dimg.num_classes == 7
   assert ms.latent_dim == tiny_config.model.latent_dim
+
+
+def test_bfloat16_compute_keeps_float32_parameters_and_outputs(tiny_config):
+  """config.model.dtype='bfloat16': convolutions and dense layers run in bfloat16, while the
+  parameters, the optimiser's updates and every network output stay float32, and a stage-1 step
+  trains with finite values."""
+  from jfesgan import state as state_lib, steps  # pylint: disable=g-import-not-at-top
+  cfg = tiny_config.copy_and_resolve_references()
+  cfg.model.dtype = "bfloat16"
+  models = build_models(cfg, 7, 6)
+  phi = state_lib.create_phi_state(models, cfg.phi.optimizer, jax.random.key(0))
+  states = state_lib.create_fesgan_states(models, cfg.fesgan.optimizer, jax.random.key(1), phi)
+  x = jax.random.uniform(jax.random.key(2), (8, 32, 32, 1), minval=-1, maxval=1)
+  z, c = jnp.zeros((8, cfg.model.latent_dim)), jax.nn.one_hot(jnp.arange(8) % 7, 7)
+  jaxpr = str(jax.make_jaxpr(lambda p: models.g.apply({"params": p}, z, c, method="decode"))(
+      states.g.params))
+  assert "conv_general_dilated" in jaxpr and "bf16[8,16,16" in jaxpr
+  outputs = [models.g.apply({"params": states.g.params}, z, c, method="decode"),
+             *models.dimg.apply({"params": states.dimg.params}, x),
+             models.phi.apply({"params": phi.params}, x, method="embed")]
+  assert all(o.dtype == jnp.float32 for o in outputs)
+  batch = {"image": x, "label": jnp.arange(8) % 7, "subject": jnp.arange(8) % 6}
+  new, metrics = jax.jit(lambda s: steps.fesgan_step(
+      s, batch, jax.random.key(3), models=models, loss=steps.FesganLoss.from_config(cfg.fesgan)))(states)
+  chex.assert_tree_all_finite(metrics)
+  for leaf in jax.tree.leaves(new.g.params) + jax.tree.leaves(new.dimg.params):
+    assert leaf.dtype == jnp.float32
+  assert not np.allclose(new.g.params["decoder"]["Dense_0"]["kernel"],
+                         states.g.params["decoder"]["Dense_0"]["kernel"])
+
+
+def test_unknown_dtype_is_named(tiny_config):
+  cfg = tiny_config.copy_and_resolve_references()
+  cfg.model.dtype = "float16"
+  with pytest.raises(ValueError, match=r"config.model.dtype='float16' must be one of"):
+    build_models(cfg, 7, 6)

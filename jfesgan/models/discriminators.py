@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
+import jax.numpy as jnp
 from flax import linen as nn
 
 from jfesgan.models.common import check_resolution, level_widths
@@ -21,29 +24,33 @@ class ImageDiscriminator(nn.Module):
   max_width: int = 256
   num_down: int = 3
   impl: str = "auto"
+  # Compute dtype of activations (float32, or bfloat16 on accelerators); parameters stay float32
+  # and the outputs are float32.
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     check_resolution(x.shape[1], self.num_down)
     widths = level_widths(self.width, self.max_width, self.num_down)
     # Differentiated twice by the gradient penalty: "auto" picks the matmul form on CPU.
-    h = x
+    h = x.astype(self.dtype)
     for w in widths:
       h = nn.leaky_relu(Conv(w, 4, strides=2, impl=self.impl, second_order=True)(h), 0.2)
     h = h.reshape(h.shape[0], -1)
-    critic = nn.Dense(1, name="critic")(h)[:, 0]
-    logits = nn.Dense(self.num_classes, name="classifier")(h)
-    return critic, logits
+    critic = nn.Dense(1, dtype=self.dtype, name="critic")(h)[:, 0]
+    logits = nn.Dense(self.num_classes, dtype=self.dtype, name="classifier")(h)
+    return critic.astype(jnp.float32), logits.astype(jnp.float32)
 
 
 class LatentDiscriminator(nn.Module):
   """D_z: identity code (N, d) -> logit (N,) that the code is a sample of the prior U[-1, 1]^d."""
 
   hidden: tuple[int, ...] = (256, 256)
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, z: jax.Array) -> jax.Array:
-    h = z
+    h = z.astype(self.dtype)
     for w in self.hidden:
-      h = nn.leaky_relu(nn.Dense(w)(h), 0.2)
-    return nn.Dense(1)(h)[:, 0]
+      h = nn.leaky_relu(nn.Dense(w, dtype=self.dtype)(h), 0.2)
+    return nn.Dense(1, dtype=self.dtype)(h)[:, 0].astype(jnp.float32)

@@ -7,6 +7,8 @@ layers, where a convolution costs the most and adds the least.
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
@@ -23,15 +25,18 @@ class Encoder(nn.Module):
   max_width: int = 256
   num_down: int = 3
   impl: str = "auto"
+  # Compute dtype of activations (float32, or bfloat16 on accelerators); parameters stay float32
+  # and the outputs are float32.
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     check_resolution(x.shape[1], self.num_down)
-    h = x
+    h = x.astype(self.dtype)
     for w in level_widths(self.width, self.max_width, self.num_down):
       h = nn.leaky_relu(Conv(w, 4, strides=2, impl=self.impl)(h), 0.2)
     h = h.reshape(h.shape[0], -1)
-    return jnp.tanh(nn.Dense(self.latent_dim)(h))
+    return jnp.tanh(nn.Dense(self.latent_dim, dtype=self.dtype)(h)).astype(jnp.float32)
 
 
 class Decoder(nn.Module):
@@ -49,25 +54,29 @@ class Decoder(nn.Module):
   max_width: int = 256
   num_down: int = 3
   impl: str = "auto"
+  # Compute dtype of activations (float32, or bfloat16 on accelerators); parameters stay float32
+  # and the outputs are float32.
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, z: jax.Array, c: jax.Array) -> jax.Array:
     s = check_resolution(self.image_size, self.num_down)
     widths = level_widths(self.width, self.max_width, self.num_down)[::-1]
-    c = c.astype(z.dtype)
+    z, c = z.astype(self.dtype), c.astype(self.dtype)
 
     def film(h, i):
       w = h.shape[-1]
-      gamma_beta = nn.Dense(2 * w, kernel_init=nn.initializers.zeros, name=f"film{i}")(c)
+      gamma_beta = nn.Dense(2 * w, kernel_init=nn.initializers.zeros, dtype=self.dtype,
+                            name=f"film{i}")(c)
       gamma, beta = jnp.split(gamma_beta[:, None, None, :], 2, axis=-1)
-      return nn.relu(group_norm(w)(h) * (1 + gamma) + beta)
+      return nn.relu(group_norm(w, dtype=self.dtype)(h) * (1 + gamma) + beta)
 
     # Layers followed by normalisation carry no bias: it would be normalised away.
-    h = nn.Dense(s * s * widths[0], use_bias=False)(jnp.concatenate([z, c], axis=-1))
+    h = nn.Dense(s * s * widths[0], use_bias=False, dtype=self.dtype)(jnp.concatenate([z, c], axis=-1))
     h = film(h.reshape(-1, s, s, widths[0]), 0)
     for i, w in enumerate(widths[1:], start=1):
       h = film(ConvTranspose2x(w, use_bias=False, impl=self.impl)(h), i)
-    return jnp.tanh(ConvTranspose2x(self.channels, impl=self.impl)(h))
+    return jnp.tanh(ConvTranspose2x(self.channels, impl=self.impl)(h)).astype(jnp.float32)
 
 
 class Generator(nn.Module):
@@ -80,10 +89,11 @@ class Generator(nn.Module):
   max_width: int = 256
   num_down: int = 3
   impl: str = "auto"
+  dtype: Any = jnp.float32
 
   def setup(self):
     widths = dict(width=self.width, max_width=self.max_width, num_down=self.num_down,
-                  impl=self.impl)
+                  impl=self.impl, dtype=self.dtype)
     self.encoder = Encoder(latent_dim=self.latent_dim, **widths)
     self.decoder = Decoder(image_size=self.image_size, channels=self.channels, **widths)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
@@ -23,10 +25,11 @@ class IdentityNet(nn.Module):
   num_down: int = 3
   scale: float = 16.0
   impl: str = "auto"
+  dtype: Any = jnp.float32  # the trunk's compute dtype
 
   def setup(self):
     self.trunk = ConvTrunk(embed_dim=self.embed_dim, width=self.width, max_width=self.max_width,
-                           num_down=self.num_down, impl=self.impl)
+                           num_down=self.num_down, impl=self.impl, dtype=self.dtype)
     # One direction per training subject: the cosine classifier's weights.
     self.subject_directions = self.param("subject_directions", nn.initializers.normal(1.0),
                                          (self.embed_dim, self.num_subjects))

@@ -228,7 +228,8 @@ class ConvTranspose2x(nn.Module):
     return y
 
 
-def group_norm(channels: int, name: str | None = None) -> nn.GroupNorm:
-  """GroupNorm with at most 8 groups that divide ``channels`` (per-sample, so sharding-neutral)."""
+def group_norm(channels: int, name: str | None = None, dtype=None) -> nn.GroupNorm:
+  """GroupNorm with at most 8 groups that divide ``channels`` (per-sample, so sharding-neutral);
+  its statistics are computed in float32 whatever ``dtype`` its output has."""
   groups = next(g for g in (8, 4, 2, 1) if channels % g == 0)
-  return nn.GroupNorm(num_groups=groups, name=name)
+  return nn.GroupNorm(num_groups=groups, name=name, dtype=dtype)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
+import jax.numpy as jnp
 from flax import linen as nn
 
 from jfesgan.models.trunk import ConvTrunk
@@ -20,10 +23,11 @@ class Recognizer(nn.Module):
   max_width: int = 256
   num_down: int = 3
   impl: str = "auto"
+  dtype: Any = jnp.float32  # the trunk's compute dtype
 
   def setup(self):
     self.trunk = ConvTrunk(embed_dim=self.embed_dim, width=self.width, max_width=self.max_width,
-                           num_down=self.num_down, impl=self.impl)
+                           num_down=self.num_down, impl=self.impl, dtype=self.dtype)
     self.head = nn.Dense(self.num_classes)
 
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
@@ -24,6 +26,9 @@ class ConvTrunk(nn.Module):
   max_width: int = 256
   num_down: int = 3
   impl: str = "auto"
+  # Compute dtype of activations (float32, or bfloat16 on accelerators); parameters stay float32
+  # and the outputs are float32.
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -32,9 +37,9 @@ class ConvTrunk(nn.Module):
     # Per-image standardisation: lighting and skin tone are nuisances for both identity (mostly)
     # and expression; removing them up front lets the first layers look for shape.
     mean = jnp.mean(x, axis=(1, 2, 3), keepdims=True)
-    h = (x - mean) / (jnp.std(x, axis=(1, 2, 3), keepdims=True) + 1e-3)
+    h = ((x - mean) / (jnp.std(x, axis=(1, 2, 3), keepdims=True) + 1e-3)).astype(self.dtype)
     for w in widths:
       h = nn.relu(Conv(w, 4, strides=2, impl=self.impl)(h))
       h = nn.relu(Conv(w, 3, impl=self.impl)(h))
     h = h.reshape(h.shape[0], -1)
-    return nn.Dense(self.embed_dim)(h)
+    return nn.Dense(self.embed_dim, dtype=self.dtype)(h).astype(jnp.float32)
