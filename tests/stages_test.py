@@ -1,5 +1,7 @@
 """The plan of stages: names, dependencies, random streams and config sections."""
 
+import os
+
 import jax
 import numpy as np
 import pytest
@@ -54,3 +56,19 @@ def test_lineage_and_config_sections():
   assert stages.lineage("joint") == ("phi", "fesgan", "joint")
   assert stages.lineage("real") == ("real",)
   assert stages.config_sections("fesgan") == stages.SHARED_SECTIONS + ("phi", "fesgan")
+
+
+@pytest.mark.parametrize("name", sorted(
+    os.path.splitext(f)[0] for f in os.listdir(os.path.join(os.path.dirname(__file__), "..",
+                                                            "configs"))
+    if f.endswith(".py") and f != "__init__.py"))
+def test_every_shipped_config_loads_and_validates(name):
+  """Each file in configs/ builds (with a folder argument where it takes one) and passes the
+  up-front checks of every field."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  import inspect  # pylint: disable=g-import-not-at-top
+  from jfesgan import train  # pylint: disable=g-import-not-at-top
+  module = importlib.import_module(f"configs.{name}")
+  takes_arg = bool(inspect.signature(module.get_config).parameters)
+  config = module.get_config("/nonexistent/folder") if takes_arg else module.get_config()
+  train._validate(config, stages.select(config))  # pylint: disable=protected-access

@@ -1,0 +1,23 @@
+"""CK+48 with the stage-1 recipe chosen on validation subjects (issue 10), the folder as argument:
+
+  python -m jfesgan.crossval --config configs/ck48.py:/path/to/CK+48 --ablation --workdir runs/ck48
+
+``configs/expression_folder.py`` (CK+48's layout) with a longer, gentler stage 1 whose
+discriminator sees augmented images: 4,000 FESGAN iterations (5x the default), ``adv_weight``
+0.1, and differentiable augmentation of everything D_img sees (``fesgan.dimg_augment``:
+DiffAugment).  Chosen on validation subjects carved from the training subjects of folds 0 and 1
+(``results/ck48/validation/stage1_probe.json``), never on a test fold.  About 30 minutes of
+stage 1 per fold on 2 CPU cores, then ~2.5 minutes per joint row; the cross-validation resumes
+where it stopped.
+"""
+
+from configs import default, expression_folder
+
+
+def get_config(folder: str = ""):
+  c = expression_folder.get_config(folder)
+  c.fesgan.steps = 4000
+  c.fesgan.adv_weight = 0.1
+  c.fesgan.dimg_augment = default.augment(rotate=10.0, scale=0.1, shift=0.1, contrast=0.3,
+                                          brightness=0.2)
+  return c
