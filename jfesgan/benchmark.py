@@ -165,7 +165,6 @@ class TorchSteps:
     self.ref = torch_reference.TorchReference(config, K_CLASSES, SUBJECTS)
     host_batch = jax_steps.host_batch if jax_steps else _fake_data(config, config.batch_size)[0]
     self.batch = torch_reference.to_torch_batch(host_batch)
-    self.describe = torch_reference.describe()
     if jax_steps is not None:
       self.check_against(jax_steps, torch_reference)
 
@@ -233,7 +232,8 @@ def _memory_probe(argv_config: list[str], framework: str, name: str,
 
 
 def run_memory_probe(config, spec: str) -> None:
-  """The child side of ``_memory_probe`` for jfesgan: prints ``probe_memory`` as one JSON line."""
+  """The child side of ``_memory_probe`` for jfesgan: prints ``benchmark_memory.probe``'s
+  readings as one JSON line."""
   framework, name = spec.split(":")
   if framework != "jax":
     raise ValueError(f"--memory_probe: only jax here (PyTorch: python -m jfesgan.torch_reference), "
