@@ -6,12 +6,28 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                            " --xla_force_host_platform_device_count=4").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+import atexit  # noqa: E402
+import shutil  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
+
+# One persistent XLA compilation cache for the whole session, shared by every test, by the
+# subprocesses they start (``XLA_CACHE``: pass it as ``--compilation_cache``) and by pytest-xdist
+# workers (they inherit the variable from the controller, which made the folder and removes it).
+# Most tests train the same tiny networks: compiled once, the rest of the suite loads them.
+# Cached executables are XLA's own output for the same program, so results are unchanged.
+if "JFESGAN_TEST_XLA_CACHE" not in os.environ:
+  os.environ["JFESGAN_TEST_XLA_CACHE"] = tempfile.mkdtemp(prefix="jfesgan-test-xla-")
+  atexit.register(shutil.rmtree, os.environ["JFESGAN_TEST_XLA_CACHE"], ignore_errors=True)
+XLA_CACHE = os.environ["JFESGAN_TEST_XLA_CACHE"]
+jax.config.update("jax_compilation_cache_dir", XLA_CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 @pytest.fixture(scope="session")

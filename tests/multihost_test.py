@@ -15,6 +15,9 @@ from jfesgan import checkpointing, stages
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# The session's shared compilation cache (tests/conftest.py).
+XLA_CACHE = os.environ["JFESGAN_TEST_XLA_CACHE"]
+
 
 def _free_port() -> int:
   with socket.socket() as s:
@@ -34,7 +37,8 @@ def _two_processes(workdir, data_dir, tmp_path):
     log = open(tmp_path / f"p{pid}.log", "w")
     procs.append((subprocess.Popen(
         [sys.executable, "-m", "jfesgan.main", "--config", "configs/tiny.py", "--distributed",
-         "--workdir", workdir, f"--config.data.data_dir={data_dir}", "--compilation_cache="],
+         "--workdir", workdir, f"--config.data.data_dir={data_dir}",
+         f"--compilation_cache={XLA_CACHE}"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log))
   outs = []
   for p, log in procs:

@@ -6,6 +6,9 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# The session's shared compilation cache (tests/conftest.py).
+XLA_CACHE = os.environ["JFESGAN_TEST_XLA_CACHE"]
+
 
 @pytest.mark.slow
 def test_colab_notebook_runs_on_cpu(tmp_path, monkeypatch):
@@ -14,7 +17,7 @@ def test_colab_notebook_runs_on_cpu(tmp_path, monkeypatch):
   monkeypatch.setenv("JFESGAN_REPO", ROOT)
   monkeypatch.setenv("JFESGAN_CONFIG", "configs/tiny.py")
   monkeypatch.setenv("JFESGAN_FLAGS", f"--config.data.data_dir={tmp_path / 'tfds'} "
-                     "--compilation_cache=")
+                     f"--compilation_cache={XLA_CACHE}")
   monkeypatch.setenv("JFESGAN_WORKDIR", str(tmp_path / "run"))
   monkeypatch.setenv("JFESGAN_SKIP_INSTALL", "1")  # CI installed it as the README says
   monkeypatch.setenv("JAX_PLATFORMS", "cpu")
