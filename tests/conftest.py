@@ -16,18 +16,24 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
-# One persistent XLA compilation cache for the whole session, shared by every test, by the
-# subprocesses they start (``XLA_CACHE``: pass it as ``--compilation_cache``) and by pytest-xdist
-# workers (they inherit the variable from the controller, which made the folder and removes it).
-# Most tests train the same tiny networks: compiled once, the rest of the suite loads them.
-# Cached executables are XLA's own output for the same program, so results are unchanged.
+from jfesgan import parallel  # noqa: E402
+
+# One persistent XLA compilation cache for the whole session (the product's own, with its
+# settings), shared by every test and by the subprocesses they start (fixture
+# ``compilation_cache``: pass it as ``--compilation_cache``).  Most tests train the same tiny
+# networks: compiled once, the rest of the suite loads them.  Cached executables are XLA's own
+# output for the same program, so results are unchanged.  The folder is made once per session
+# (processes that inherit the variable reuse it) and removed by the process that made it.
 if "JFESGAN_TEST_XLA_CACHE" not in os.environ:
   os.environ["JFESGAN_TEST_XLA_CACHE"] = tempfile.mkdtemp(prefix="jfesgan-test-xla-")
   atexit.register(shutil.rmtree, os.environ["JFESGAN_TEST_XLA_CACHE"], ignore_errors=True)
-XLA_CACHE = os.environ["JFESGAN_TEST_XLA_CACHE"]
-jax.config.update("jax_compilation_cache_dir", XLA_CACHE)
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+parallel.enable_compilation_cache(os.environ["JFESGAN_TEST_XLA_CACHE"])
+
+
+@pytest.fixture(scope="session")
+def compilation_cache():
+  """The session's persistent XLA cache folder, for ``--compilation_cache`` of subprocesses."""
+  return os.environ["JFESGAN_TEST_XLA_CACHE"]
 
 
 @pytest.fixture(scope="session")

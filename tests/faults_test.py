@@ -17,9 +17,6 @@ from jfesgan import checkpointing, faults, metrics as metrics_lib, parallel, sta
 from jfesgan.data import pipeline
 from jfesgan.models import build_models
 
-# The session's shared compilation cache (tests/conftest.py).
-XLA_CACHE = os.environ["JFESGAN_TEST_XLA_CACHE"]
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -78,13 +75,14 @@ def test_sigterm_saves_stops_and_resumes_exactly(tiny_config, tmp_path):
 
 
 @pytest.mark.slow
-def test_sigterm_to_the_process_exits_143_with_one_line(tiny_config, tmp_path):
+def test_sigterm_to_the_process_exits_143_with_one_line(tiny_config, tmp_path,
+                                                        compilation_cache):
   """The real entry point: SIGTERM mid-stage -> checkpoint, one line, status 143."""
   workdir = str(tmp_path / "run")
   cmd = [sys.executable, "-m", "jfesgan.main", "--config", "configs/tiny.py", "--workdir", workdir,
          f"--config.data.data_dir={tmp_path / 'tfds'}", "--config.stages=phi",
          "--config.phi.steps=100000", "--config.checkpoint_every=100000",
-         f"--compilation_cache={XLA_CACHE}"]
+         f"--compilation_cache={compilation_cache}"]
   env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
   proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True)

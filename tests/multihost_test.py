@@ -15,9 +15,6 @@ from jfesgan import checkpointing, stages
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# The session's shared compilation cache (tests/conftest.py).
-XLA_CACHE = os.environ["JFESGAN_TEST_XLA_CACHE"]
-
 
 def _free_port() -> int:
   with socket.socket() as s:
@@ -25,7 +22,7 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _two_processes(workdir, data_dir, tmp_path):
+def _two_processes(workdir, data_dir, tmp_path, cache):
   """Runs the main job as 2 processes, the way launch/multihost.sh documents; returns the logs."""
   port = _free_port()
   procs = []
@@ -38,7 +35,7 @@ def _two_processes(workdir, data_dir, tmp_path):
     procs.append((subprocess.Popen(
         [sys.executable, "-m", "jfesgan.main", "--config", "configs/tiny.py", "--distributed",
          "--workdir", workdir, f"--config.data.data_dir={data_dir}",
-         f"--compilation_cache={XLA_CACHE}"],
+         f"--compilation_cache={cache}"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log))
   outs = []
   for p, log in procs:
@@ -51,13 +48,13 @@ def _two_processes(workdir, data_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_processes_train_what_one_does(tiny_run, tmp_path):
+def test_two_processes_train_what_one_does(tiny_run, tmp_path, compilation_cache):
   # One process with 4 devices: the shared tiny run (the same global mesh size and batch).
   cfg, one = tiny_run
   assert jax.device_count() == 4
   data_dir = cfg.data.data_dir
   two = str(tmp_path / "two")
-  logs = _two_processes(two, data_dir, tmp_path)
+  logs = _two_processes(two, data_dir, tmp_path, compilation_cache)
   assert "devices: 4 x" in logs[0] and "(2 processes)" in logs[0]
 
   # The same parameters, stage by stage (cross-process all-reduces sum in another order: 1e-5).
@@ -81,7 +78,7 @@ def test_two_processes_train_what_one_does(tiny_run, tmp_path):
   assert not os.path.exists(os.path.join(two, ".lock"))
 
   # Both processes resume from the checkpoints written once: nothing trains again.
-  logs = _two_processes(two, data_dir, tmp_path)
+  logs = _two_processes(two, data_dir, tmp_path, compilation_cache)
   for text in logs:
     assert "stage joint: restored at step 2, already done" in text
   assert records(two) == records(one)

@@ -6,18 +6,15 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# The session's shared compilation cache (tests/conftest.py).
-XLA_CACHE = os.environ["JFESGAN_TEST_XLA_CACHE"]
-
 
 @pytest.mark.slow
-def test_colab_notebook_runs_on_cpu(tmp_path, monkeypatch):
+def test_colab_notebook_runs_on_cpu(tmp_path, monkeypatch, compilation_cache):
   nbformat = pytest.importorskip("nbformat")
   nbclient = pytest.importorskip("nbclient")
   monkeypatch.setenv("JFESGAN_REPO", ROOT)
   monkeypatch.setenv("JFESGAN_CONFIG", "configs/tiny.py")
   monkeypatch.setenv("JFESGAN_FLAGS", f"--config.data.data_dir={tmp_path / 'tfds'} "
-                     f"--compilation_cache={XLA_CACHE}")
+                     f"--compilation_cache={compilation_cache}")
   monkeypatch.setenv("JFESGAN_WORKDIR", str(tmp_path / "run"))
   monkeypatch.setenv("JFESGAN_SKIP_INSTALL", "1")  # CI installed it as the README says
   monkeypatch.setenv("JAX_PLATFORMS", "cpu")
