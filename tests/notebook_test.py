@@ -18,7 +18,8 @@ def test_colab_notebook_runs_on_cpu(tmp_path, monkeypatch, compilation_cache):
   monkeypatch.setenv("JFESGAN_WORKDIR", str(tmp_path / "run"))
   monkeypatch.setenv("JFESGAN_SKIP_INSTALL", "1")  # CI installed it as the README says
   monkeypatch.setenv("JAX_PLATFORMS", "cpu")
-  monkeypatch.setenv("XLA_FLAGS", "")
+  # XLA_FLAGS stays conftest's (4 fake devices, like a TPU host's several chips): the notebook's
+  # run compiles what the shared tiny run compiled, so its steps come from the session's cache.
   nb = nbformat.read(os.path.join(ROOT, "launch", "colab_tpu.ipynb"), as_version=4)
   nbclient.NotebookClient(nb, timeout=900, kernel_name="python3",
                           resources={"metadata": {"path": str(tmp_path)}}).execute()
