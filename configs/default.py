@@ -102,6 +102,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.fesgan.steps = 1200
   # Discriminator steps per generator step.
   c.fesgan.n_critic = 1
+  # D_img's adversarial loss: "wgan_gp" (METHOD.md: Wasserstein + gradient penalty + drift) or
+  # "r1" (non-saturating + R1 penalty on real images, r1_weight = gamma / 2).
+  c.fesgan.gan_loss = "wgan_gp"
+  c.fesgan.r1_weight = 5.0
   # D_img: WGAN-GP penalty weight, drift (E[D(real)^2]) weight, real-image expression CE weight.
   c.fesgan.gp_weight = 10.0
   c.fesgan.drift_weight = 1e-3

@@ -44,6 +44,14 @@ def gradient_penalty(critic: Callable[[jax.Array], jax.Array], real: jax.Array, 
   return jnp.mean((norms - 1.0)**2)
 
 
+def r1_penalty(critic: Callable[[jax.Array], jax.Array], real: jax.Array) -> jax.Array:
+  """R1 (Mescheder et al. 2018): E[||grad_x D(x)||_2^2] at the real images.  As
+  :func:`gradient_penalty`, the inner gradient is taken with ``jax.grad`` and differentiated
+  through (second order)."""
+  grads = jax.grad(lambda x: jnp.sum(critic(x)))(real)
+  return jnp.mean(jnp.sum(grads.reshape(grads.shape[0], -1)**2, axis=-1))
+
+
 def ns_discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
   """Non-saturating GAN discriminator loss: -log sigmoid(real) - log(1 - sigmoid(fake))."""
   return jnp.mean(jax.nn.softplus(-real_logits)) + jnp.mean(jax.nn.softplus(fake_logits))

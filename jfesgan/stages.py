@@ -115,7 +115,8 @@ PLAN: tuple[Stage, ...] = (
         step=lambda ctx: functools.partial(steps.fesgan_step, models=ctx.models,
                                            loss=_fesgan_loss(ctx)),
         static=_n_critic_variant, static_argnames=("update_g",),
-        show=("g/rec", "g/expr", "g/expr_acc_t", "dimg/wasserstein", "dimg/cls_acc"),
+        show=("g/rec", "g/expr", "g/expr_acc_t", "dimg/wasserstein", "dimg/score_gap",
+              "dimg/cls_acc"),
         generator=lambda s: s.g_ema),
     Stage(
         name="real", title="real-only R", stream=2, needs=(),

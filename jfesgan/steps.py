@@ -25,6 +25,8 @@ Params = dict[str, Any]
 Batch = dict[str, jax.Array]
 
 GENERATOR_TERMS = ("adv", "latent", "expr", "rec", "identity", "tv")
+# D_img's adversarial loss (config.fesgan.gan_loss): METHOD.md's WGAN-GP, or non-saturating + R1.
+GAN_LOSSES = ("wgan_gp", "r1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +34,9 @@ class FesganLoss:
   """Stage-1 loss weights (``config.fesgan``): the discriminators' and the generator's terms; and
   ``ema_decay``, the decay of the generator's moving average (``g_ema``, which samples)."""
 
+  gan: str = "wgan_gp"
   gp: float = 10.0
+  r1: float = 5.0
   drift: float = 1e-3
   dimg_cls: float = 3.0
   adv: float = 1.0
@@ -46,11 +50,37 @@ class FesganLoss:
 
   @classmethod
   def from_config(cls, section) -> "FesganLoss":
-    """From the ``<name>_weight`` fields, ``ema_decay`` and ``dimg_augment`` of ``config.fesgan``."""
+    """From the ``<name>_weight`` fields, ``gan_loss``, ``ema_decay`` and ``dimg_augment`` of
+    ``config.fesgan``."""
     values = {f.name: float(section[f"{f.name}_weight"]) for f in dataclasses.fields(cls)
-              if f.name not in ("ema_decay", "dimg_augment")}
-    return cls(**values, ema_decay=float(section.ema_decay),
+              if f.name not in ("gan", "ema_decay", "dimg_augment")}
+    if section.gan_loss not in GAN_LOSSES:
+      raise ValueError(f"config.fesgan.gan_loss={section.gan_loss!r} must be one of {GAN_LOSSES}")
+    return cls(**values, gan=section.gan_loss, ema_decay=float(section.ema_decay),
                dimg_augment=Augment.from_config(section.dimg_augment))
+
+  def critic_losses(self, real_s: jax.Array, fake_s: jax.Array, critic, real: jax.Array,
+                    fake: jax.Array, rng: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """D_img's adversarial loss and its penalty, weighted, with their metrics.  ``wgan_gp``
+    (METHOD.md): Wasserstein critic loss + ``gp`` * WGAN-GP at random points between real and
+    fake + ``drift`` * E[D(real)^2].  ``r1``: non-saturating loss on D_img's score as a logit +
+    ``r1`` * E||grad D(real)||^2 (R1 alone; ``r1`` is gamma / 2 in Mescheder et al.'s terms)."""
+    if self.gan == "r1":
+      adv, pen = losses.ns_discriminator_loss(real_s, fake_s), losses.r1_penalty(critic, real)
+      return adv + self.r1 * pen, {"dimg/adv": adv, "dimg/r1": pen,
+                                   "dimg/score_gap": jnp.mean(real_s) - jnp.mean(fake_s)}
+    adv = losses.wgan_critic_loss(real_s, fake_s)
+    n = real.shape[0]
+    gp = losses.gradient_penalty(critic, jnp.concatenate([real] * (fake.shape[0] // n)), fake, rng)
+    drift = jnp.mean(real_s**2)
+    return adv + self.gp * gp + self.drift * drift, {"dimg/wasserstein": -adv, "dimg/gp": gp,
+                                                      "dimg/drift": drift}
+
+  def generator_adv(self, fake_s: jax.Array) -> jax.Array:
+    """The generator's adversarial term on D_img's scores of one kind of synthetic image."""
+    if self.gan == "r1":
+      return losses.ns_generator_loss(fake_s)
+    return losses.wgan_generator_loss(fake_s)
 
   def dimg_view(self, images: jax.Array, rng: jax.Array) -> jax.Array:
     """What D_img sees of ``images``: augmented by ``dimg_augment`` (differentiable, so the
@@ -166,18 +196,16 @@ def discriminator_losses(params: Params, batch: Batch, rng: jax.Array, *, models
   x, fake = seen[:n], seen[n:]
   scores, logits = dimg(seen)
   real_s, fake_s, real_logits = scores[:n], scores[n:], logits[:n]
-  adv = losses.wgan_critic_loss(real_s, fake_s)
-  gp = losses.gradient_penalty(lambda im: dimg(im)[0], jnp.concatenate([x, x]), fake, keys["gp"])
-  drift = jnp.mean(real_s**2)
+  adv_loss, adv_metrics = loss.critic_losses(real_s, fake_s, lambda im: dimg(im)[0], x, fake,
+                                             keys["gp"])
   cls = losses.cross_entropy(real_logits, y)
-  dimg_loss = adv + loss.gp * gp + loss.drift * drift + loss.dimg_cls * cls
+  dimg_loss = adv_loss + loss.dimg_cls * cls
 
   dz = lambda z: models.dz.apply({"params": params["dz"]}, z)
   z_prior = jax.random.uniform(keys["prior"], syn["z"].shape, minval=-1.0, maxval=1.0)
   real_z, fake_z = dz(z_prior), dz(syn["z"])
   dz_loss = losses.ns_discriminator_loss(real_z, fake_z)
-  metrics = {"dimg/loss": dimg_loss, "dimg/wasserstein": -adv, "dimg/gp": gp, "dimg/drift": drift,
-             "dimg/cls": cls, "dimg/cls_acc": losses.accuracy(real_logits, y), "dz/loss": dz_loss,
+  metrics = {"dimg/loss": dimg_loss, **adv_metrics, "dimg/cls": cls, "dimg/cls_acc": losses.accuracy(real_logits, y), "dz/loss": dz_loss,
              "dz/real_prob": jnp.mean(jax.nn.sigmoid(real_z)),
              "dz/fake_prob": jnp.mean(jax.nn.sigmoid(fake_z))}
   return {"dimg": dimg_loss, "dz": dz_loss}, metrics
@@ -204,7 +232,7 @@ def generator_terms(params: Params, batch: Batch, rng: jax.Array, *, models: Mod
   e = phi(jnp.concatenate([x, syn["x_t"], syn["x_rec"]]))
   e_x, e_t, e_rec = e[:n], e[n:2 * n], e[2 * n:]
   terms = {
-      "adv": losses.wgan_generator_loss(scores[:n]) + losses.wgan_generator_loss(scores[n:]),
+      "adv": loss.generator_adv(scores[:n]) + loss.generator_adv(scores[n:]),
       "latent": losses.ns_generator_loss(models.dz.apply({"params": params["dz"]}, syn["z"])),
       "expr": (losses.cross_entropy(logits[:n], syn["c_t"])
                + losses.cross_entropy(logits[n:], syn["c_p"])),

@@ -52,6 +52,9 @@ def check_config(config) -> None:
   if on:
     raise ValueError(f"the PyTorch reference does not mirror augmentation; {on} must be 0 for "
                      "--torch")
+  if config.fesgan.get("gan_loss", "wgan_gp") != "wgan_gp":
+    raise ValueError(f"the PyTorch reference mirrors METHOD.md's WGAN-GP only; "
+                     f"config.fesgan.gan_loss={config.fesgan.gan_loss!r}")
   for name, section in (("phi", config.phi.optimizer), ("real", config.real.optimizer),
                         *((f"fesgan.{p}", config.fesgan.optimizer[p]) for p in ("g", "dimg", "dz"))):
     if (section.name != "adam" or section.weight_decay or section.schedule != "constant"

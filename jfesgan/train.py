@@ -28,6 +28,7 @@ from jfesgan import faults, host
 from jfesgan import report as report_lib
 from jfesgan import judge as judge_lib
 from jfesgan.data import pipeline
+from jfesgan.steps import GAN_LOSSES
 from jfesgan import models as models_lib
 from jfesgan.models import build_models
 
@@ -216,6 +217,8 @@ def _validate(config, plan: tuple[stages.Stage, ...]) -> None:
     need(section.grad_clip >= 0, f"{path}.grad_clip", section.grad_clip, "must be >= 0")
   need(config.model.get("dtype", "float32") in models_lib.COMPUTE_DTYPES, "model.dtype",
        config.model.get("dtype"), f"must be one of {tuple(models_lib.COMPUTE_DTYPES)}")
+  need(config.fesgan.gan_loss in GAN_LOSSES, "fesgan.gan_loss", config.fesgan.gan_loss,
+       f"must be one of {GAN_LOSSES}")
   need(config.fesgan.n_critic >= 1, "fesgan.n_critic", config.fesgan.n_critic, "must be >= 1")
   need(0 <= config.fesgan.ema_decay < 1, "fesgan.ema_decay", config.fesgan.ema_decay,
        "must be in [0, 1)")
@@ -296,9 +299,33 @@ def start_from_stages(config, plan: tuple[stages.Stage, ...], workdir: str,
   return tuple(taken), not_taken
 
 
-def diff_sections(a: dict, b: dict, keys) -> list[str]:
-  """Sorted dotted paths where two config dicts differ, within the top-level fields ``keys``."""
-  return sorted(d for k in keys for d in diff_paths(a.get(k), b.get(k), f"{k}."))
+_ABSENT = object()
+
+
+def _lookup(tree, path: str):
+  for part in path.split("."):
+    if not isinstance(tree, dict) or part not in tree:
+      return _ABSENT
+    tree = tree[part]
+  return tree
+
+
+def _default_config() -> dict:
+  from configs import default  # pylint: disable=g-import-not-at-top
+  return json.loads(json.dumps(default.get_config().to_dict()))
+
+
+def diff_sections(a: dict, b: dict, keys, defaults: dict | None = None) -> list[str]:
+  """Sorted dotted paths where two config dicts differ, within the top-level fields ``keys``.
+
+  ``a`` is the saved (older) side: a field it lacks that ``b`` holds at its value in ``defaults``
+  (``configs/default.py``'s, as JSON) is a field added to the code since ``a`` was saved and left at
+  its default, which trains what ``a`` trained: not a difference."""
+  defaults = _default_config() if defaults is None else defaults
+  paths = (d for k in keys for d in diff_paths(a.get(k), b.get(k), f"{k}."))
+  return sorted(d for d in paths
+                if not (_lookup(a, d) is _ABSENT and _lookup(defaults, d) is not _ABSENT
+                        and _lookup(b, d) == _lookup(defaults, d)))
 
 
 def diff_paths(a, b, prefix: str = "") -> list[str]:

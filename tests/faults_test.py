@@ -239,6 +239,24 @@ def test_resume_under_another_config_is_refused_naming_the_fields(tiny_config, t
     _run_phi(ctx, work, accept_config_changes=True)
 
 
+def test_a_field_added_since_the_checkpoint_at_its_default_is_not_a_change(tiny_config):
+  """A checkpoint saved before a config field existed resumes when the field is at its default
+  (configs/default.py), and not when it is set to something else."""
+  ours = json.loads(json.dumps(tiny_config.to_dict()))
+  saved = json.loads(json.dumps(tiny_config.to_dict()))
+  del saved["fesgan"]["gan_loss"], saved["fesgan"]["dimg_augment"]
+  assert train.diff_sections(saved, ours, ["fesgan"]) == []
+  ours["fesgan"]["gan_loss"], ours["fesgan"]["dimg_augment"]["rotate"] = "r1", 5.0
+  assert train.diff_sections(saved, ours, ["fesgan"]) == ["fesgan.dimg_augment", "fesgan.gan_loss"]
+  # Present on both sides and different, or dropped from ours: a change, whatever the default.
+  saved["fesgan"]["gan_loss"] = "wgan_gp"
+  ours["fesgan"]["gan_loss"] = "wgan_gp"
+  del ours["fesgan"]["gp_weight"]
+  saved["fesgan"]["r1_weight"] = 1.0
+  assert train.diff_sections(saved, ours, ["fesgan"]) == ["fesgan.dimg_augment", "fesgan.gp_weight",
+                                                          "fesgan.r1_weight"]
+
+
 @pytest.mark.parametrize("field,value,message", [
     ("batch_size", 0, "config.batch_size=0 must be >= 1"),
     ("checkpoint_every", 0, "config.checkpoint_every=0 must be >= 1"),
@@ -248,6 +266,7 @@ def test_resume_under_another_config_is_refused_naming_the_fields(tiny_config, t
     ("joint.intra_mode", "rbdp", "config.joint.intra_mode='rbdp' must be one of"),
     ("real.augment.rotate", -5.0, "config.real.augment: ranges must be >= 0"),
     ("fesgan.ema_decay", 1.0, "config.fesgan.ema_decay=1.0 must be in"),
+    ("fesgan.gan_loss", "wgan", "config.fesgan.gan_loss='wgan' must be one of ('wgan_gp', 'r1'"),
     ("batch_size", 4096, "batch_size=4096 is larger than the training set"),
 ])
 def test_config_errors_name_the_field_before_any_training(tiny_config, tmp_path, field, value,

@@ -54,8 +54,10 @@ def test_generator_terms_reach_the_right_networks(setup):
       assert n["dimg"] == 0 and n["dz"] == 0, (name, n)
 
 
-def test_discriminator_losses_never_reach_the_generator(setup):
+@pytest.mark.parametrize("gan", steps.GAN_LOSSES)
+def test_discriminator_losses_never_reach_the_generator(setup, gan):
   loss, models, _, batch, params = setup
+  loss = dataclasses.replace(loss, gan=gan)
   rng = jax.random.key(6)
   for name in ("dimg", "dz"):
     grads = jax.grad(lambda p: steps.discriminator_losses(p, batch, rng, models=models,
@@ -98,6 +100,37 @@ def test_gradient_penalty_second_order_is_real():
   nw = jnp.linalg.norm(w)
   chex.assert_trees_all_close(gp(w), (nw - 1) ** 2, rtol=1e-5)
   chex.assert_trees_all_close(jax.grad(gp)(w), 2 * (nw - 1) * w / nw, rtol=1e-5)
+
+
+def test_r1_penalty_second_order_is_real():
+  """R1 at the real images only, for the critic D(x) = sum((w x)^2) / 2: grad_x D = w^2 x, so
+  R1 = mean_i sum(w^4 x_i^2); its gradient in w (4 w^3 mean_i x_i^2) needs the second order."""
+  w = jnp.array([0.3, -1.2, 2.0, 0.5]).reshape(1, 2, 2, 1)
+  real = jnp.arange(12.0).reshape(3, 2, 2, 1) / 6 - 1
+  r1 = lambda w: losses.r1_penalty(lambda x: jnp.sum((w * x)**2, axis=(1, 2, 3)) / 2, real)
+  chex.assert_trees_all_close(r1(w), jnp.mean(jnp.sum(w**4 * real**2, axis=(1, 2, 3))), rtol=1e-5)
+  chex.assert_trees_all_close(jax.grad(r1)(w), 4 * w**3 * jnp.mean(real**2, axis=0, keepdims=True),
+                              rtol=1e-5)
+
+
+def test_r1_option_is_non_saturating_plus_r1_and_reaches_the_generator(setup):
+  """fesgan.gan_loss='r1': D_img's loss is softplus(-D(real)) + softplus(D(fake)) + r1 * R1; the
+  generator's adversarial term softplus(-D(fake)) trains the encoder and decoder (through D_img,
+  which it does not train: the update takes only g's gradient)."""
+  loss, models, _, batch, params = setup
+  r1 = dataclasses.replace(loss, gan="r1", r1=2.5)
+  real_s, fake_s = jnp.array([0.5, -1.0]), jnp.array([2.0, 0.0, -0.5, 1.0])
+  critic = lambda im: jnp.sum(im**2, axis=(1, 2, 3))
+  real = jnp.ones((2, 2, 2, 1))
+  total, metrics = r1.critic_losses(real_s, fake_s, critic, real, -real, jax.random.key(0))
+  adv = jnp.mean(jax.nn.softplus(-real_s)) + jnp.mean(jax.nn.softplus(fake_s))
+  chex.assert_trees_all_close(total, adv + 2.5 * 16.0)  # grad = 2x: |.|^2 = 4 * 4 pixels
+  chex.assert_trees_all_close(metrics["dimg/r1"], 16.0)
+  chex.assert_trees_all_close(r1.generator_adv(fake_s), jnp.mean(jax.nn.softplus(-fake_s)))
+  grads = jax.grad(lambda p: steps.generator_terms(p, batch, jax.random.key(5), models=models,
+                                                   loss=r1)[0]["adv"])(params)
+  n = norms(grads)
+  assert n["encoder"] > 0 and n["decoder"] > 0 and n["dz"] == 0 and n["phi"] == 0, n
 
 
 def _changed(a, b):
