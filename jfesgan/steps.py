@@ -205,7 +205,8 @@ def discriminator_losses(params: Params, batch: Batch, rng: jax.Array, *, models
   z_prior = jax.random.uniform(keys["prior"], syn["z"].shape, minval=-1.0, maxval=1.0)
   real_z, fake_z = dz(z_prior), dz(syn["z"])
   dz_loss = losses.ns_discriminator_loss(real_z, fake_z)
-  metrics = {"dimg/loss": dimg_loss, **adv_metrics, "dimg/cls": cls, "dimg/cls_acc": losses.accuracy(real_logits, y), "dz/loss": dz_loss,
+  metrics = {"dimg/loss": dimg_loss, **adv_metrics, "dimg/cls": cls,
+             "dimg/cls_acc": losses.accuracy(real_logits, y), "dz/loss": dz_loss,
              "dz/real_prob": jnp.mean(jax.nn.sigmoid(real_z)),
              "dz/fake_prob": jnp.mean(jax.nn.sigmoid(fake_z))}
   return {"dimg": dimg_loss, "dz": dz_loss}, metrics
