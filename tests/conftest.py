@@ -58,3 +58,11 @@ def tiny_run(tiny_config, tmp_path_factory):
 
 def pytest_report_header(config):
   return f"jax {jax.__version__}, {jax.device_count()} devices: {jax.devices()[0].platform}"
+
+
+def pytest_collection_modifyitems(config, items):
+  """Slow end-to-end tests first (a stable sort: otherwise collection order).  With several
+  xdist workers (the README's ``-n 2``) the longest tests then start at once instead of last,
+  which would leave one worker running them alone at the end."""
+  del config
+  items.sort(key=lambda item: item.get_closest_marker("slow") is None)
