@@ -22,6 +22,11 @@ Synthesis is judged on held-out identities (never seen in training):
   ``synth/id_nearest``: how often the real held-out face nearest to x_t under Phi is of x's
   person; ``synth/id_sim_prior``: mean similarity between new identities drawn from different
   codes (diversity: near ``id_sim_other`` is as varied as real people, near 1 is one face).
+  Phi is in the generator's identity loss, so these can be met by cues only Phi reads;
+- ``synth/id_nearest_pixel``: the same question with no network at all (:func:`pixel_nearest_person`:
+  nearest held-out real face in pixels, each image standardised), next to
+  ``synth/id_nearest_chance``, the rate of a random pick.  Pixels enter no loss on x_t; copying
+  the input would score 1 here, and fails the judge's expression scores.
 """
 
 from __future__ import annotations
@@ -109,6 +114,35 @@ def translation_targets(labels: np.ndarray, num_classes: int) -> tuple[np.ndarra
   return idx, (labels[idx] + offset) % num_classes
 
 
+def _standardised(images: np.ndarray) -> np.ndarray:
+  """Each image flattened, less its mean, scaled to unit norm (brightness and contrast removed)."""
+  a = images.reshape(images.shape[0], -1).astype(np.float64)
+  a = a - a.mean(axis=1, keepdims=True)
+  return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-8)
+
+
+def pixel_nearest_person(images: np.ndarray, sources: np.ndarray, real: np.ndarray,
+                         subjects: np.ndarray) -> tuple[float, float]:
+  """How often the real face nearest to ``images[i]`` (cosine of standardised pixels) is of the
+  person of ``real[sources[i]]``, and the rate of a uniformly random pick among ``real``.
+
+  A loss-free identity score: no network is involved, so nothing the generator was trained
+  against can be satisfied instead of keeping the person.
+  """
+  images, real = np.asarray(images), np.asarray(real)
+  sources, subjects = np.asarray(sources), np.asarray(subjects)
+  if images.shape[1:] != real.shape[1:]:
+    raise ValueError(f"images {images.shape[1:]} and real faces {real.shape[1:]} differ in shape")
+  if sources.shape != (images.shape[0],) or subjects.shape != (real.shape[0],):
+    raise ValueError(f"need one source per image and one subject per real face; got sources "
+                     f"{sources.shape} for {images.shape[0]} images, subjects {subjects.shape} for "
+                     f"{real.shape[0]} real faces")
+  nearest = np.argmax(_standardised(images) @ _standardised(real).T, axis=1)
+  same = subjects[nearest] == subjects[sources]
+  chance = np.mean(subjects[None, :] == subjects[sources][:, None], axis=1)
+  return float(np.mean(same)), float(np.mean(chance))
+
+
 def synthesis_scores(ev: Evaluator, *, g_params, phi_params, r_params, test: ArrayDataset,
                      rng: np.random.Generator, num_prior_samples: int) -> dict[str, float]:
   """The synthesis scores described in the module docstring, but the judge's."""
@@ -135,6 +169,8 @@ def synthesis_scores(ev: Evaluator, *, g_params, phi_params, r_params, test: Arr
   scores["synth/id_sim_other"] = float((e_x @ e_x.T)[other].mean()) if other.any() else float("nan")
   scores["synth/id_nearest"] = float(np.mean(test.subject[np.argmax(e_t @ e_x.T, -1)]
                                              == test.subject[idx]))
+  scores["synth/id_nearest_pixel"], scores["synth/id_nearest_chance"] = pixel_nearest_person(
+      x_t, idx, x, test.subject)
   e_p = ev.embed(phi_params, x_p)
   distinct = ~np.eye(len(e_p), dtype=bool)
   scores["synth/id_sim_prior"] = float((e_p @ e_p.T)[distinct].mean()) if len(e_p) > 1 else float("nan")

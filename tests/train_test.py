@@ -68,7 +68,8 @@ def test_train_and_evaluate_resume_and_start_from(tiny_config, tmp_path):
   for key in ("eval/real/acc", "eval/joint/acc", "synth/expr_acc_t", "synth/expr_acc_p"):
     assert 0.0 <= summary[key] <= 1.0, key
   for key in ("synth/l1", "synth/psnr", "synth/id_sim", "synth/id_sim_rec", "synth/id_sim_other",
-              "synth/rec_l1", "synth/id_nearest", "synth/id_sim_prior",
+              "synth/rec_l1", "synth/id_nearest", "synth/id_sim_prior", "synth/id_nearest_pixel",
+              "synth/id_nearest_chance",
               "synth/l1_copy", "synth/psnr_copy"):
     assert np.isfinite(summary[key]), key
   assert summary["synth/psnr_copy"] > summary["synth/psnr"]  # an untrained G is worse than a copy
