@@ -79,6 +79,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.width = 32
   c.model.max_width = 256
   c.model.num_down = 3
+  # The generator's own capacity (E and G): its first width (0: model.width; it doubles per level
+  # up to max_width as the others do) and the 3x3 convolutions added at each level (0: none).
+  c.model.g_width = 0
+  c.model.g_depth = 0
   # Embedding size of Phi and R.
   c.model.embed_dim = 64
   # Hidden widths of the latent discriminator D_z.

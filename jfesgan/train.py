@@ -217,6 +217,9 @@ def _validate(config, plan: tuple[stages.Stage, ...]) -> None:
     need(section.grad_clip >= 0, f"{path}.grad_clip", section.grad_clip, "must be >= 0")
   need(config.model.get("dtype", "float32") in models_lib.COMPUTE_DTYPES, "model.dtype",
        config.model.get("dtype"), f"must be one of {tuple(models_lib.COMPUTE_DTYPES)}")
+  need(config.model.g_width >= 0, "model.g_width", config.model.g_width,
+       "must be >= 0 (0: model.width)")
+  need(config.model.g_depth >= 0, "model.g_depth", config.model.g_depth, "must be >= 0")
   need(config.fesgan.gan_loss in GAN_LOSSES, "fesgan.gan_loss", config.fesgan.gan_loss,
        f"must be one of {GAN_LOSSES}")
   need(config.fesgan.n_critic >= 1, "fesgan.n_critic", config.fesgan.n_critic, "must be >= 1")

@@ -49,6 +49,40 @@ def test_shapes_and_ranges(size, channels, num_down):
   chex.assert_tree_all_finite([out, score, logits, e, f, r_logits])
 
 
+def test_generator_capacity_options_change_the_generator_alone(tiny_config):
+  """model.g_width and model.g_depth widen and deepen E and G (a FiLM-modulated 3x3 convolution
+  per level in G, a 3x3 convolution per level in E), leave every other network as it is, and the
+  reconstruction loss reaches every added parameter."""
+  base = M.build_models(tiny_config, num_classes=7, num_subjects=6)
+  cfg = tiny_config.copy_and_resolve_references()
+  cfg.model.g_width, cfg.model.g_depth = 2 * tiny_config.model.width, 1
+  deep = M.build_models(cfg, num_classes=7, num_subjects=6)
+  for name in ("dimg", "dz", "phi", "r"):
+    assert getattr(deep, name) == getattr(base, name), name
+  size, ch = cfg.data.image_size, cfg.data.channels
+  x = jax.random.uniform(jax.random.key(0), (2, size, size, ch), minval=-1, maxval=1)
+  c = jax.nn.one_hot(jnp.array([1, 4]), 7)
+  p0 = base.g.init(jax.random.key(1), x, c)["params"]
+  p1 = deep.g.init(jax.random.key(1), x, c)["params"]
+  levels = cfg.model.num_down
+  added = {f"level{i}_conv0" for i in range(levels)}
+  assert added <= set(p1["encoder"]) and not added & set(p0["encoder"])
+  assert added | {f"level{i}_norm0" for i in range(levels)} | {
+      f"film{i}_0" for i in range(levels)} <= set(p1["decoder"])
+  first = p1["encoder"]["Conv_0"]["kernel"]
+  assert first.shape[-1] == 2 * p0["encoder"]["Conv_0"]["kernel"].shape[-1]
+  out = deep.g.apply({"params": p1}, x, c)
+  chex.assert_shape(out, x.shape)
+  assert float(jnp.max(jnp.abs(out))) <= 1.0
+  grads = jax.grad(lambda p: jnp.mean(jnp.abs(deep.g.apply({"params": p}, x, c) - x)))(p1)
+  for part in ("encoder", "decoder"):
+    for name in p1[part]:
+      if name.startswith("level") or name.startswith("film"):
+        leaves = jax.tree.leaves(grads[part][name])
+        # FiLM starts at zero (the identity modulation) and gets a gradient all the same.
+        assert any(float(jnp.max(jnp.abs(g))) > 0 for g in leaves), (part, name)
+
+
 def test_recognizer_trunk_matches_phi_trunk():
   """R can start from Phi's trunk: the two trunks have the same parameter structure."""
   x = jnp.zeros((1, 32, 32, 1))

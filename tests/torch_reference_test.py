@@ -85,3 +85,7 @@ def test_refuses_what_it_does_not_mirror():
   c.real.augment.shift = 0.1
   with pytest.raises(ValueError, match=r"config.real.augment.shift"):
     torch_reference.check_config(c)
+  c = _config()
+  c.model.g_depth = 1
+  with pytest.raises(ValueError, match=r"g_depth=1 must be 0"):
+    torch_reference.check_config(c)

@@ -51,7 +51,9 @@ def build_models(config, num_classes: int, num_subjects: int) -> Models:
   common = dict(width=m.width, max_width=m.max_width, num_down=m.num_down, impl=m.conv_impl,
                 dtype=dtype)
   return Models(
-      g=Generator(image_size=d.image_size, channels=d.channels, latent_dim=m.latent_dim, **common),
+      g=Generator(image_size=d.image_size, channels=d.channels, latent_dim=m.latent_dim,
+                  **{**common, "width": int(m.get("g_width", 0)) or m.width},
+                  depth=int(m.get("g_depth", 0))),
       dimg=ImageDiscriminator(num_classes=num_classes, **common),
       dz=LatentDiscriminator(hidden=tuple(m.dz_hidden), dtype=dtype),
       phi=IdentityNet(num_subjects=num_subjects, embed_dim=m.embed_dim, **common),

@@ -2,7 +2,9 @@
 
 DCGAN-shaped: ``num_down`` stride-2 levels at R/2, ..., R/2**num_down with widths doubling from
 ``width`` (capped at ``max_width``), and nothing at full resolution but the input and output
-layers, where a convolution costs the most and adds the least.
+layers, where a convolution costs the most and adds the least.  ``depth`` adds that many 3x3
+stride-1 convolutions at every level of both (``model.g_depth``; 0, the default, is the plain
+DCGAN shape, parameter for parameter).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class Encoder(nn.Module):
   width: int = 32
   max_width: int = 256
   num_down: int = 3
+  depth: int = 0  # 3x3 stride-1 convolutions after each stride-2 one
   impl: str = "auto"
   # Compute dtype of activations (float32, or bfloat16 on accelerators); parameters stay float32
   # and the outputs are float32.
@@ -33,8 +36,10 @@ class Encoder(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     check_resolution(x.shape[1], self.num_down)
     h = x.astype(self.dtype)
-    for w in level_widths(self.width, self.max_width, self.num_down):
+    for i, w in enumerate(level_widths(self.width, self.max_width, self.num_down)):
       h = nn.leaky_relu(Conv(w, 4, strides=2, impl=self.impl)(h), 0.2)
+      for j in range(self.depth):
+        h = nn.leaky_relu(Conv(w, 3, impl=self.impl, name=f"level{i}_conv{j}")(h), 0.2)
     h = h.reshape(h.shape[0], -1)
     return jnp.tanh(nn.Dense(self.latent_dim, dtype=self.dtype)(h)).astype(jnp.float32)
 
@@ -53,6 +58,7 @@ class Decoder(nn.Module):
   width: int = 32
   max_width: int = 256
   num_down: int = 3
+  depth: int = 0  # 3x3 stride-1 convolutions (each FiLM-modulated) at every level below R
   impl: str = "auto"
   # Compute dtype of activations (float32, or bfloat16 on accelerators); parameters stay float32
   # and the outputs are float32.
@@ -64,18 +70,24 @@ class Decoder(nn.Module):
     widths = level_widths(self.width, self.max_width, self.num_down)[::-1]
     z, c = z.astype(self.dtype), c.astype(self.dtype)
 
-    def film(h, i):
+    def film(h, i, norm_name=None):
       w = h.shape[-1]
       gamma_beta = nn.Dense(2 * w, kernel_init=nn.initializers.zeros, dtype=self.dtype,
                             name=f"film{i}")(c)
       gamma, beta = jnp.split(gamma_beta[:, None, None, :], 2, axis=-1)
-      return nn.relu(group_norm(w, dtype=self.dtype)(h) * (1 + gamma) + beta)
+      return nn.relu(group_norm(w, name=norm_name, dtype=self.dtype)(h) * (1 + gamma) + beta)
+
+    def deeper(h, i):
+      for j in range(self.depth):
+        conv = Conv(h.shape[-1], 3, use_bias=False, impl=self.impl, name=f"level{i}_conv{j}")
+        h = film(conv(h), f"{i}_{j}", norm_name=f"level{i}_norm{j}")
+      return h
 
     # Layers followed by normalisation carry no bias: it would be normalised away.
     h = nn.Dense(s * s * widths[0], use_bias=False, dtype=self.dtype)(jnp.concatenate([z, c], axis=-1))
-    h = film(h.reshape(-1, s, s, widths[0]), 0)
+    h = deeper(film(h.reshape(-1, s, s, widths[0]), 0), 0)
     for i, w in enumerate(widths[1:], start=1):
-      h = film(ConvTranspose2x(w, use_bias=False, impl=self.impl)(h), i)
+      h = deeper(film(ConvTranspose2x(w, use_bias=False, impl=self.impl)(h), i), i)
     return jnp.tanh(ConvTranspose2x(self.channels, impl=self.impl)(h)).astype(jnp.float32)
 
 
@@ -88,12 +100,13 @@ class Generator(nn.Module):
   width: int = 32
   max_width: int = 256
   num_down: int = 3
+  depth: int = 0
   impl: str = "auto"
   dtype: Any = jnp.float32
 
   def setup(self):
     widths = dict(width=self.width, max_width=self.max_width, num_down=self.num_down,
-                  impl=self.impl, dtype=self.dtype)
+                  depth=self.depth, impl=self.impl, dtype=self.dtype)
     self.encoder = Encoder(latent_dim=self.latent_dim, **widths)
     self.decoder = Decoder(image_size=self.image_size, channels=self.channels, **widths)
 
