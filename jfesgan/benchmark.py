@@ -1,7 +1,7 @@
 """Speed and memory of the train steps, side by side with the same steps in PyTorch.
 
   python -m jfesgan.benchmark --config configs/joint.py [--torch] [--json FILE]
-      [--shapes 48x1,128x3] [--steps 10] [--loop K] [--layers]
+      [--shapes 48x1,128x3] [--steps 10] [--loop K] [--layers] [--only fesgan,joint]
 
 For every shape (``--shapes``: ``SIZExCHANNELS`` pairs, or ``config`` for the config's own), every
 stage's train step with the config's networks, losses, batch and sharding, plus stage 1's
@@ -12,6 +12,13 @@ alternating call by call with jfesgan's so that both see the same machine load, 
 ``ratio`` = jfesgan seconds / PyTorch seconds (below 1: jfesgan is faster).  Before timing, the
 PyTorch networks are loaded with jfesgan's initial parameters and checked to compute the same
 outputs (and to have the same parameter counts).
+
+On a GPU the PyTorch steps run on the GPU too (CUDA, synchronised before each timer stops), under
+``torch.autocast(bfloat16)`` when the config's ``model.dtype`` is ``bfloat16``; TF32 matmuls are
+allowed in PyTorch as XLA's default precision allows them in jfesgan.  Every row reports images
+per second, the step's FLOPs (XLA's cost analysis of the lowered step, the same count for both
+frameworks since they compute the same function) and, where the device's dense peak is known
+(``PEAK_TFLOPS``, or ``--peak_tflops``), the model FLOPs utilisation (MFU) of each.
 
 Peak memory (``--memory``, on by default): each (framework, step) runs in a fresh process of its
 own (the PyTorch one never imports JAX), which reports its resident set before the first step,
@@ -59,12 +66,50 @@ flags.DEFINE_bool("memory", True, "Measure each step's peak memory in a fresh pr
 flags.DEFINE_integer("loop", 0, "Steps per call of the fused loop (0: not timed). On CPU the loop "
                      "is unrolled, so its compile time grows with this number.")
 flags.DEFINE_bool("layers", False, "Also time each convolution implementation on the model's shapes.")
+flags.DEFINE_list("only", [], "Time only these steps (default: all of " + ", ".join(
+    ("phi", "fesgan", "fesgan_d", "fesgan_g", "real", "joint")) + ").")
+flags.DEFINE_float("peak_tflops", 0.0, "The device's dense peak TFLOP/s in the compute dtype, for "
+                   "MFU (0: from PEAK_TFLOPS by device kind; none on CPU).")
 flags.DEFINE_string("memory_probe", "", "Internal: FRAMEWORK:STEP, run three steps and print the "
                     "process's memory as JSON.")
 
 K_CLASSES, SUBJECTS = 7, 100
 # The timed steps: the stages of the plan, and stage 1's two updates on their own.
 STEP_NAMES = ("phi", "fesgan", "fesgan_d", "fesgan_g", "real", "joint")
+
+# Dense peak TFLOP/s per device kind (a substring of ``device_kind``) and compute dtype, from the
+# vendors' datasheets (float32 on NVIDIA tensor cores: TF32), for the MFU column.
+PEAK_TFLOPS = (("H200", {"bfloat16": 989.4, "float32": 494.7}),
+               ("H100", {"bfloat16": 989.4, "float32": 494.7}),
+               ("A100", {"bfloat16": 312.0, "float32": 156.0}),
+               ("TPU v6", {"bfloat16": 918.0}), ("TPU v5p", {"bfloat16": 459.0}),
+               ("TPU v5", {"bfloat16": 197.0}), ("TPU v4", {"bfloat16": 275.0}))
+
+
+def peak_tflops(device_kind: str, dtype: str) -> float | None:
+  """The dense peak of ``device_kind`` in ``dtype`` (``--peak_tflops`` wins), or None."""
+  if FLAGS.is_parsed() and FLAGS.peak_tflops:
+    return FLAGS.peak_tflops
+  for kind, peaks in PEAK_TFLOPS:
+    if kind in device_kind:
+      return peaks.get(dtype)
+  return None
+
+
+def program_flops(fn: Callable, *args, **static) -> float | None:
+  """FLOPs of ``fn(*args, **static)`` by XLA's cost analysis of the lowered, not yet optimised
+  program (convolutions counted without padding and dilation holes), or None.
+
+  The program is traced as on this backend (the same convolution forms) but lowered for the CPU,
+  whose client analyses unoptimised programs: on GPU, ``Lowered.cost_analysis()`` says nothing
+  and the compiled program's analysis leaves out the cuDNN convolutions (measured on an H200:
+  2.7 GFLOP for a stage-1 step at 128 px, batch 16, that the CPU lowering counts as 116.9)."""
+  cpu = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
+  abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=cpu), args)
+  cost = jax.jit(fn, static_argnames=tuple(static)).lower(*abstract, **static).cost_analysis()
+  if isinstance(cost, (list, tuple)):  # older jax: one dict per computation
+    cost = cost[0] if cost else None
+  return float(cost["flops"]) if cost and cost.get("flops") else None
 
 
 def _peak_memory_mb() -> float:
@@ -127,13 +172,14 @@ class JaxSteps:
       jitted, static = parallel.jit_step(fn, self.mesh), {}
     else:
       static = stage.static(self.config, 0) if stage.static else {}
-      jitted = parallel.jit_step(stage.step(self.ctx), self.mesh,
-                                 static_argnames=stage.static_argnames)
+      fn = stage.step(self.ctx)
+      jitted = parallel.jit_step(fn, self.mesh, static_argnames=stage.static_argnames)
     holder = {"state": jax.tree.map(jnp.array, self.finished[stage_name])}
 
     def call():
       holder["state"], metrics = jitted(holder["state"], self.batch, self.key, **static)
       jax.block_until_ready(metrics)
+    call.flops = lambda: program_flops(fn, holder["state"], self.batch, self.key, **static)
     return call
 
   def make_loop(self, name: str, k: int) -> Callable[[], Any]:
@@ -161,12 +207,16 @@ class TorchSteps:
   """The same steps in PyTorch (jfesgan.torch_reference), started from jfesgan's parameters."""
 
   def __init__(self, config, jax_steps: JaxSteps | None = None):
+    import torch  # pylint: disable=g-import-not-at-top
     from jfesgan import torch_reference  # pylint: disable=g-import-not-at-top
+    self.torch = torch
     self.ref = torch_reference.TorchReference(config, K_CLASSES, SUBJECTS)
     host_batch = jax_steps.host_batch if jax_steps else _fake_data(config, config.batch_size)[0]
-    self.batch = torch_reference.to_torch_batch(host_batch)
     if jax_steps is not None:
       self.check_against(jax_steps, torch_reference)
+    self.device, self.autocast = torch_device(config)
+    self.ref.to(self.device, self.autocast)
+    self.batch = torch_reference.to_torch_batch(host_batch, self.device)
 
   def check_against(self, jax_steps: JaxSteps, torch_reference) -> None:
     """Same parameter counts and outputs as jfesgan's networks, or raises."""
@@ -176,18 +226,41 @@ class TorchSteps:
       raise AssertionError(f"parameter counts differ: torch {self.ref.parameter_counts()} vs "
                            f"jfesgan {counts}")
     torch_reference.load_jax_params(self.ref, params)
-    models, x = jax_steps.models, jax_steps.host_batch["image"][:4]
+    # Checked in float32 on the CPU (no TF32, no bfloat16), whatever the benchmark then runs.
+    config = jax_steps.config.copy_and_resolve_references()
+    config.model.dtype = "float32"
+    models = build_models(config, K_CLASSES, SUBJECTS)
+    x = jax_steps.host_batch["image"][:4]
     got = torch_reference.forward_outputs(self.ref, x, np.zeros((4, models.latent_dim), np.float32),
                                           np.eye(K_CLASSES, dtype=np.float32)[:4])
-    want = {"dimg_critic": models.dimg.apply({"params": params["dimg"]}, x)[0],
-            "r_logits": models.r.apply({"params": params["r"]}, x)[1],
-            "encode": models.g.apply({"params": params["g"]}, x, method="encode")}
+    with jax.default_device(jax.devices("cpu")[0]):
+      want = {"dimg_critic": models.dimg.apply({"params": params["dimg"]}, x)[0],
+              "r_logits": models.r.apply({"params": params["r"]}, x)[1],
+              "encode": models.g.apply({"params": params["g"]}, x, method="encode")}
     for name, value in want.items():
       if not np.allclose(got[name], np.asarray(value), rtol=1e-3, atol=1e-4):
         raise AssertionError(f"the PyTorch reference's {name} differs from jfesgan's")
 
   def make(self, name: str) -> Callable[[], Any]:
-    return lambda: self.ref.step(name, self.batch)
+    def call():
+      self.ref.step(name, self.batch)
+      if self.device == "cuda":
+        self.torch.cuda.synchronize()
+    return call
+
+
+def torch_device(config) -> tuple[str, Any]:
+  """Where the PyTorch reference runs beside jfesgan: the GPU when JAX runs on one (with TF32
+  matmuls allowed, as XLA allows them, and bfloat16 autocast for ``model.dtype="bfloat16"``),
+  else the CPU in float32."""
+  import torch  # pylint: disable=g-import-not-at-top
+  if jax.default_backend() != "gpu" or not torch.cuda.is_available():
+    return "cpu", None
+  torch.backends.cuda.matmul.allow_tf32 = True
+  torch.backends.cudnn.allow_tf32 = True
+  torch.backends.cudnn.benchmark = True
+  bf16 = config.model.get("dtype", "float32") == "bfloat16"
+  return "cuda", (torch.bfloat16 if bf16 else None)
 
 
 # Idle time before each timed call: both runtimes' worker threads spin for a while after a call,
@@ -224,6 +297,8 @@ def _memory_probe(argv_config: list[str], framework: str, name: str,
                    ("jfesgan.torch_reference", f"--memory_probe={name}"))
   cmd = [sys.executable, "-m", module, *argv_config, f"--config.data.image_size={shape[0]}",
          f"--config.data.channels={shape[1]}", probe]
+  if framework == "torch" and jax.default_backend() == "gpu":
+    cmd.append("--device=cuda")
   done = subprocess.run(cmd, capture_output=True, text=True, check=False)
   lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
   if done.returncode or not lines:
@@ -249,24 +324,35 @@ def shape_benchmarks(config, n: int, with_torch: bool, loop_steps: int = 0,
   ratios)."""
   js = JaxSteps(config)
   ts = TorchSteps(config, js) if with_torch else None
+  peak = peak_tflops(jax.devices()[0].device_kind, config.model.get("dtype", "float32"))
   results = {}
   for name in names:
     calls = {"jax": js.make(name)}
     if ts is not None:
       calls["torch"] = ts.make(name)
     timed = _time_alternating(calls, n)
+    flops = calls["jax"].flops()
     row = {"jfesgan_s": round(timed["jax"]["step_s"], 4),
            "jfesgan_compile_plus_first_s": round(timed["jax"]["first_call_s"], 2),
-           "images_per_s": round(config.batch_size / timed["jax"]["step_s"], 1)}
+           "images_per_s": round(config.batch_size / timed["jax"]["step_s"], 1),
+           "gflops_per_step": round(flops / 1e9, 2) if flops else None}
+    seconds = {"jfesgan": timed["jax"]["step_s"]}
     if ts is not None:
+      seconds["torch"] = timed["torch"]["step_s"]
       row.update(torch_s=round(timed["torch"]["step_s"], 4),
                  torch_first_s=round(timed["torch"]["first_call_s"], 2),
+                 torch_images_per_s=round(config.batch_size / timed["torch"]["step_s"], 1),
                  ratio=round(timed["jax"]["step_s"] / timed["torch"]["step_s"], 3))
     if loop_steps > 1 and name in stages.BY_NAME:
       loop = js.make_loop(name, loop_steps)
       t = _time_alternating({"loop": loop}, max(2, n // 4))["loop"]
       row.update(loop_compile_plus_first_s=round(t["first_call_s"], 2),
-                 loop_step_s=round(t["step_s"] / loop_steps, 4))
+                 loop_step_s=round(t["step_s"] / loop_steps, 4),
+                 loop_images_per_s=round(config.batch_size * loop_steps / t["step_s"], 1))
+      seconds["jfesgan_loop"] = t["step_s"] / loop_steps
+    if flops and peak:
+      for who, sec in seconds.items():
+        row[f"{who}_mfu"] = round(flops / sec / (peak * 1e12), 4)
     results[name] = row
   return results
 
@@ -315,12 +401,29 @@ def parse_shapes(text: str) -> list[tuple[int, int] | None]:
   return shapes
 
 
+def parse_only(names: list[str]) -> tuple[str, ...]:
+  """``--only``'s step names (all of STEP_NAMES when empty); unknown ones are named."""
+  unknown = sorted(set(names) - set(STEP_NAMES))
+  if unknown:
+    raise ValueError(f"--only: unknown steps {unknown}; known: {', '.join(STEP_NAMES)}")
+  return tuple(names) or STEP_NAMES
+
+
 def table(report: dict) -> str:
   """The results as a Markdown table."""
   torch_cols = report["torch"] is not None
+  rows_all = [row for rows in report["shapes"].values() for row in rows.values()]
+  loop_cols = any("loop_step_s" in row for row in rows_all)
+  mfu_cols = any("jfesgan_mfu" in row for row in rows_all)
   head = ["shape", "step", "jfesgan s"]
   if torch_cols:
     head += ["PyTorch s", "ratio"]
+  head += ["jfesgan img/s"] + (["PyTorch img/s"] if torch_cols else [])
+  head += ["fused loop s/step", "loop img/s"] if loop_cols else []
+  head += ["GFLOP/step"]
+  if mfu_cols:
+    head += ["jfesgan MFU %"] + (["PyTorch MFU %"] if torch_cols else [])
+    head += ["loop MFU %"] if loop_cols else []
   head += ["jfesgan compile+first s"] + (["PyTorch first s"] if torch_cols else [])
   head += ["jfesgan peak MB"] + (["PyTorch peak MB", "mem ratio"] if torch_cols else [])
   lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
@@ -329,6 +432,16 @@ def table(report: dict) -> str:
       cells = [shape, name, f"{row['jfesgan_s']:.3f}"]
       if torch_cols:
         cells += [f"{row['torch_s']:.3f}", f"{row['ratio']:.2f}"]
+      cells += [f"{row['images_per_s']:.0f}"] + ([f"{row['torch_images_per_s']:.0f}"]
+                                                  if torch_cols else [])
+      if loop_cols:
+        cells += ([f"{row['loop_step_s']:.4f}", f"{row['loop_images_per_s']:.0f}"]
+                  if "loop_step_s" in row else ["-", "-"])
+      cells += [f"{row['gflops_per_step']:.1f}" if row.get("gflops_per_step") else "-"]
+      if mfu_cols:
+        pct = lambda k: f"{100 * row[k]:.1f}" if k in row else "-"  # pylint: disable=cell-var-from-loop
+        cells += [pct("jfesgan_mfu")] + ([pct("torch_mfu")] if torch_cols else [])
+        cells += [pct("jfesgan_loop_mfu")] if loop_cols else []
       cells += [f"{row['jfesgan_compile_plus_first_s']:.1f}"]
       if torch_cols:
         cells += [f"{row['torch_first_s']:.2f}"]
@@ -344,8 +457,9 @@ def table(report: dict) -> str:
 def markdown(report: dict) -> str:
   """The report as a Markdown page: the machine, the command and the table."""
   return (f"# jfesgan benchmark\n\n`{report['command']}`\n\n"
-          f"{report['backend']} x{report['devices']} ({report['device_kind']}), jax {report['jax']}"
-          f"{', ' + report['torch'] if report['torch'] else ''}; batch {report['batch_size']}. "
+          f"{report['backend']} x{report['devices']} ({report['device_kind']}), jax {report['jax']}, "
+          f"{report.get('dtype', 'float32')}"
+          f"{'; ' + report['torch'] if report['torch'] else ''}; batch {report['batch_size']}. "
           "Seconds are medians per step after the first call; ratio = jfesgan / PyTorch; peak MB "
           "is each step's process alone, compilation included.\n\n" + table(report) + "\n")
 
@@ -367,19 +481,21 @@ def main(argv):
     run_memory_probe(config.copy_and_resolve_references(), FLAGS.memory_probe)
     return
   shapes = parse_shapes(FLAGS.shapes)
+  names = parse_only(FLAGS.only)
   report = {"backend": jax.default_backend(), "devices": jax.device_count(),
             "device_kind": jax.devices()[0].device_kind, "jax": jax.__version__,
             "batch_size": config.batch_size, "width": config.model.width,
-            "conv_impl": config.model.conv_impl, "torch": None, "shapes": {},
+            "conv_impl": config.model.conv_impl, "dtype": config.model.get("dtype", "float32"),
+            "torch": None, "shapes": {},
             "command": " ".join(["python -m jfesgan.benchmark", *sys.argv[1:]])}
   for shape in shapes:
     cfg = _with_shape(config, shape)
     if FLAGS.torch:
       from jfesgan import torch_reference  # pylint: disable=g-import-not-at-top
       torch_reference.check_config(cfg)
-      report["torch"] = torch_reference.describe()
+      report["torch"] = torch_reference.describe(*torch_device(cfg))
     key = f"{cfg.data.image_size}x{cfg.data.image_size}x{cfg.data.channels}"
-    rows = shape_benchmarks(cfg, FLAGS.steps, FLAGS.torch, FLAGS.loop)
+    rows = shape_benchmarks(cfg, FLAGS.steps, FLAGS.torch, FLAGS.loop, names)
     if FLAGS.memory:
       for name, row in rows.items():
         frameworks = ("jax", "torch") if FLAGS.torch else ("jax",)

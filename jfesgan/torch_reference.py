@@ -27,6 +27,7 @@ refuses a config that turns it on.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -230,7 +231,7 @@ class _RdbpIntraClass(torch.autograd.Function):
 
 
 def _gradient_penalty(critic, real, fake):
-  alpha = torch.rand(real.shape[0], 1, 1, 1)
+  alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
   x_hat = (real + alpha * (fake - real)).requires_grad_(True)
   grads, = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
   norms = torch.sqrt((grads.flatten(1)**2).sum(-1) + 1e-12)
@@ -246,6 +247,9 @@ class TorchReference:
   """All networks, one Adam optimiser per network, and the four stages' steps.
 
   Batches are dicts of tensors: ``image`` (N, C, H, W) in [-1, 1], ``label`` and ``subject`` (N,).
+  The reference is built on the CPU; :meth:`to` moves it (``"cuda"`` for the GPU benchmark), and
+  ``autocast`` (``torch.bfloat16``) runs each step under ``torch.autocast`` with float32
+  parameters, as jfesgan's ``model.dtype="bfloat16"`` does.
   """
 
   def __init__(self, config, num_classes: int, num_subjects: int, seed: int = 0):
@@ -273,6 +277,21 @@ class TorchReference:
     self.w = {name: float(f[f"{name}_weight"]) for name in
               ("gp", "drift", "dimg_cls", "adv", "latent", "expr", "rec", "identity", "tv")}
     self.joint = j
+    self.device, self.autocast = torch.device("cpu"), None
+
+  def to(self, device: str, autocast: torch.dtype | None = None) -> "TorchReference":
+    """Moves every network, optimiser and the class centres to ``device``; steps then run under
+    ``torch.autocast(dtype=autocast)`` unless it is None."""
+    self.device, self.autocast = torch.device(device), autocast
+    for net in self.nets.values():
+      net.to(self.device)  # in place: the optimisers keep the same Parameter objects
+    for opt in self.opts.values():
+      for st in opt.state.values():
+        for k, v in st.items():
+          if torch.is_tensor(v) and k != "step":
+            st[k] = v.to(self.device)
+    self.centres = self.centres.to(self.device)
+    return self
 
   def parameter_counts(self) -> dict[str, int]:
     """Parameters per network, keyed like jfesgan's stages' trees."""
@@ -296,9 +315,10 @@ class TorchReference:
 
   def _synthesise(self, x, y, reconstruct=True):
     n, g = x.shape[0], self.nets["g"]
-    c_t = (y + torch.randint(1, self.k, (n,))) % self.k
-    z_p = torch.rand(n, self.latent_dim) * 2 - 1
-    c_p = torch.randint(0, self.k, (n,))
+    dev = x.device
+    c_t = (y + torch.randint(1, self.k, (n,), device=dev)) % self.k
+    z_p = torch.rand(n, self.latent_dim, device=dev) * 2 - 1
+    c_p = torch.randint(0, self.k, (n,), device=dev)
     z = g.encoder(x)
     codes, labels = [z, z_p], [c_t, c_p]
     if reconstruct:
@@ -377,7 +397,8 @@ class TorchReference:
     x_s = torch.cat([pools[kind][0][:s] for kind, s in zip(j.synthetic, sizes)])
     c_s = torch.cat([pools[kind][1][:s] for kind, s in zip(j.synthetic, sizes)])
     feats, logits = self.nets["r"](torch.cat([x, x_s]))
-    f_r, f_s = feats[:n], feats[n:]
+    # float32 features, as jfesgan's trunk returns them whatever its compute dtype
+    f_r, f_s = feats[:n].float(), feats[n:].float()
     if j.intra_normalise:
       f_r, f_s = F.normalize(f_r, dim=-1, eps=1e-6), F.normalize(f_s, dim=-1, eps=1e-6)
     ce_real, ce_syn = F.cross_entropy(logits[:n], y), F.cross_entropy(logits[n:], c_s)
@@ -390,7 +411,7 @@ class TorchReference:
       intra = (0.5 * ((f_r - centres[y])**2).sum() / n
                + 0.5 * ((f_s - centres[c_s])**2).sum() / max(m, 1))
     else:
-      intra = torch.zeros(())
+      intra = torch.zeros((), device=x.device)
     loss_r = ce_real + j.syn_weight * ce_syn + j.intra_weight * intra
     loss_g = j.beta * (ce_syn + j.intra_weight * intra)
     if j.generator_terms:
@@ -409,15 +430,17 @@ class TorchReference:
   def step(self, stage: str, batch) -> None:
     """One step of stage ``stage`` (a name of jfesgan.stages.PLAN, or ``fesgan_d`` / ``fesgan_g``
     for stage 1's two updates alone)."""
-    getattr(self, f"{stage}_step")(batch)
+    with (contextlib.nullcontext() if self.autocast is None else
+          torch.autocast(self.device.type, dtype=self.autocast)):
+      getattr(self, f"{stage}_step")(batch)
 
 
-def to_torch_batch(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+def to_torch_batch(batch: dict[str, np.ndarray], device: str = "cpu") -> dict[str, torch.Tensor]:
   """A jfesgan batch (NHWC float images, int labels) as the reference's (NCHW, int64)."""
   return {"image": torch.from_numpy(np.ascontiguousarray(
-              np.asarray(batch["image"], np.float32).transpose(0, 3, 1, 2))),
-          "label": torch.from_numpy(np.asarray(batch["label"], np.int64)),
-          "subject": torch.from_numpy(np.asarray(batch["subject"], np.int64))}
+              np.asarray(batch["image"], np.float32).transpose(0, 3, 1, 2))).to(device),
+          "label": torch.from_numpy(np.asarray(batch["label"], np.int64)).to(device),
+          "subject": torch.from_numpy(np.asarray(batch["subject"], np.int64)).to(device)}
 
 
 # --- parameters from jfesgan ------------------------------------------------------------------
@@ -520,9 +543,13 @@ def forward_outputs(ref: TorchReference, x: np.ndarray, z: np.ndarray,
     return {k: v.numpy() for k, v in out.items()}
 
 
-def describe() -> str:
-  """What runs the reference: version, threads, mode."""
-  return f"torch {torch.__version__}, {torch.get_num_threads()} threads, eager, float32"
+def describe(device: str = "cpu", autocast: torch.dtype | None = None) -> str:
+  """What runs the reference: version, device (threads on CPU), mode, dtype."""
+  where = (f"{torch.get_num_threads()} threads" if device == "cpu" else
+           f"{torch.cuda.get_device_name()}, TF32 "
+           f"{'on' if torch.backends.cuda.matmul.allow_tf32 else 'off'}")
+  dtype = "float32" if autocast is None else f"autocast {str(autocast).replace('torch.', '')}"
+  return f"torch {torch.__version__}, {where}, eager, {dtype}"
 
 
 def _memory_probe_main(argv) -> None:
@@ -534,10 +561,22 @@ def _memory_probe_main(argv) -> None:
   config = flags.FLAGS.config.copy_and_resolve_references()
   rng = np.random.default_rng(0)
   b, r, c = config.batch_size, config.data.image_size, config.data.channels
-  ref = TorchReference(config, 7, 100)
+  ref, device = TorchReference(config, 7, 100), flags.FLAGS.device
+  if device == "cuda":  # as the benchmark runs it there: TF32 allowed, bf16 autocast if asked
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    bf16 = config.model.get("dtype", "float32") == "bfloat16"
+    ref.to(device, torch.bfloat16 if bf16 else None)
   batch = to_torch_batch({"image": rng.uniform(-1, 1, (b, r, r, c)),
-                          "label": rng.integers(0, 7, b), "subject": rng.integers(0, 100, b)})
-  print(json.dumps(probe(lambda: ref.step(flags.FLAGS.memory_probe, batch))))
+                          "label": rng.integers(0, 7, b), "subject": rng.integers(0, 100, b)},
+                         device)
+  if device == "cuda":  # the allocator's peak, as the JAX probe reads its allocator's
+    def step():
+      ref.step(flags.FLAGS.memory_probe, batch)
+      torch.cuda.synchronize()
+    print(json.dumps(probe(step, lambda: torch.cuda.max_memory_allocated() / 2**20,
+                           resettable=False)))
+  else:
+    print(json.dumps(probe(lambda: ref.step(flags.FLAGS.memory_probe, batch))))
 
 
 if __name__ == "__main__":
@@ -545,4 +584,5 @@ if __name__ == "__main__":
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
   config_flags.DEFINE_config_file("config", "configs/joint.py", "Configuration file.")
   flags.DEFINE_string("memory_probe", "fesgan", "The step to measure.")
+  flags.DEFINE_enum("device", "cpu", ["cpu", "cuda"], "Where the reference runs.")
   app.run(_memory_probe_main)

@@ -2,6 +2,8 @@
 
 import importlib.util
 
+import jax
+import jax.numpy as jnp
 import pytest
 
 from jfesgan import benchmark
@@ -14,6 +16,29 @@ def test_shapes_parse_and_bad_ones_are_named():
     benchmark.parse_shapes("48")
 
 
+def test_only_names_steps_and_refuses_unknown_ones():
+  assert benchmark.parse_only([]) == benchmark.STEP_NAMES
+  assert benchmark.parse_only(["fesgan", "joint"]) == ("fesgan", "joint")
+  with pytest.raises(ValueError, match=r"--only: unknown steps \['stage1'\]"):
+    benchmark.parse_only(["fesgan", "stage1"])
+
+
+def test_flops_are_xla_counts_of_the_program_and_mfu_uses_the_chip_peak():
+  a, b = jnp.ones((8, 32)), jnp.ones((32, 16))
+  assert benchmark.program_flops(lambda x, y: x @ y, a, b) == 2 * 8 * 32 * 16
+  # A 'SAME' 3x3 convolution of a 4x4 image: taps on the zero border are not counted (4 corners
+  # x 4 taps + 8 edge pixels x 6 + 4 inner x 9 = 100 multiply-adds) ...
+  x, k = jnp.ones((1, 1, 4, 4)), jnp.ones((1, 1, 3, 3))
+  same = lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), "SAME")
+  assert benchmark.program_flops(same, x, k) == 2 * 100
+  # ... nor the holes of a transposed convolution's dilated input: 16 pixels x 9 taps.
+  up = lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), ((2, 2), (2, 2)), lhs_dilation=(2, 2))
+  assert benchmark.program_flops(up, x, k) == 2 * 16 * 9
+  assert benchmark.peak_tflops("NVIDIA H200", "bfloat16") == 989.4
+  assert benchmark.peak_tflops("TPU v4", "float32") is None
+  assert benchmark.peak_tflops("cpu", "float32") is None
+
+
 def test_every_step_is_timed_with_ratios_when_torch_is_there(tiny_config):
   with_torch = importlib.util.find_spec("torch") is not None
   cfg = tiny_config.copy_and_resolve_references()
@@ -22,6 +47,7 @@ def test_every_step_is_timed_with_ratios_when_torch_is_there(tiny_config):
   assert tuple(rows) == names
   for row in rows.values():
     assert row["jfesgan_s"] > 0 and row["jfesgan_compile_plus_first_s"] >= row["jfesgan_s"]
+    assert row["gflops_per_step"] > 0 and "jfesgan_mfu" not in row  # no peak known for a CPU
     if with_torch:
       assert row["ratio"] == pytest.approx(row["jfesgan_s"] / row["torch_s"], rel=0.01, abs=2e-3)
   report = {"torch": "x" if with_torch else None, "shapes": {"32x32x1": rows}}

@@ -63,9 +63,12 @@ def test_same_parameter_counts_and_outputs(size, channels, num_down):
     np.testing.assert_allclose(got[name], np.asarray(value), rtol=1e-4, atol=1e-5, err_msg=name)
 
 
-def test_steps_run_and_train_their_networks():
+@pytest.mark.parametrize("autocast", [None, "bfloat16"])
+def test_steps_run_and_train_their_networks(autocast):
   c = _config()
   ref = torch_reference.TorchReference(c, 5, 9)
+  if autocast:  # the GPU benchmark's bf16 mode (torch.autocast), here on the CPU's autocast
+    ref.to("cpu", getattr(torch, autocast))
   rng = np.random.default_rng(0)
   batch = torch_reference.to_torch_batch({
       "image": rng.uniform(-1, 1, (4, 16, 16, 1)), "label": rng.integers(0, 5, 4),
@@ -78,6 +81,7 @@ def test_steps_run_and_train_their_networks():
     for n, net in ref.nets.items():
       moved = any(not torch.equal(a, b) for a, b in zip(before[n], net.parameters()))
       assert moved == (n in names), (stage, n)
+      assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in net.parameters())
 
 
 def test_refuses_what_it_does_not_mirror():
