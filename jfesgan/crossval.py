@@ -23,6 +23,7 @@ difference from real only on the same folds) and a Markdown table of the same wi
 command; ``--out results/ck48`` writes them there too.  The table covers every finished
 fold and row in the workdir, so rows can be run on different folds by several calls (``--rows``,
 ``--folds``); a finished row run with another configuration is an error, never mixed in.
+``--table_only`` writes the tables of what is finished and trains nothing.
 """
 
 from __future__ import annotations
@@ -264,23 +265,29 @@ def main(argv):
     print(json.dumps(run_cross_database(config, flags_.test_on, flags_.workdir), indent=1),
           flush=True)
     return
-  for f in folds:
-    run_fold(config, flags_.workdir, f, flags_.ablation, rows)
-  # The table covers every finished fold and row in the workdir, not only this call's.
-  name = "ablation" if flags_.ablation else "crossval"
+  if not flags_.table_only:
+    for f in folds:
+      run_fold(config, flags_.workdir, f, flags_.ablation, rows)
   command = "python -m jfesgan.crossval " + " ".join(sys.argv[1:])
-  results = collect_finished(config, flags_.workdir, flags_.ablation)
+  print(write_tables(config, flags_.workdir, flags_.ablation, command, flags_.out), flush=True)
+
+
+def write_tables(config, workdir: str, ablation: bool, command: str, out: str = "") -> str:
+  """Writes ``ablation.{json,md}`` (or ``crossval.*``) of every finished fold and row under
+  ``workdir`` (not only one call's) to ``workdir`` and ``out``; returns the Markdown table."""
+  name = "ablation" if ablation else "crossval"
+  results = collect_finished(config, workdir, ablation)
   agg = aggregate(results)
   class_names = next((s["class_names"] for v in results.values() for s in v.values()
                       if "class_names" in s), None)
   table = markdown_table(agg, f"{name}: held-out accuracy, folds by subject", command, class_names)
-  for out_dir in dict.fromkeys([flags_.workdir] + ([flags_.out] if flags_.out else [])):
+  for out_dir in dict.fromkeys([workdir] + ([out] if out else [])):
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, f"{name}.json"), "w") as f:
       json.dump({"command": command, "class_names": class_names, "rows": agg}, f, indent=2)
     with open(os.path.join(out_dir, f"{name}.md"), "w") as f:
       f.write(table)
-  print(table, flush=True)
+  return table
 
 
 def define_flags() -> None:
@@ -296,6 +303,8 @@ def define_flags() -> None:
   flags.DEFINE_string("rows", "", "With --ablation: comma-separated rows to run (default: all six).")
   flags.DEFINE_string("out", "", "Also write <name>.json and <name>.md here (e.g. results/ck48: "
                       "numbers only, no images, no data).")
+  flags.DEFINE_bool("table_only", False, "Train nothing: write the tables of the folds and rows "
+                    "already finished in --workdir (e.g. while another call is still training).")
   config_flags.DEFINE_config_file("test_on", None, "Cross-database protocol: train on all of "
                                   "--config's database, test on this config's database.",
                                   lock_config=False)

@@ -8,25 +8,10 @@
 #    Then bfloat16 at batch 128 (how far a larger batch fills the chip).
 # 2. The main job with the fused loop in bfloat16, then float32 (stability: both summary.json).
 # Each part has its own time limit, so a failure or a slow compile in one leaves the others.
-# Where the machine cannot install packages, Python wheels in .whl/ (on the H200 image used for
-# results/benchmark/gpu_h200.md: ml_collections, tensorboardX, tensorflow-datasets and its needs
-# array_record, dm-tree, immutabledict, importlib_resources, promise, simple_parsing,
-# docstring_parser, tensorflow-metadata, googleapis-common-protos, termcolor, toml) are installed
-# into /tmp/site first.
 set -u
 cd "$(dirname "$0")/.."
 OUT="${OUT:-gpu_check}"
-mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2
-if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl && export PYTHONPATH="/tmp/site:$PWD"
-fi
-{
-  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
-  python3 -c "import jax, flax, optax, torch; print('jax', jax.__version__, jax.devices(), \
-'flax', flax.__version__, 'optax', optax.__version__, 'torch', torch.__version__)"
-} 2>&1 | tee "$OUT/env.txt"
+source launch/device_env.sh
 
 bench() {  # NAME SECONDS extra flags...
   local name=$1 limit=$2

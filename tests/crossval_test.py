@@ -78,6 +78,16 @@ def test_aggregate_collect_and_table(tiny_config, tmp_path):
   cv = crossval.aggregate(crossval.collect_finished(cfg, str(tmp_path / "cv"), ablation=False))
   assert list(cv) == ["method"] and cv["method"]["folds"] == [3]
 
+  # The command's tables (--table_only writes just these): JSON and Markdown, in workdir and out.
+  table = crossval.write_tables(cfg, workdir, True, "cmd", out=str(tmp_path / "results"))
+  for d in (workdir, str(tmp_path / "results")):
+    with open(os.path.join(d, "ablation.json")) as f:
+      saved = json.load(f)
+    assert saved["rows"]["real"]["folds"] == [0, 1, 2] and saved["command"] == "cmd"
+    with open(os.path.join(d, "ablation.md")) as f:
+      assert f.read() == table
+  assert "(`joint_rdbp`) | " in table
+
   # A finished row of another configuration is never mixed in.
   other = cfg.copy_and_resolve_references()
   other.joint.beta = 0.25
