@@ -196,8 +196,26 @@ def aggregate(results: dict[int, dict[str, dict]]) -> dict[str, dict]:
                 for f in both]
         out[row]["minus_real"] = {"folds": both, "diff": diff, "mean": float(np.mean(diff)),
                                   "std": float(np.std(diff)),
-                                  "better": int(sum(d > 0 for d in diff)), "of": len(both)}
+                                  "better": int(sum(d > 0 for d in diff)),
+                                  "worse": int(sum(d < 0 for d in diff)), "of": len(both),
+                                  "p_sign_flip": sign_flip_p(diff)}
   return out
+
+
+def sign_flip_p(diff: list[float], exact_up_to: int = 16, samples: int = 1 << 16) -> float:
+  """Two-sided p-value of a paired randomisation (sign-flip) test that the mean of the fold-wise
+  differences ``diff`` is 0: the share of sign assignments whose |mean| is at least the observed
+  one; all 2^n of them up to ``exact_up_to`` folds, else ``samples`` random ones (seeded)."""
+  d = np.asarray(diff, np.float64)
+  n = len(d)
+  if n == 0:
+    return 1.0
+  if n <= exact_up_to:
+    signs = 1 - 2 * ((np.arange(2**n)[:, None] >> np.arange(n)) & 1)
+  else:
+    signs = np.random.default_rng(0).choice((-1, 1), size=(samples, n))
+  means = np.abs(signs @ d) / n
+  return float(np.mean(means >= abs(d.mean()) - 1e-12))
 
 
 def _headline(key: str) -> bool:
@@ -210,7 +228,8 @@ def _headline(key: str) -> bool:
 def markdown_table(agg: dict[str, dict], title: str, command: str,
                    class_names: list[str] | None = None) -> str:
   """The rows as a Markdown table: mean +- std held-out accuracy over folds, the per-fold values,
-  the paired difference from real only; then pooled per-class accuracy (with ``class_names``)."""
+  the paired difference from real only (with the folds better and worse, and the sign-flip test's
+p-value); then pooled per-class accuracy (with ``class_names``)."""
   lines = [f"### {title}", "", f"`{command}`", "",
            "| row | accuracy (mean +- std) | folds | per fold (%) | minus real only, same folds |",
            "| --- | --- | --- | --- | --- |"]
@@ -218,7 +237,8 @@ def markdown_table(agg: dict[str, dict], title: str, command: str,
     per_fold = " ".join(f"{f}:{100 * v:.1f}" for f, v in zip(a["folds"], a["acc"]))
     paired = a.get("minus_real")
     vs = (f"{100 * paired['mean']:+.1f} +- {100 * paired['std']:.1f} ({paired['better']} of "
-          f"{paired['of']} better)" if paired else "")
+          f"{paired['of']} better, {paired['worse']} worse; sign-flip p = "
+          f"{paired['p_sign_flip']:.3f})" if paired else "")
     lines.append(f"| {ROW_TITLES[row]} (`{row}`) | {100 * a['mean']:.1f} +- {100 * a['std']:.1f} % "
                  f"| {len(a['folds'])} | {per_fold} | {vs} |")
   if class_names:

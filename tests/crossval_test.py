@@ -61,12 +61,13 @@ def test_aggregate_collect_and_table(tiny_config, tmp_path):
       p = a["minus_real"]
       np.testing.assert_allclose([p["mean"], p["std"]], [np.mean(diff), np.std(diff)])
       assert p["folds"] == [0, 1] and p["diff"] == diff and p["of"] == 2
-      assert p["better"] == sum(d > 0 for d in diff)
+      assert p["better"] == sum(d > 0 for d in diff) and p["worse"] == sum(d < 0 for d in diff)
+      assert p["p_sign_flip"] == crossval.sign_flip_p(diff)
     else:
       assert "minus_real" not in a
   table = crossval.markdown_table(agg, "t", "cmd", [f"c{k}" for k in range(K)])
   assert "(`joint_rdbp`) | " in table and "| 2 |" in table and "`cmd`" in table
-  assert "better)" in table and "| row | c0 | c1 |" in table and "`synth/id_sim`" in table
+  assert "better, " in table and "sign-flip p = " in table and "| row | c0 | c1 |" in table and "`synth/id_sim`" in table
   assert "`judge/joint/acc_t`" in table and "t/happy" not in table
 
   # Rows may finish on different folds over several calls; the table covers what is there.
@@ -94,6 +95,19 @@ def test_aggregate_collect_and_table(tiny_config, tmp_path):
   with pytest.raises(ValueError, match=r"fold_0/offline_aug/config.json was run with another "
                      r".*joint.beta"):
     crossval.collect_finished(other, workdir, ablation=True)
+
+
+def test_sign_flip_p_is_the_exact_randomisation_test():
+  # Five folds all better: only the all-plus and all-minus assignments reach the mean: 2/32.
+  assert crossval.sign_flip_p([0.01, 0.02, 0.03, 0.04, 0.05]) == 2 / 32
+  # One fold worse out of three, (1, 2, -1): |sum| 2 is reached by every assignment except the
+  # two where both unit entries take the sign opposite to the 2 (sum 0): 6/8.
+  assert crossval.sign_flip_p([1.0, 2.0, -1.0]) == 6 / 8
+  assert crossval.sign_flip_p([0.0, 0.0]) == 1.0 and crossval.sign_flip_p([]) == 1.0
+  # Many folds: sampled, close to the exact value (all better: 2 / 2^n, here ~0).
+  assert crossval.sign_flip_p([0.01] * 20) < 1e-3
+  mixed = list(np.random.default_rng(1).normal(0.0, 1.0, 18))
+  assert abs(crossval.sign_flip_p(mixed, exact_up_to=20) - crossval.sign_flip_p(mixed)) < 0.01
 
 
 def test_row_configs(tiny_config):
