@@ -23,7 +23,9 @@ difference from real only on the same folds) and a Markdown table of the same wi
 command; ``--out results/ck48`` writes them there too.  The table covers every finished
 fold and row in the workdir, so rows can be run on different folds by several calls (``--rows``,
 ``--folds``); a finished row run with another configuration is an error, never mixed in.
-``--table_only`` writes the tables of what is finished and trains nothing.
+``--table_only`` writes the tables of what is finished and trains nothing; ``--evaluate_on
+configs/fer2013.py`` also tests every finished row's recogniser on that database (classes
+matched by name) and adds its accuracy to the tables (``xdb/<database>/*``).
 """
 
 from __future__ import annotations
@@ -166,7 +168,41 @@ def collect_finished(config, workdir: str, ablation: bool) -> dict[int, dict[str
   return out
 
 
-SYNTHESIS_PREFIXES = ("synth/", "judge/")
+SYNTHESIS_PREFIXES = ("synth/", "judge/", "xdb/")
+
+
+def cross_database(results: dict[int, dict[str, dict]], workdir: str, test_config) -> str:
+  """Tests every finished row's recogniser on another database (``jfesgan.evaluate``: classes
+  matched by name, the database's official test split or all of it) and adds its accuracy and
+  mean per-class accuracy to the row's summary in ``results`` as ``xdb/<database>/acc`` and
+  ``xdb/<database>/mean_class_acc``.  Each row's scores are kept in its workdir as
+  ``evaluate_<database>.json`` and read back from there by later calls.  Returns the database's
+  name."""
+  from jfesgan import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
+  from jfesgan.trained import Recogniser  # pylint: disable=g-import-not-at-top
+  name, data = test_config.data.name, None
+  for fold, rows in sorted(results.items()):
+    for row, summary in rows.items():
+      stage = ABLATION_ROWS[row][0] if row in ABLATION_ROWS else None
+      d = row_workdir(workdir, fold, row)
+      path = os.path.join(d, f"evaluate_{name}.json")
+      scores = None
+      if os.path.isfile(path):
+        with open(path) as f:
+          scores = json.load(f)
+        if stage is not None and scores.get("stage") != stage:
+          scores = None  # another recogniser of the same workdir was tested there
+      if scores is None:
+        if data is None:
+          data = evaluate_lib.test_data(test_config.data)
+        rec = Recogniser.load(d, stage)
+        scores = evaluate_lib.evaluate(rec, data)
+        scores.update(workdir=rec.workdir, stage=rec.stage, database=name)
+        with open(path, "w") as f:
+          json.dump(scores, f, indent=2)
+      summary[f"xdb/{name}/acc"] = scores["accuracy"]
+      summary[f"xdb/{name}/mean_class_acc"] = scores["mean_class_accuracy"]
+  return name
 
 
 def aggregate(results: dict[int, dict[str, dict]]) -> dict[str, dict]:
@@ -222,7 +258,8 @@ def _headline(key: str) -> bool:
   """Whether a synthesis score is a headline one (not a per-class breakdown such as
   ``judge/fesgan/t/happy`` or ``judge/real/happy``)."""
   parts = key.split("/")
-  return len(parts) == 2 or (len(parts) == 3 and parts[2] in ("acc_t", "acc_p"))
+  return (len(parts) == 2 or (len(parts) == 3 and parts[2] in ("acc_t", "acc_p"))
+          or (parts[0] == "xdb" and len(parts) == 3))
 
 
 def markdown_table(agg: dict[str, dict], title: str, command: str,
@@ -251,7 +288,8 @@ p-value); then pooled per-class accuracy (with ``class_names``)."""
   synth_keys = sorted({k for a in agg.values() for s in a["synthesis"].values() for k in s
                        if _headline(k)})
   if synth_keys:
-    lines += ["", "Synthesis scores, mean over the folds of each row's runs:", "",
+    lines += ["", "Synthesis scores (and `xdb/*`: the recogniser on another database), mean over "
+              "the folds of each row's runs:", "",
               "| row | " + " | ".join(f"`{k}`" for k in synth_keys) + " |",
               "| --- |" + " --- |" * len(synth_keys)]
     for row, a in agg.items():
@@ -289,14 +327,20 @@ def main(argv):
     for f in folds:
       run_fold(config, flags_.workdir, f, flags_.ablation, rows)
   command = "python -m jfesgan.crossval " + " ".join(sys.argv[1:])
-  print(write_tables(config, flags_.workdir, flags_.ablation, command, flags_.out), flush=True)
+  print(write_tables(config, flags_.workdir, flags_.ablation, command, flags_.out,
+                     flags_.evaluate_on), flush=True)
 
 
-def write_tables(config, workdir: str, ablation: bool, command: str, out: str = "") -> str:
+def write_tables(config, workdir: str, ablation: bool, command: str, out: str = "",
+                 evaluate_on=None) -> str:
   """Writes ``ablation.{json,md}`` (or ``crossval.*``) of every finished fold and row under
-  ``workdir`` (not only one call's) to ``workdir`` and ``out``; returns the Markdown table."""
+  ``workdir`` (not only one call's) to ``workdir`` and ``out``, each row's recogniser also tested
+  on the database of config ``evaluate_on`` if given (:func:`cross_database`); returns the
+  Markdown table."""
   name = "ablation" if ablation else "crossval"
   results = collect_finished(config, workdir, ablation)
+  if evaluate_on is not None:
+    cross_database(results, workdir, evaluate_on)
   agg = aggregate(results)
   class_names = next((s["class_names"] for v in results.values() for s in v.values()
                       if "class_names" in s), None)
@@ -323,6 +367,9 @@ def define_flags() -> None:
   flags.DEFINE_string("rows", "", "With --ablation: comma-separated rows to run (default: all six).")
   flags.DEFINE_string("out", "", "Also write <name>.json and <name>.md here (e.g. results/ck48: "
                       "numbers only, no images, no data).")
+  config_flags.DEFINE_config_file("evaluate_on", None, "Also test every finished row's "
+                                  "recogniser on this config's database (cross-database; "
+                                  "xdb/* in the tables).", lock_config=False)
   flags.DEFINE_bool("table_only", False, "Train nothing: write the tables of the folds and rows "
                     "already finished in --workdir (e.g. while another call is still training).")
   config_flags.DEFINE_config_file("test_on", None, "Cross-database protocol: train on all of "

@@ -157,3 +157,40 @@ def test_base_rows_do_not_depend_on_the_joint_section(tiny_config, tmp_path):
   other.fesgan.adv_weight = 0.5
   with pytest.raises(ValueError, match=r"fold_0/config.json .*fesgan.adv_weight"):
     crossval.collect_finished(other, str(tmp_path), ablation=True)
+
+
+def test_cross_database_tests_each_rows_recogniser_and_keeps_its_scores(tiny_run, tmp_path,
+                                                                       monkeypatch):
+  """--evaluate_on: each row's own recogniser (real-only R for `real`, the joint R for a joint
+  row) tested on another database; the scores are kept in the row's workdir and read back."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  from jfesgan import evaluate, trained  # pylint: disable=g-import-not-at-top
+  cfg, run = tiny_run
+  workdir = str(tmp_path / "cv")
+  for row in ("real", "joint_rdbp"):
+    shutil.copytree(run, crossval.row_workdir(workdir, 0, row))
+  with open(os.path.join(run, "summary.json")) as f:
+    summary = json.load(f)  # the run's own scores, as collect_finished reads them
+  results = {0: {"real": dict(summary), "joint_rdbp": dict(summary)}}
+  other = cfg.copy_and_resolve_references()  # "another database": all of the tiny faces
+  assert crossval.cross_database(results, workdir, other) == "procedural_faces"
+  data = evaluate.test_data(other.data)
+  for row, stage in (("real", "real"), ("joint_rdbp", "joint")):
+    want = evaluate.evaluate(trained.Recogniser.load(crossval.row_workdir(workdir, 0, row), stage),
+                             data)
+    got = results[0][row]
+    assert got["xdb/procedural_faces/acc"] == want["accuracy"]
+    assert got["xdb/procedural_faces/mean_class_acc"] == want["mean_class_accuracy"]
+    with open(os.path.join(crossval.row_workdir(workdir, 0, row),
+                           "evaluate_procedural_faces.json")) as f:
+      assert json.load(f)["stage"] == stage
+
+  def no_loading(*args, **kwargs):
+    raise AssertionError("the kept scores should have been read back")
+  monkeypatch.setattr(trained.Recogniser, "load", no_loading)
+  again = {0: {"real": dict(summary), "joint_rdbp": dict(summary)}}
+  crossval.cross_database(again, workdir, other)
+  assert again == results
+  agg = crossval.aggregate(again)
+  table = crossval.markdown_table(agg, "t", "cmd")
+  assert "`xdb/procedural_faces/acc`" in table
