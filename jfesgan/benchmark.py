@@ -55,6 +55,8 @@ from jfesgan.data.pipeline import ArrayDataset
 from jfesgan.models import build_models, layers
 
 FLAGS = flags.FLAGS
+# The timed steps: the stages of the plan, and stage 1's two updates on their own.
+STEP_NAMES = ("phi", "fesgan", "fesgan_d", "fesgan_g", "real", "joint")
 config_flags.DEFINE_config_file("config", "configs/joint.py", "Configuration file.")
 flags.DEFINE_integer("steps", 10, "Timed calls per step function (median reported).")
 flags.DEFINE_string("shapes", "48x1,128x3", "Comma-separated SIZExCHANNELS image shapes, or "
@@ -67,15 +69,13 @@ flags.DEFINE_integer("loop", 0, "Steps per call of the fused loop (0: not timed)
                      "is unrolled, so its compile time grows with this number.")
 flags.DEFINE_bool("layers", False, "Also time each convolution implementation on the model's shapes.")
 flags.DEFINE_list("only", [], "Time only these steps (default: all of " + ", ".join(
-    ("phi", "fesgan", "fesgan_d", "fesgan_g", "real", "joint")) + ").")
+    STEP_NAMES) + ").")
 flags.DEFINE_float("peak_tflops", 0.0, "The device's dense peak TFLOP/s in the compute dtype, for "
                    "MFU (0: from PEAK_TFLOPS by device kind; none on CPU).")
 flags.DEFINE_string("memory_probe", "", "Internal: FRAMEWORK:STEP, run three steps and print the "
                     "process's memory as JSON.")
 
 K_CLASSES, SUBJECTS = 7, 100
-# The timed steps: the stages of the plan, and stage 1's two updates on their own.
-STEP_NAMES = ("phi", "fesgan", "fesgan_d", "fesgan_g", "real", "joint")
 
 # Dense peak TFLOP/s per device kind (a substring of ``device_kind``) and compute dtype, from the
 # vendors' datasheets (float32 on NVIDIA tensor cores: TF32), for the MFU column.
@@ -254,13 +254,10 @@ def torch_device(config) -> tuple[str, Any]:
   matmuls allowed, as XLA allows them, and bfloat16 autocast for ``model.dtype="bfloat16"``),
   else the CPU in float32."""
   import torch  # pylint: disable=g-import-not-at-top
+  from jfesgan import torch_reference  # pylint: disable=g-import-not-at-top
   if jax.default_backend() != "gpu" or not torch.cuda.is_available():
     return "cpu", None
-  torch.backends.cuda.matmul.allow_tf32 = True
-  torch.backends.cudnn.allow_tf32 = True
-  torch.backends.cudnn.benchmark = True
-  bf16 = config.model.get("dtype", "float32") == "bfloat16"
-  return "cuda", (torch.bfloat16 if bf16 else None)
+  return "cuda", torch_reference.cuda_mode(config)
 
 
 # Idle time before each timed call: both runtimes' worker threads spin for a while after a call,

@@ -543,6 +543,15 @@ def forward_outputs(ref: TorchReference, x: np.ndarray, z: np.ndarray,
     return {k: v.numpy() for k, v in out.items()}
 
 
+def cuda_mode(config) -> torch.dtype | None:
+  """Sets PyTorch up as the benchmark runs it on a GPU (TF32 matmuls and convolutions allowed, as
+  XLA's default precision allows them in jfesgan; cuDNN autotuning) and returns the autocast
+  dtype that mirrors ``config.model.dtype`` (None for float32)."""
+  torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+  torch.backends.cudnn.benchmark = True
+  return torch.bfloat16 if config.model.get("dtype", "float32") == "bfloat16" else None
+
+
 def describe(device: str = "cpu", autocast: torch.dtype | None = None) -> str:
   """What runs the reference: version, device (threads on CPU), mode, dtype."""
   where = (f"{torch.get_num_threads()} threads" if device == "cpu" else
@@ -562,10 +571,8 @@ def _memory_probe_main(argv) -> None:
   rng = np.random.default_rng(0)
   b, r, c = config.batch_size, config.data.image_size, config.data.channels
   ref, device = TorchReference(config, 7, 100), flags.FLAGS.device
-  if device == "cuda":  # as the benchmark runs it there: TF32 allowed, bf16 autocast if asked
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    bf16 = config.model.get("dtype", "float32") == "bfloat16"
-    ref.to(device, torch.bfloat16 if bf16 else None)
+  if device == "cuda":  # as the benchmark runs it there
+    ref.to(device, cuda_mode(config))
   batch = to_torch_batch({"image": rng.uniform(-1, 1, (b, r, r, c)),
                           "label": rng.integers(0, 7, b), "subject": rng.integers(0, 100, b)},
                          device)

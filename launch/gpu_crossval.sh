@@ -23,17 +23,15 @@ if [ -n "${JUDGE:-}" ]; then
   [ -d "$JUDGE" ] || { echo "JUDGE=$JUDGE: no such folder" >&2; exit 2; }
   judge=(--config.eval.judge="$JUDGE")
 fi
+# The same command twice: once to train (within CV_S seconds), once for the tables.
+cv=(python3 -m jfesgan.crossval --config "$config" --ablation
+    --config.data.data_dir="${TFDS_DIR:-/tmp/jfesgan_tfds}" --config.steps_per_call="${K:-10}"
+    "${judge[@]}" --workdir "${WORKDIR:-/tmp/jfesgan_cv}" --compilation_cache=/tmp/jfesgan_xla)
 t0=$SECONDS
-timeout "${CV_S:-540}" python3 -m jfesgan.crossval --config "$config" --ablation \
-  --config.data.data_dir="${TFDS_DIR:-/tmp/jfesgan_tfds}" --config.steps_per_call="${K:-10}" \
-  "${judge[@]}" --workdir "${WORKDIR:-/tmp/jfesgan_cv}" --compilation_cache=/tmp/jfesgan_xla \
-  "$@" > "$OUT/crossval.log" 2>&1
+timeout "${CV_S:-540}" "${cv[@]}" "$@" > "$OUT/crossval.log" 2>&1
 status=$?
 echo "crossval: exit $status after $((SECONDS - t0)) s"
 # The table of what finished (the run itself writes it only when all its folds are done).
-timeout 300 python3 -m jfesgan.crossval --config "$config" --ablation --table_only \
-  --config.data.data_dir="${TFDS_DIR:-/tmp/jfesgan_tfds}" --config.steps_per_call="${K:-10}" \
-  "${judge[@]}" --workdir "${WORKDIR:-/tmp/jfesgan_cv}" --compilation_cache=/tmp/jfesgan_xla \
-  --out "$OUT" "$@" >> "$OUT/crossval.log" 2>&1 && cat "$OUT"/ablation.md \
-  || tail -30 "$OUT/crossval.log"
+timeout 300 "${cv[@]}" --table_only --out "$OUT" "$@" >> "$OUT/crossval.log" 2>&1 \
+  && cat "$OUT"/ablation.md || tail -30 "$OUT/crossval.log"
 exit $status
