@@ -36,13 +36,13 @@ def test_conv2d_matches_xla(impl, stride, k, size, c, f):
 
 
 @pytest.mark.parametrize("impl", ["xla", "phase", "matmul"])
-@pytest.mark.parametrize("size", [1, 3, 4])
-def test_conv_transpose_matches_definition(impl, size):
+@pytest.mark.parametrize("size,f", [(1, 2), (3, 2), (4, 2), (3, 16)])  # f >= 16: four phases
+def test_conv_transpose_matches_definition(impl, size, f):
   rng = np.random.default_rng(size)
   x = rng.normal(size=(2, size, size, 3)).astype(np.float32)
-  w = rng.normal(size=(4, 4, 3, 2)).astype(np.float32)
+  w = rng.normal(size=(4, 4, 3, f)).astype(np.float32)
   out = layers.conv_transpose2x(jnp.asarray(x), jnp.asarray(w), impl)
-  chex.assert_shape(out, (2, 2 * size, 2 * size, 2))
+  chex.assert_shape(out, (2, 2 * size, 2 * size, f))
   np.testing.assert_allclose(np.asarray(out), reference_conv_transpose(x, w), atol=1e-4, rtol=1e-4)
 
 
@@ -68,8 +68,7 @@ def test_gradients_agree_including_second_order():
 
 def test_resolve_impl():
   assert layers.resolve_impl("matmul") == "matmul"
-  assert layers.resolve_impl("auto", second_order=True) == "matmul"  # tests run on CPU
-  assert layers.resolve_impl("auto") == "phase"
+  assert layers.resolve_impl("auto") == "phase"  # tests run on CPU
   with pytest.raises(ValueError, match="conv impl"):
     layers.resolve_impl("cudnn")
 
@@ -84,7 +83,22 @@ def test_bad_shapes_are_named():
     layers.conv_transpose2x(x, jnp.zeros((3, 3, 1, 1)), "phase")
 
 
-@pytest.mark.parametrize("n,size,c,f", [(2, 1, 3, 2), (3, 3, 2, 4), (2, 4, 5, 3), (1, 6, 4, 1)])
+def assert_matches_autodiff(fn, x, w, t):
+  """``fn(x, w, impl)``: the "phase" form against autodiff of the "xla" form: values, first-order
+  gradients (input and kernel) and a second-order gradient."""
+  loss = lambda impl: lambda x, w: jnp.sum(jnp.sin(fn(x, w, impl)) * t)
+  chex.assert_trees_all_close(fn(x, w, "phase"), fn(x, w, "xla"), atol=1e-4, rtol=1e-4)
+  first = {impl: jax.grad(loss(impl), argnums=(0, 1))(x, w) for impl in ("phase", "xla")}
+  chex.assert_trees_all_close(first["phase"], first["xla"], atol=1e-4, rtol=1e-4)
+  # Second order: the gradient of a function of the first-order gradients.
+  second = {impl: jax.grad(lambda x, w: sum(jnp.sum(g**2) for g in jax.grad(
+      loss(impl), argnums=(0, 1))(x, w)), argnums=(0, 1))(x, w) for impl in ("phase", "xla")}
+  chex.assert_trees_all_close(second["phase"], second["xla"], atol=1e-3, rtol=1e-3)
+
+
+# f >= 16 runs the forward as four per-phase convolutions, below as one 3x3 to 4F channels.
+@pytest.mark.parametrize("n,size,c,f", [(2, 1, 3, 2), (3, 3, 2, 4), (2, 4, 5, 3), (1, 6, 4, 1),
+                                        (2, 3, 3, 16), (1, 4, 17, 20)])
 def test_phase_transpose_backward_matches_autodiff(n, size, c, f):
   """The phase form's own backward pass equals autodiff of the lax.conv_general_dilated form:
   values, first-order gradients (input and kernel) and a second-order gradient."""
@@ -92,12 +106,40 @@ def test_phase_transpose_backward_matches_autodiff(n, size, c, f):
   x = jax.random.normal(key, (n, size, size, c))
   w = jax.random.normal(jax.random.fold_in(key, 1), (4, 4, c, f)) * 0.5
   t = jax.random.normal(jax.random.fold_in(key, 2), (n, 2 * size, 2 * size, f))
-  loss = lambda impl: lambda x, w: jnp.sum(jnp.sin(layers.conv_transpose2x(x, w, impl)) * t)
-  chex.assert_trees_all_close(layers.conv_transpose2x(x, w, "phase"),
-                              layers.conv_transpose2x(x, w, "xla"), atol=1e-4, rtol=1e-4)
-  first = {impl: jax.grad(loss(impl), argnums=(0, 1))(x, w) for impl in ("phase", "xla")}
-  chex.assert_trees_all_close(first["phase"], first["xla"], atol=1e-4, rtol=1e-4)
-  # Second order: the gradient of a function of the first-order gradients.
-  second = {impl: jax.grad(lambda x, w: sum(jnp.sum(g**2) for g in jax.grad(
-      loss(impl), argnums=(0, 1))(x, w)), argnums=(0, 1))(x, w) for impl in ("phase", "xla")}
-  chex.assert_trees_all_close(second["phase"], second["xla"], atol=1e-3, rtol=1e-3)
+  assert_matches_autodiff(layers.conv_transpose2x, x, w, t)
+
+
+# The stride-2 convolution's input gradient is a transposed convolution to c channels: c >= 16
+# takes the four-phase form, thinner inputs the 3x3 one.
+@pytest.mark.parametrize("n,size,c,f", [(2, 2, 3, 2), (3, 6, 1, 4), (2, 8, 16, 3), (1, 4, 20, 17)])
+def test_phase_strided_conv_backward_matches_autodiff(n, size, c, f):
+  key = jax.random.key(n * 100 + size * 10 + c)
+  x = jax.random.normal(key, (n, size, size, c))
+  w = jax.random.normal(jax.random.fold_in(key, 1), (4, 4, c, f)) * 0.5
+  t = jax.random.normal(jax.random.fold_in(key, 2), (n, size // 2, size // 2, f))
+  assert_matches_autodiff(lambda x, w, impl: layers.conv2d(x, w, 2, impl), x, w, t)
+
+
+@pytest.mark.parametrize("env,version,expected", [
+    ({}, "0.10.2", "--xla_cpu_experimental_ynn_fusion_type="),
+    ({"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}, "0.9.0",
+     "--xla_force_host_platform_device_count=4 --xla_cpu_experimental_ynn_fusion_type="),
+    # The user's own setting, the opt-out and a jaxlib without the flag are left alone.
+    ({"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type=individual_dot"}, "0.10.2",
+     "--xla_cpu_experimental_ynn_fusion_type=individual_dot"),
+    ({"XLA_FLAGS": "--a=1", "JFESGAN_XLA_DEFAULTS": "0"}, "0.10.2", "--a=1"),
+    ({}, "0.8.0", None),
+])
+def test_package_sets_the_xla_cpu_default_only_where_it_may(monkeypatch, env, version, expected):
+  import jfesgan
+  from importlib import metadata
+  for name in ("XLA_FLAGS", "JFESGAN_XLA_DEFAULTS"):
+    monkeypatch.delenv(name, raising=False)
+  for name, value in env.items():
+    monkeypatch.setenv(name, value)
+  real_version = metadata.version
+  monkeypatch.setattr(metadata, "version",
+                      lambda name: version if name == "jaxlib" else real_version(name))
+  jfesgan._set_xla_defaults()
+  import os
+  assert os.environ.get("XLA_FLAGS") == expected

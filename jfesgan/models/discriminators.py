@@ -32,10 +32,9 @@ class ImageDiscriminator(nn.Module):
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     check_resolution(x.shape[1], self.num_down)
     widths = level_widths(self.width, self.max_width, self.num_down)
-    # Differentiated twice by the gradient penalty: "auto" picks the matmul form on CPU.
     h = x.astype(self.dtype)
     for w in widths:
-      h = nn.leaky_relu(Conv(w, 4, strides=2, impl=self.impl, second_order=True)(h), 0.2)
+      h = nn.leaky_relu(Conv(w, 4, strides=2, impl=self.impl)(h), 0.2)
     h = h.reshape(h.shape[0], -1)
     critic = nn.Dense(1, dtype=self.dtype, name="critic")(h)[:, 0]
     logits = nn.Dense(self.num_classes, dtype=self.dtype, name="classifier")(h)

@@ -1,21 +1,24 @@
 """Convolutions with three interchangeable implementations of the same function.
 
-XLA:CPU runs plain stride-1 convolutions fast, but falls to a slow loop for the weight gradients
-of transposed convolutions and for the second-order terms of the WGAN-GP penalty.  Measured on 2
-CPU cores (batch 96, ``python -m jfesgan.benchmark --layers``), so every layer here can run as:
+XLA:CPU runs plain stride-1 and strided forward convolutions fast, but differentiates a strided
+convolution in its input, and a transposed one in anything, as convolutions over zero-dilated
+inputs or with large windows, its slowest kinds.  Measured on 2 CPU cores (batch 16,
+``python -m jfesgan.benchmark``), so every layer here can run as:
 
 - ``"xla"``: ``lax.conv_general_dilated`` with strides / ``lhs_dilation``; the reference, and the
   fastest on GPU and TPU.
-- ``"phase"``: strided convolutions as XLA convolutions; the 4x4 stride-2 transposed convolution
-  by phase decomposition, as a 3x3 stride-1 convolution to 4F phase channels and a depth-to-space
-  interleave (3-4x faster to train than the ``lhs_dilation`` form on CPU).
-- ``"matmul"``: im2col by shifted slices (space-to-depth for stride 2) and one matmul.  Slower in
-  first order on CPU, but 3x faster than XLA convolutions when differentiated twice, so the image
-  discriminator (WGAN-GP) uses it on CPU.
+- ``"phase"``: the 4x4 stride-2 convolution and transposed convolution with their own backward
+  passes (``jax.custom_vjp``), each the other's adjoint: the transposed convolution by phase
+  decomposition, as four zero-free 2x2 stride-1 convolutions (one 3x3 convolution to 4F phase
+  channels for thin outputs) and a depth-to-space interleave; the strided convolution's input
+  gradient as that transposed convolution, its weight gradient XLA's own.  1.5-3.6x faster per
+  layer than the ``xla`` form's gradients on CPU, in first and second order.
+- ``"matmul"``: im2col by shifted slices (space-to-depth for stride 2) and one matmul.
 
-``"auto"`` resolves to ``"xla"`` off CPU, and on CPU to ``"matmul"`` for modules differentiated
-twice and ``"phase"`` otherwise.  All implementations share parameter shapes and compute the same
-function (``tests/layers_test.py``).
+``"auto"`` resolves to ``"xla"`` off CPU and ``"phase"`` on CPU (also for the WGAN-GP critic,
+differentiated twice, where it is 1.0-1.2x faster than ``"matmul"`` per step since XLA's YNNPACK
+convolutions are off: see ``jfesgan/__init__.py``).  All implementations share parameter shapes
+and compute the same function (``tests/layers_test.py``).
 """
 
 from __future__ import annotations
@@ -28,12 +31,10 @@ _DN = ("NHWC", "HWIO", "NHWC")
 IMPLS = ("xla", "phase", "matmul")
 
 
-def resolve_impl(impl: str, second_order: bool = False) -> str:
+def resolve_impl(impl: str) -> str:
   """Returns a concrete implementation for ``impl`` ("auto" or one of IMPLS)."""
   if impl == "auto":
-    if jax.default_backend() != "cpu":
-      return "xla"
-    return "matmul" if second_order else "phase"
+    return "phase" if jax.default_backend() == "cpu" else "xla"
   if impl not in IMPLS:
     raise ValueError(f"conv impl must be 'auto' or one of {IMPLS}, got {impl!r}")
   return impl
@@ -62,14 +63,13 @@ def _conv_valid(x: jax.Array, kernel: jax.Array, impl: str) -> jax.Array:
   return jax.lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=_DN)
 
 
-def conv2d(x: jax.Array, kernel: jax.Array, stride: int, impl: str,
-           second_order: bool = False) -> jax.Array:
+def conv2d(x: jax.Array, kernel: jax.Array, stride: int, impl: str) -> jax.Array:
   """Convolution with 'same'-style padding: output spatial size is input size / stride.
 
   Stride 1 needs an odd kernel (padding k//2); stride 2 needs an even kernel (padding (k-2)/2,
   so a 4x4 kernel pads by 1 as in DCGAN-style discriminators) and even input sizes.
   """
-  impl = resolve_impl(impl, second_order)
+  impl = resolve_impl(impl)
   k = kernel.shape[0]
   n, h, w, c = x.shape
   f = kernel.shape[-1]
@@ -84,6 +84,8 @@ def conv2d(x: jax.Array, kernel: jax.Array, stride: int, impl: str,
     pad = (k - 2) // 2
   else:
     raise ValueError(f"stride must be 1 or 2, got {stride}")
+  if impl == "phase" and stride == 2 and k == 4:
+    return _phase_conv_down2x(x, kernel)
   if impl != "matmul":
     return jax.lax.conv_general_dilated(
         x, kernel, (stride, stride), ((pad, pad), (pad, pad)), dimension_numbers=_DN)
@@ -97,19 +99,17 @@ def conv2d(x: jax.Array, kernel: jax.Array, stride: int, impl: str,
   return _conv_valid(space_to_depth(xp), kern.reshape(kh, kh, 4 * c, f), impl)
 
 
-def conv_transpose2x(x: jax.Array, kernel: jax.Array, impl: str,
-                     second_order: bool = False) -> jax.Array:
+def conv_transpose2x(x: jax.Array, kernel: jax.Array, impl: str) -> jax.Array:
   """4x4 transposed convolution, stride 2, padding 1 (PyTorch semantics): (N,H,W,C) -> (N,2H,2W,F).
 
   ``out[2i - 1 + ky, 2j - 1 + kx] += x[i, j] @ kernel[ky, kx]``.  Split into its four output
   phases, output phase (py, px) is a 2x2 window of the input padded by one, at offset (py, px),
-  with taps ``kernel[3 - py - 2ty, 3 - px - 2tx]``.  The ``phase``/``matmul`` forms place the four
-  2x2 windows in one 3x3 kernel with 4F outputs (zeros elsewhere), run it as a stride-1
-  convolution and interleave the phases.  The ``phase`` form has its own backward pass
-  (:func:`_phase_conv_transpose2x`): autodiff of the phase form would compute the zero taps and
-  turn the weight gradient into a large-window convolution, XLA:CPU's slowest kind.
+  with taps ``kernel[3 - py - 2ty, 3 - px - 2tx]``.  The ``matmul`` form places the four 2x2
+  windows in one 3x3 kernel with 4F outputs (zeros elsewhere), runs it as a stride-1 convolution
+  and interleaves the phases; the ``phase`` form runs the four windows as four convolutions (the
+  3x3 one below 16 outputs) and has its own backward pass (:func:`_phase_conv_transpose2x`).
   """
-  impl = resolve_impl(impl, second_order)
+  impl = resolve_impl(impl)
   if kernel.shape[:2] != (4, 4):
     raise ValueError(f"conv_transpose2x needs a 4x4 kernel, got {kernel.shape[:2]}")
   if impl == "xla":
@@ -143,46 +143,107 @@ def _phase_form(x: jax.Array, kernel: jax.Array, impl: str) -> jax.Array:
   return out.transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * h, 2 * w, f)
 
 
-@jax.custom_vjp
-def _phase_conv_transpose2x(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  r"""The phase form of :func:`conv_transpose2x` with a backward pass of dense, zero-free products.
+# Below this many output channels the four per-phase convolutions are too thin for XLA:CPU and
+# the single 3x3 convolution to 4F phase channels is faster (measured at 1 and 3 channels).
+_FOUR_PHASE_MIN_FEATURES = 16
 
-  With :math:`y_{2i-1+k_y,\,2j-1+k_x} \mathrel{+}= x_{ij} K_{k_y k_x}` and output cotangent
-  :math:`g`:
 
-  .. math::
-     \frac{\partial L}{\partial x_{ij}} = \sum_{k_y,k_x} g_{2i-1+k_y,\,2j-1+k_x} K_{k_y k_x}^\top,
-     \qquad
-     \frac{\partial L}{\partial K_{k_y k_x}} = \sum_{n,i,j} x_{nij}^\top\, g_{n,\,2i-1+k_y,\,2j-1+k_x}.
+def _four_phases(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """The transposed convolution as four zero-free 2x2 stride-1 convolutions, one per output
+  phase, interleaved: phase (py, px) reads the input padded by one at offset (py, px)."""
+  n, h, w, _ = x.shape
+  f = kernel.shape[-1]
+  xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  rows = []
+  for py in (0, 1):
+    cols = []
+    for px in (0, 1):
+      taps = jnp.stack([jnp.stack([kernel[3 - py - 2 * ty, 3 - px - 2 * tx] for tx in (0, 1)])
+                        for ty in (0, 1)])
+      cols.append(jax.lax.conv_general_dilated(xp[:, py:py + h + 1, px:px + w + 1], taps, (1, 1),
+                                               "VALID", dimension_numbers=_DN))
+    rows.append(jnp.stack(cols, axis=3))  # (N, H, W, px, F)
+  return jnp.stack(rows, axis=2).reshape(n, 2 * h, 2 * w, f)  # (N, H, py, W, px, F)
 
-  The first is the stride-2, padding-1 convolution of :math:`g` with the same taps (input and
-  output channels swapped), one XLA convolution on its fast path.  For the second, the taps
-  :math:`k_y = 2a + p` (:math:`a, p \in \{0, 1\}`) read :math:`g` padded by one at rows
-  :math:`2(i + a) + p`: in space-to-depth coordinates a 2x2 window, so the kernel gradient is four
-  matmuls :math:`(C \times NHW) \cdot (NHW \times 4F)`.  Both are ordinary JAX functions, so
-  the rule can itself be differentiated (second order).
-  """
+
+def _up2x(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """conv_transpose2x on XLA:CPU's fast paths: four phase convolutions, or one for thin outputs."""
+  if kernel.shape[-1] >= _FOUR_PHASE_MIN_FEATURES:
+    return _four_phases(x, kernel)
   return _phase_form(x, kernel, "phase")
 
 
-def _phase_fwd(x, kernel):
-  return _phase_form(x, kernel, "phase"), (x, kernel)
+def _down2x(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """The 4x4, stride-2, padding-1 convolution as one XLA convolution."""
+  return jax.lax.conv_general_dilated(x, kernel, (2, 2), ((1, 1), (1, 1)), dimension_numbers=_DN)
 
 
-def _phase_bwd(res, g):
+def _down2x_kernel_grad(x: jax.Array, g: jax.Array, kernel: jax.Array) -> jax.Array:
+  """Gradient of <_down2x(x, K), g> in K: XLA's own weight gradient (faster on CPU than any
+  im2col or per-tap form measured)."""
+  return jax.vjp(lambda k: _down2x(x, k), kernel)[1](g)[0]
+
+
+@jax.custom_vjp
+def _phase_conv_transpose2x(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  r"""The phase form of :func:`conv_transpose2x` with a backward pass of zero-free products.
+
+  With :math:`y_{2i-1+k_y,\,2j-1+k_x} \mathrel{+}= x_{ij} K_{k_y k_x}` and output cotangent
+  :math:`g`, the transposed convolution is the adjoint of the stride-2 convolution ``_down2x``
+  with input and output channels swapped (:math:`K^\top`): :math:`\langle T(x, K), g\rangle =
+  \langle x, D(g, K^\top)\rangle`.  Hence
+
+  .. math::
+     \frac{\partial L}{\partial x} = D(g, K^\top), \qquad
+     \frac{\partial L}{\partial K} = \Big(\frac{\partial}{\partial K'}
+       \langle D(g, K'), x\rangle\Big)^\top,
+
+  a stride-2 convolution and its weight gradient, both on XLA:CPU's fast paths (autodiff of
+  the forward would compute the zero taps of the phase kernel and turn the weight gradient into
+  a large-window convolution, XLA:CPU's slowest kind).  Both are ordinary JAX functions, so the
+  rule can itself be differentiated (second order).
+  """
+  return _up2x(x, kernel)
+
+
+def _phase_up_fwd(x, kernel):
+  return _up2x(x, kernel), (x, kernel)
+
+
+def _phase_up_bwd(res, g):
   x, kernel = res
-  n, h, w, c = x.shape
-  f = kernel.shape[-1]
-  dx = jax.lax.conv_general_dilated(g, kernel.transpose(0, 1, 3, 2), (2, 2), ((1, 1), (1, 1)),
-                                    dimension_numbers=_DN)
-  g4 = space_to_depth(jnp.pad(g, ((0, 0), (1, 1), (1, 1), (0, 0))))  # (N, H+1, W+1, (p, q, F))
-  dk = jnp.stack([jnp.stack([jnp.einsum("nhwc,nhwk->ck", x, g4[:, a:a + h, b:b + w])
-                             for b in (0, 1)]) for a in (0, 1)])  # (a, b, C, (p, q, F))
-  dk = dk.reshape(2, 2, c, 2, 2, f).transpose(0, 3, 1, 4, 2, 5).reshape(4, 4, c, f)
+  kt = kernel.transpose(0, 1, 3, 2)
+  dx = _down2x(g, kt)
+  dk = _down2x_kernel_grad(g, x, kt).transpose(0, 1, 3, 2)
   return dx.astype(x.dtype), dk.astype(kernel.dtype)
 
 
-_phase_conv_transpose2x.defvjp(_phase_fwd, _phase_bwd)
+_phase_conv_transpose2x.defvjp(_phase_up_fwd, _phase_up_bwd)
+
+
+@jax.custom_vjp
+def _phase_conv_down2x(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """The 4x4 stride-2 convolution whose input gradient is a phase-form transposed convolution.
+
+  XLA differentiates a strided convolution in its input as a convolution of the cotangent
+  dilated by zeros (``lhs_dilation``), which XLA:CPU runs 1.5-3.6x slower than the same
+  function as :func:`_up2x` (``jax.vjp`` of this form: ``dx = T(g, K^T)``, exactly the adjoint
+  above).  The weight gradient stays XLA's own.
+  """
+  return _down2x(x, kernel)
+
+
+def _phase_down_fwd(x, kernel):
+  return _down2x(x, kernel), (x, kernel)
+
+
+def _phase_down_bwd(res, g):
+  x, kernel = res
+  dx = _up2x(g, kernel.transpose(0, 1, 3, 2))
+  return dx.astype(x.dtype), _down2x_kernel_grad(x, g, kernel).astype(kernel.dtype)
+
+
+_phase_conv_down2x.defvjp(_phase_down_fwd, _phase_down_bwd)
 
 
 class Conv(nn.Module):
@@ -193,14 +254,13 @@ class Conv(nn.Module):
   strides: int = 1
   use_bias: bool = True
   impl: str = "auto"
-  second_order: bool = False  # differentiated twice (picks the implementation under "auto")
   kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     k = self.kernel_size
     kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features))
-    y = conv2d(x, kernel.astype(x.dtype), self.strides, self.impl, self.second_order)
+    y = conv2d(x, kernel.astype(x.dtype), self.strides, self.impl)
     if self.use_bias:
       y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(x.dtype)
     return y
@@ -212,7 +272,6 @@ class ConvTranspose2x(nn.Module):
   features: int
   use_bias: bool = True
   impl: str = "auto"
-  second_order: bool = False
   kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
 
   @nn.compact
@@ -222,7 +281,7 @@ class ConvTranspose2x(nn.Module):
     c = x.shape[-1]
     kernel = self.param("kernel", lambda key, shape: self.kernel_init(key, (2, 2, 4 * c, shape[-1]))
                         .reshape(shape), (4, 4, c, self.features))
-    y = conv_transpose2x(x, kernel.astype(x.dtype), self.impl, self.second_order)
+    y = conv_transpose2x(x, kernel.astype(x.dtype), self.impl)
     if self.use_bias:
       y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(x.dtype)
     return y
