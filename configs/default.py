@@ -87,9 +87,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.embed_dim = 64
   # Hidden widths of the latent discriminator D_z.
   c.model.dz_hidden = (256, 256)
-  # Convolution implementation (jfesgan/models/layers.py): 'auto' picks 'xla' on GPU/TPU and, on
-  # CPU, 'matmul' for the image discriminator (differentiated twice) and 'phase' elsewhere; or
-  # force one of 'xla', 'phase', 'matmul' everywhere.
+  # Convolution implementation (jfesgan/models/layers.py): 'auto' picks 'xla' on GPU/TPU and
+  # 'phase' on CPU; or force one of 'xla', 'phase', 'matmul' everywhere.
   c.model.conv_impl = "auto"
   # Compute dtype of the activations: "float32", or "bfloat16" for GPUs and TPUs (parameters,
   # optimiser states, normalisation statistics and losses stay float32). On CPU bfloat16 is
