@@ -86,19 +86,22 @@ def test_bad_shapes_are_named():
 def assert_matches_autodiff(fn, x, w, t):
   """``fn(x, w, impl)``: the "phase" form against autodiff of the "xla" form: values, first-order
   gradients (input and kernel) and a second-order gradient."""
-  loss = lambda impl: lambda x, w: jnp.sum(jnp.sin(fn(x, w, impl)) * t)
-  chex.assert_trees_all_close(fn(x, w, "phase"), fn(x, w, "xla"), atol=1e-4, rtol=1e-4)
-  first = {impl: jax.grad(loss(impl), argnums=(0, 1))(x, w) for impl in ("phase", "xla")}
-  chex.assert_trees_all_close(first["phase"], first["xla"], atol=1e-4, rtol=1e-4)
-  # Second order: the gradient of a function of the first-order gradients.
-  second = {impl: jax.grad(lambda x, w: sum(jnp.sum(g**2) for g in jax.grad(
-      loss(impl), argnums=(0, 1))(x, w)), argnums=(0, 1))(x, w) for impl in ("phase", "xla")}
-  chex.assert_trees_all_close(second["phase"], second["xla"], atol=1e-3, rtol=1e-3)
+  def orders(impl):  # one jitted program per form (op-by-op dispatch compiles every op apart)
+    loss = lambda x, w: jnp.sum(jnp.sin(fn(x, w, impl)) * t)
+    first = jax.grad(loss, argnums=(0, 1))
+    # Second order: the gradient of a function of the first-order gradients.
+    second = jax.grad(lambda x, w: sum(jnp.sum(g**2) for g in first(x, w)), argnums=(0, 1))
+    return jax.jit(lambda x, w: (fn(x, w, impl), first(x, w), second(x, w)))(x, w)
+
+  (value, first, second), (value_ref, first_ref, second_ref) = orders("phase"), orders("xla")
+  chex.assert_trees_all_close(value, value_ref, atol=1e-4, rtol=1e-4)
+  chex.assert_trees_all_close(first, first_ref, atol=1e-4, rtol=1e-4)
+  chex.assert_trees_all_close(second, second_ref, atol=1e-3, rtol=1e-3)
 
 
 # f >= 16 runs the forward as four per-phase convolutions, below as one 3x3 to 4F channels.
-@pytest.mark.parametrize("n,size,c,f", [(2, 1, 3, 2), (3, 3, 2, 4), (2, 4, 5, 3), (1, 6, 4, 1),
-                                        (2, 3, 3, 16), (1, 4, 17, 20)])
+@pytest.mark.parametrize("n,size,c,f", [(2, 1, 3, 2), (3, 3, 2, 4), (1, 6, 4, 1), (2, 3, 3, 16),
+                                        (1, 4, 17, 20)])
 def test_phase_transpose_backward_matches_autodiff(n, size, c, f):
   """The phase form's own backward pass equals autodiff of the lax.conv_general_dilated form:
   values, first-order gradients (input and kernel) and a second-order gradient."""
@@ -111,7 +114,7 @@ def test_phase_transpose_backward_matches_autodiff(n, size, c, f):
 
 # The stride-2 convolution's input gradient is a transposed convolution to c channels: c >= 16
 # takes the four-phase form, thinner inputs the 3x3 one.
-@pytest.mark.parametrize("n,size,c,f", [(2, 2, 3, 2), (3, 6, 1, 4), (2, 8, 16, 3), (1, 4, 20, 17)])
+@pytest.mark.parametrize("n,size,c,f", [(2, 2, 3, 2), (3, 6, 1, 4), (2, 4, 16, 3), (1, 4, 20, 17)])
 def test_phase_strided_conv_backward_matches_autodiff(n, size, c, f):
   key = jax.random.key(n * 100 + size * 10 + c)
   x = jax.random.normal(key, (n, size, size, c))
