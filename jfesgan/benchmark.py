@@ -139,10 +139,22 @@ def _fake_data(config, b: int) -> tuple[dict[str, np.ndarray], ArrayDataset]:
   return batch, data
 
 
+def _stage_of(step_name: str) -> str:
+  """The stage whose state a timed step advances (``fesgan_d``, ``fesgan_g``: stage 1's)."""
+  return "fesgan" if step_name.startswith("fesgan") else step_name
+
+
+def _needed_stages(name: str) -> set[str]:
+  """Stage ``name`` and, transitively, the finished stages its state is created from."""
+  return {name}.union(*(_needed_stages(n) for n in stages.BY_NAME[name].needs))
+
+
 class JaxSteps:
   """jfesgan's jitted steps at a config's shapes, each a no-argument call that advances a state."""
 
-  def __init__(self, config):
+  def __init__(self, config, only: str | None = None):
+    """States for every stage of the plan, or with ``only`` (a step name) for that step's stage
+    and the stages it needs alone."""
     self.config = config
     self.models = build_models(config, K_CLASSES, SUBJECTS)
     self.mesh = parallel.make_mesh()
@@ -152,8 +164,11 @@ class JaxSteps:
     self.data = data
     self.key = jax.random.key(0)
     self.finished: dict[str, Any] = {}
+    wanted = _needed_stages(_stage_of(only)) if only else {stage.name for stage in stages.PLAN}
     for stage in stages.PLAN:
-      self.finished[stage.name] = parallel.replicate(stage.create(self.ctx, self.finished), self.mesh)
+      if stage.name in wanted:
+        self.finished[stage.name] = parallel.replicate(stage.create(self.ctx, self.finished),
+                                                       self.mesh)
 
   def initial_params(self) -> dict[str, Any]:
     """The networks' parameters as the stages start them (g, dimg, dz, phi from stage 1; r)."""
@@ -163,7 +178,7 @@ class JaxSteps:
 
   def make(self, name: str) -> Callable[[], Any]:
     """A call of step ``name`` that advances its own copy of the state (states are donated)."""
-    stage_name = "fesgan" if name.startswith("fesgan") else name
+    stage_name = _stage_of(name)
     stage = stages.BY_NAME[stage_name]
     if name in ("fesgan_d", "fesgan_g"):
       update = steps.discriminator_update if name == "fesgan_d" else steps.generator_update
@@ -310,7 +325,14 @@ def run_memory_probe(config, spec: str) -> None:
   if framework != "jax":
     raise ValueError(f"--memory_probe: only jax here (PyTorch: python -m jfesgan.torch_reference), "
                      f"got {framework!r}")
-  print(json.dumps(benchmark_memory.probe(JaxSteps(config).make(name), _peak_memory_mb,
+  # The step's own state alone, as a run of that stage holds it (the stages it was created from
+  # are dropped once it exists; the PyTorch probe likewise builds no optimiser state it does not
+  # step).
+  jax_steps = JaxSteps(config, only=name)
+  call = jax_steps.make(name)
+  jax_steps.finished.clear()
+  host.release_free_memory()
+  print(json.dumps(benchmark_memory.probe(call, _peak_memory_mb,
                                           resettable=jax.default_backend() == "cpu",
                                           after_first=host.release_free_memory)))
 

@@ -59,3 +59,10 @@ def test_memory_probe_runs_in_a_fresh_process():
   mem = benchmark._memory_probe(["--config", "configs/tiny.py"], "jax", "phi", (32, 1))  # pylint: disable=protected-access
   assert 100 < mem["before_mb"] <= mem["first_call_peak_mb"] <= mem["peak_mb"]
   assert mem["step_peak_mb"] <= mem["peak_mb"]
+
+
+def test_memory_probe_builds_only_the_states_its_step_needs():
+  needed = lambda step: benchmark._needed_stages(benchmark._stage_of(step))  # pylint: disable=protected-access
+  assert needed("phi") == {"phi"} and needed("real") == {"real"}
+  assert needed("fesgan_d") == needed("fesgan_g") == needed("fesgan") == {"phi", "fesgan"}
+  assert needed("joint") == {"phi", "fesgan", "joint"}
