@@ -144,11 +144,6 @@ def _stage_of(step_name: str) -> str:
   return "fesgan" if step_name.startswith("fesgan") else step_name
 
 
-def _needed_stages(name: str) -> set[str]:
-  """Stage ``name`` and, transitively, the finished stages its state is created from."""
-  return {name}.union(*(_needed_stages(n) for n in stages.BY_NAME[name].needs))
-
-
 class JaxSteps:
   """jfesgan's jitted steps at a config's shapes, each a no-argument call that advances a state."""
 
@@ -164,7 +159,7 @@ class JaxSteps:
     self.data = data
     self.key = jax.random.key(0)
     self.finished: dict[str, Any] = {}
-    wanted = _needed_stages(_stage_of(only)) if only else {stage.name for stage in stages.PLAN}
+    wanted = stages.lineage(_stage_of(only)) if only else stages.NAMES
     for stage in stages.PLAN:
       if stage.name in wanted:
         self.finished[stage.name] = parallel.replicate(stage.create(self.ctx, self.finished),

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from jfesgan import benchmark
+from jfesgan import benchmark, stages
 
 
 def test_shapes_parse_and_bad_ones_are_named():
@@ -62,7 +62,7 @@ def test_memory_probe_runs_in_a_fresh_process():
 
 
 def test_memory_probe_builds_only_the_states_its_step_needs():
-  needed = lambda step: benchmark._needed_stages(benchmark._stage_of(step))  # pylint: disable=protected-access
-  assert needed("phi") == {"phi"} and needed("real") == {"real"}
-  assert needed("fesgan_d") == needed("fesgan_g") == needed("fesgan") == {"phi", "fesgan"}
-  assert needed("joint") == {"phi", "fesgan", "joint"}
+  needed = lambda step: stages.lineage(benchmark._stage_of(step))  # pylint: disable=protected-access
+  assert needed("phi") == ("phi",) and needed("real") == ("real",)
+  assert needed("fesgan_d") == needed("fesgan_g") == needed("fesgan") == ("phi", "fesgan")
+  assert needed("joint") == ("phi", "fesgan", "joint")
