@@ -139,6 +139,11 @@ def get_config() -> ml_collections.ConfigDict:
   # On-device augmentation of the recogniser's input images (jfesgan/augment.py), on top of
   # data.hflip.
   c.real.augment = augment()
+  # Pre-training: the workdir of a finished stage-`real` run on another, larger database (e.g.
+  # configs/pretrain_fer2013.py) whose recogniser starts this one (trunk, and the head rows of the
+  # classes both know); '' = random initialisation.  Tied to joint.init_from: every ablation row's
+  # R starts alike.
+  c.real.init_from = ""
 
   # Stage `joint` (stage 2): the recogniser R learnt jointly with the generator.
   c.joint = ml_collections.ConfigDict()
@@ -172,6 +177,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.joint.centre_decay = 0.9
   # Start R's trunk from Phi's (a face-pretrained start).
   c.joint.init_r_from_phi = False
+  # R's pre-trained start (a reference to real.init_from: setting either sets both).
+  c.joint.init_from = c.real.get_ref("init_from")
 
   # Evaluation on the held-out subjects.
   c.eval = ml_collections.ConfigDict()

@@ -122,7 +122,8 @@ PLAN: tuple[Stage, ...] = (
         name="real", title="real-only R", stream=2, needs=(),
         create=lambda ctx, done: state_lib.create_r_state(
             ctx.models, ctx.config.real.optimizer, REAL.key(ctx.config.seed),
-            steps=ctx.config.real.steps),
+            steps=ctx.config.real.steps, init_from=ctx.config.real.get("init_from", ""),
+            class_names=ctx.train.class_names),
         step=lambda ctx: functools.partial(
             steps.recognizer_step, model=ctx.models.r, prefix="real",
             augment=Augment.from_config(ctx.config.real.augment)),
@@ -130,7 +131,8 @@ PLAN: tuple[Stage, ...] = (
     Stage(
         name="joint", title="joint R", stream=4, needs=("fesgan",),
         create=lambda ctx, done: state_lib.create_joint_states(
-            ctx.models, ctx.config, JOINT.key(ctx.config.seed), done["fesgan"]),
+            ctx.models, ctx.config, JOINT.key(ctx.config.seed), done["fesgan"],
+            class_names=ctx.train.class_names),
         step=lambda ctx: functools.partial(
             steps.joint_step, models=ctx.models, fesgan=_fesgan_loss(ctx),
             joint=steps.JointLoss.from_config(ctx.config.joint)),

@@ -11,8 +11,10 @@ import functools
 from typing import Any
 
 import flax
+from flax import traverse_util
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax.training import train_state
 
@@ -139,9 +141,60 @@ def create_phi_state(models: Models, optimizer, rng: jax.Array) -> TrainState:
   return TrainState.create(apply_fn=models.phi.apply, params=params, tx=make_optimizer(optimizer))
 
 
-def create_r_state(models: Models, optimizer, rng: jax.Array, steps: int | None = None) -> TrainState:
-  """Fresh state of a recogniser ``r`` trained on real images only, for ``steps`` steps."""
+def pretrained_r_params(params, workdir: str, class_names, field: str = "real.init_from"):
+  """``params`` of a fresh recogniser with the trunk and the shared classes' head rows of the
+  finished real-only recogniser in ``workdir`` (a run on another, larger database): pre-training.
+
+  The trunk (every convolution and the embedding layer) is copied whole and must have the same
+  shapes (the same ``model`` widths, ``data.image_size`` and ``data.channels``).  Head rows
+  (kernel column and bias) are copied for each of ``class_names`` that the source knows under
+  the same expression (``judge.canonical``: ``angry`` = ``anger``, ...); the others (CK+'s
+  contempt from FER2013) keep their fresh initialisation.  ``field`` names the config field in
+  errors."""
+  from jfesgan.trained import Recogniser  # pylint: disable=g-import-not-at-top
+  try:
+    source = Recogniser.load(workdir, "real")
+  except (FileNotFoundError, ValueError) as e:
+    raise ValueError(f"config.{field}={workdir!r}: {e}") from e
+  mine = traverse_util.flatten_dict(flax.core.unfreeze(params["trunk"]), sep="/")
+  theirs = traverse_util.flatten_dict(flax.core.unfreeze(source.params["trunk"]), sep="/")
+  if mine.keys() != theirs.keys():
+    raise ValueError(f"config.{field}={workdir!r}: its recogniser's trunk has layers "
+                     f"{sorted(theirs)}, this one {sorted(mine)} (model.num_down differs?)")
+  for name, leaf in mine.items():
+    if leaf.shape != theirs[name].shape:
+      raise ValueError(
+          f"config.{field}={workdir!r}: trunk/{name} has shape {tuple(theirs[name].shape)} there "
+          f"and {tuple(leaf.shape)} here: model widths, data.image_size and data.channels must "
+          "match the source run's")
+  cmap = source.class_map(class_names)
+  shared = np.flatnonzero(cmap >= 0)
+  if not shared.size:
+    raise ValueError(f"config.{field}={workdir!r}: none of its classes {source.class_names} is "
+                     f"one of these {tuple(class_names)}")
+  head = {k: np.array(v) for k, v in params["head"].items()}
+  src = source.params["head"]
+  head["kernel"][:, shared] = np.asarray(src["kernel"])[:, cmap[shared]]
+  head["bias"][shared] = np.asarray(src["bias"])[cmap[shared]]
+  return dict(params, trunk=jax.tree.map(jnp.asarray, source.params["trunk"]),
+              head={k: jnp.asarray(v) for k, v in head.items()})
+
+
+def _start_r(models: Models, rng: jax.Array, init_from: str, class_names, field: str):
   params = _init(models.r, rng, _dummy_image(models))
+  if init_from:
+    if class_names is None:
+      raise ValueError(f"config.{field} is set but the class names of the data are not known")
+    params = pretrained_r_params(params, init_from, class_names, field)
+  return params
+
+
+def create_r_state(models: Models, optimizer, rng: jax.Array, steps: int | None = None,
+                   init_from: str = "", class_names=None) -> TrainState:
+  """Fresh state of a recogniser ``r`` trained on real images only, for ``steps`` steps; with
+  ``init_from`` (``config.real.init_from``) pre-trained from that run
+  (:func:`pretrained_r_params`)."""
+  params = _start_r(models, rng, init_from, class_names, "real.init_from")
   return TrainState.create(apply_fn=models.r.apply, params=params,
                            tx=make_optimizer(optimizer, steps))
 
@@ -164,11 +217,17 @@ def create_fesgan_states(models: Models, optimizers, rng: jax.Array, phi: TrainS
       phi=phi, g_ema=_copy(g_params))
 
 
-def create_joint_states(models: Models, config, rng: jax.Array, fes: FesganStates) -> JointStates:
+def create_joint_states(models: Models, config, rng: jax.Array, fes: FesganStates,
+                        class_names=None) -> JointStates:
   """Stage-2 states: the trained stage-1 players with fresh optimiser states (``config.fesgan``'s
-  settings; ``g`` starts from the moving average ``g_ema``), and a new ``r`` (``config.joint.optimizer``; its trunk copied from Phi when
-  ``config.joint.init_r_from_phi``)."""
-  params = _init(models.r, rng, _dummy_image(models))
+  settings; ``g`` starts from the moving average ``g_ema``), and a new ``r``
+  (``config.joint.optimizer``; pre-trained from ``config.joint.init_from`` as the real-only R is,
+  or its trunk copied from Phi when ``config.joint.init_r_from_phi``)."""
+  init_from = config.joint.get("init_from", "")
+  if init_from and config.joint.init_r_from_phi:
+    raise ValueError("config.joint.init_from and config.joint.init_r_from_phi both set: R starts "
+                     "from one of them")
+  params = _start_r(models, rng, init_from, class_names, "joint.init_from")
   if config.joint.init_r_from_phi:
     params = dict(params, trunk=fes.phi.params["trunk"])
   r = RState.create(apply_fn=models.r.apply, params=params,

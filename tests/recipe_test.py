@@ -16,6 +16,7 @@ from jfesgan import stages, state as state_lib, steps
 from jfesgan.augment import Augment
 from jfesgan.data import pipeline
 from jfesgan.models import build_models
+from jfesgan.trained import Recogniser
 
 
 def _images(n=6, size=16, channels=1, seed=0):
@@ -192,3 +193,58 @@ def _with(section, **fields):
   for k, v in fields.items():
     out[k] = v
   return out
+
+
+def test_recogniser_starts_from_a_pretrained_run(tiny_config, fesgan_setup, tmp_path):
+  """``real.init_from``: R's trunk and the head rows of the classes both runs know come from a
+  finished real-only run on other data; other rows keep their fresh values; the joint R (tied
+  field) starts alike; a mismatched source or a missing run is an error naming the field."""
+  from jfesgan import train  # pylint: disable=g-import-not-at-top
+  src_cfg = tiny_config.copy_and_resolve_references()
+  src_cfg.data.data_dir = str(tmp_path / "tfds")
+  src_cfg.data.data_seed = 1  # other faces
+  src_cfg.stages = ("real",)
+  source = str(tmp_path / "pretrain")
+  train.train_and_evaluate(src_cfg, source)
+  src_params = jax.device_get(Recogniser.load(source, "real").params)
+  src_names = Recogniser.load(source, "real").class_names
+
+  cfg, models, fes, _ = fesgan_setup
+  # This database: the source's classes reversed, one spelled differently, one it does not know.
+  names = [*reversed(src_names[1:]), "boredom"]
+  names[0] = {"happy": "happiness", "sadness": "sad", "anger": "angry"}.get(names[0], names[0])
+  fresh = state_lib.create_r_state(models, cfg.real.optimizer, jax.random.key(5)).params
+  r = state_lib.create_r_state(models, cfg.real.optimizer, jax.random.key(5),
+                               init_from=source, class_names=names).params
+  chex.assert_trees_all_equal(r["trunk"], src_params["trunk"])
+  for k in range(len(names) - 1):  # ours k is theirs len - 1 - k
+    np.testing.assert_array_equal(r["head"]["kernel"][:, k],
+                                  src_params["head"]["kernel"][:, len(src_names) - 1 - k])
+    np.testing.assert_array_equal(r["head"]["bias"][k],
+                                  src_params["head"]["bias"][len(src_names) - 1 - k])
+  np.testing.assert_array_equal(r["head"]["kernel"][:, -1], fresh["head"]["kernel"][:, -1])
+  assert not np.allclose(r["trunk"]["Dense_0"]["kernel"], fresh["trunk"]["Dense_0"]["kernel"])
+
+  joint_cfg = cfg.copy_and_resolve_references()
+  with_ref = default.get_config()
+  with_ref.real.init_from = source  # the joint field follows the real one
+  joint_cfg.joint.init_from = with_ref.joint.init_from
+  joint = state_lib.create_joint_states(models, joint_cfg, jax.random.key(5), fes,
+                                        class_names=names)
+  chex.assert_trees_all_equal(joint.r.params, r)
+  joint_cfg.joint.init_r_from_phi = True
+  with pytest.raises(ValueError, match="init_r_from_phi both set"):
+    state_lib.create_joint_states(models, joint_cfg, jax.random.key(5), fes, class_names=names)
+
+  wide = tiny_config.copy_and_resolve_references()
+  wide.model.width = 16
+  with pytest.raises(ValueError,
+                     match=r"real.init_from=.*trunk/Conv_0/.* has shape \(8,.*\) there"):
+    state_lib.create_r_state(build_models(wide, 7, 6), cfg.real.optimizer, jax.random.key(5),
+                             init_from=source, class_names=names)
+  with pytest.raises(ValueError, match=r"real.init_from=.*nowhere.*not the workdir"):
+    state_lib.create_r_state(models, cfg.real.optimizer, jax.random.key(5),
+                             init_from=str(tmp_path / "nowhere"), class_names=names)
+  with pytest.raises(ValueError, match="none of its classes"):
+    state_lib.create_r_state(models, cfg.real.optimizer, jax.random.key(5), init_from=source,
+                             class_names=["boredom", "awe"])
