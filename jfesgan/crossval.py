@@ -348,7 +348,8 @@ def write_tables(config, workdir: str, ablation: bool, command: str, out: str = 
   for out_dir in dict.fromkeys([workdir] + ([out] if out else [])):
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, f"{name}.json"), "w") as f:
-      json.dump({"command": command, "class_names": class_names, "rows": agg}, f, indent=2)
+      json.dump({"command": command, "seed": int(config.seed), "class_names": class_names,
+                 "rows": agg}, f, indent=2)
     with open(os.path.join(out_dir, f"{name}.md"), "w") as f:
       f.write(table)
   return table

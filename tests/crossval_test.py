@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 
+from jfesgan import compare as compare_lib
 from jfesgan import crossval
 
 K = 7
@@ -85,6 +86,7 @@ def test_aggregate_collect_and_table(tiny_config, tmp_path):
     with open(os.path.join(d, "ablation.json")) as f:
       saved = json.load(f)
     assert saved["rows"]["real"]["folds"] == [0, 1, 2] and saved["command"] == "cmd"
+    assert saved["seed"] == cfg.seed
     with open(os.path.join(d, "ablation.md")) as f:
       assert f.read() == table
   assert "(`joint_rdbp`) | " in table
@@ -194,3 +196,67 @@ def test_cross_database_tests_each_rows_recogniser_and_keeps_its_scores(tiny_run
   agg = crossval.aggregate(again)
   table = crossval.markdown_table(agg, "t", "cmd")
   assert "`xdb/procedural_faces/acc`" in table
+
+
+def _crossval_json(path, seed, accs, row="method"):
+  os.makedirs(path, exist_ok=True)
+  with open(os.path.join(path, "crossval.json"), "w") as f:
+    json.dump({"command": "c", "seed": seed,
+               "rows": {row: {"folds": sorted(accs), "acc": [accs[k] for k in sorted(accs)]}}}, f)
+  return str(path)
+
+
+def test_compare_pairs_recipes_by_seed_and_fold(tmp_path):
+  ref = {0: {0: 0.8, 1: 0.9, 2: 0.7}, 1: {0: 0.85, 1: 0.8, 2: 0.75}}
+  new = {0: {0: 0.9, 1: 0.9, 2: 0.8}, 1: {0: 0.8, 1: 0.95}, 2: {0: 1.0}}  # seed 2: no partner
+  out = compare_lib.compare({"ref": ref, "new": new})
+  pairs = [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]
+  assert out["new"]["pairs"] == [list(p) for p in pairs]
+  diff = np.array([new[s][f] - ref[s][f] for s, f in pairs])
+  d = out["new"]["minus_reference"]
+  np.testing.assert_allclose([d["mean"], d["std"]], [diff.mean(), diff.std()])
+  assert (d["better"], d["worse"], d["of"]) == (3, 1, 5)
+  by_fold = [np.mean([diff[0], diff[3]]), np.mean([diff[1], diff[4]]), diff[2]]
+  np.testing.assert_allclose(list(d["fold_means"].values()), by_fold)
+  assert d["p_sign_flip_folds"] == crossval.sign_flip_p(list(d["fold_means"].values()))
+  np.testing.assert_allclose(out["new"]["seed_means"]["1"], 0.875)
+  assert "minus_reference" not in out["ref"] and out["ref"]["mean"] == np.mean(
+      [ref[s][f] for s in ref for f in ref[s]])
+  table = compare_lib.markdown(out, "cmd")
+  assert "| `new` |" in table and "3 of 5 better, 1 worse" in table and "reference" in table
+  with pytest.raises(ValueError, match="shares no"):
+    compare_lib.compare({"ref": ref, "other": {5: {0: 1.0}}})
+
+  # Read from cross-validation results; errors name the file.
+  run = _crossval_json(tmp_path / "a", 3, {0: 0.5, 1: 0.75})
+  assert compare_lib.read_run(run, "method") == (3, {0: 0.5, 1: 0.75})
+  with pytest.raises(ValueError, match=r"a/crossval.json: no row 'real'"):
+    compare_lib.read_run(run, "real")
+  with pytest.raises(FileNotFoundError, match="no crossval.json or ablation.json"):
+    compare_lib.read_run(str(tmp_path), "method")
+  with open(os.path.join(run, "crossval.json"), "w") as f:
+    json.dump({"rows": {}}, f)
+  with pytest.raises(ValueError, match="no 'seed' field"):
+    compare_lib.read_run(run, "method")
+
+
+def test_compare_command_line(tmp_path):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  a = [_crossval_json(tmp_path / f"a{s}", s, {0: 0.5, 1: 0.6}) for s in (0, 1)]
+  b = [_crossval_json(tmp_path / f"b{s}", s, {0: 0.7, 1: 0.6}) for s in (0, 1)]
+  out = str(tmp_path / "res" / "cmp")
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  done = subprocess.run([sys.executable, "-m", "jfesgan.compare", "--out", out,
+                         "--recipe", "a=" + ",".join(a), "--recipe", "b=" + ",".join(b)],
+                        cwd=root, capture_output=True, text=True, timeout=120)
+  assert done.returncode == 0, done.stderr[-2000:]
+  with open(out + ".json") as f:
+    saved = json.load(f)
+  np.testing.assert_allclose(saved["recipes"]["b"]["minus_reference"]["mean"], 0.1)
+  assert saved["recipes"]["b"]["minus_reference"]["better"] == 2
+  with open(out + ".md") as f:
+    assert f.read() in done.stdout
+  bad = subprocess.run([sys.executable, "-m", "jfesgan.compare", "--recipe", "a=" + a[0]],
+                       cwd=root, capture_output=True, text=True, timeout=120)
+  assert bad.returncode != 0 and "at least two --recipe" in bad.stderr
