@@ -9,6 +9,10 @@ DiffAugment).  Chosen on validation subjects carved from the training subjects o
 (``results/ck48/validation/stage1_probe.json``), never on a test fold.  About 30 minutes of
 stage 1 per fold on 2 CPU cores, then ~2.5 minutes per joint row; the cross-validation resumes
 where it stopped.
+
+The recogniser (every row's R) is best started from one pre-trained on FER2013, chosen the same
+way (``results/ck48/validation/recogniser/compare.md``): train ``configs/pretrain_fer2013.py``
+once and add ``--config.real.init_from=<its workdir>`` (a path, so not fixed here).
 """
 
 from configs import default, expression_folder
