@@ -62,7 +62,11 @@ def test_two_processes_train_what_one_does(tiny_run, tmp_path, compilation_cache
   logs = _two_processes(two, data_dir, tmp_path, compilation_cache)
   assert "devices: 4 x" in logs[0] and "(2 processes)" in logs[0]
 
-  # The same parameters, stage by stage (cross-process all-reduces sum in another order: 1e-5).
+  # The same parameters, stage by stage.  Cross-process all-reduces sum in another order, and
+  # Adam divides each gradient by its own running magnitude, so where a gradient is as small as
+  # that rounding noise the update moves by a visible fraction of the learning rate (seen: 1.3e-5
+  # on one of 4,096 weights of Phi): atol 5e-5, far below what a wrong shard or a missed
+  # reduction changes (whole tensors, by ~1e-3).
   for name in STAGES:
     a, b = (checkpointing.StageCheckpointer(d, name) for d in (one, two))
     assert a.latest_step() == b.latest_step() == int(cfg[name].steps)
@@ -72,7 +76,7 @@ def test_two_processes_train_what_one_does(tiny_run, tmp_path, compilation_cache
     la, lb = jax.tree.leaves(ta), jax.tree.leaves(tb)
     assert len(la) == len(lb)
     for x, y in zip(la, lb):
-      np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-5, err_msg=name)
+      np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=5e-5, err_msg=name)
 
   # Process 0 alone wrote the logs and report: one record per (stage, step), as in one process.
   def records(d):
