@@ -122,7 +122,7 @@ PLAN: tuple[Stage, ...] = (
         name="real", title="real-only R", stream=2, needs=(),
         create=lambda ctx, done: state_lib.create_r_state(
             ctx.models, ctx.config.real.optimizer, REAL.key(ctx.config.seed),
-            steps=ctx.config.real.steps, init_from=ctx.config.real.get("init_from", ""),
+            steps=ctx.config.real.steps, init_from=ctx.config.real.init_from,
             class_names=ctx.train.class_names),
         step=lambda ctx: functools.partial(
             steps.recognizer_step, model=ctx.models.r, prefix="real",

@@ -172,12 +172,10 @@ def pretrained_r_params(params, workdir: str, class_names, field: str = "real.in
   if not shared.size:
     raise ValueError(f"config.{field}={workdir!r}: none of its classes {source.class_names} is "
                      f"one of these {tuple(class_names)}")
-  head = {k: np.array(v) for k, v in params["head"].items()}
   src = source.params["head"]
-  head["kernel"][:, shared] = np.asarray(src["kernel"])[:, cmap[shared]]
-  head["bias"][shared] = np.asarray(src["bias"])[cmap[shared]]
-  return dict(params, trunk=jax.tree.map(jnp.asarray, source.params["trunk"]),
-              head={k: jnp.asarray(v) for k, v in head.items()})
+  head = {"kernel": params["head"]["kernel"].at[:, shared].set(src["kernel"][:, cmap[shared]]),
+          "bias": params["head"]["bias"].at[shared].set(src["bias"][cmap[shared]])}
+  return dict(params, trunk=jax.tree.map(jnp.asarray, source.params["trunk"]), head=head)
 
 
 def _start_r(models: Models, rng: jax.Array, init_from: str, class_names, field: str):
@@ -223,7 +221,7 @@ def create_joint_states(models: Models, config, rng: jax.Array, fes: FesganState
   settings; ``g`` starts from the moving average ``g_ema``), and a new ``r``
   (``config.joint.optimizer``; pre-trained from ``config.joint.init_from`` as the real-only R is,
   or its trunk copied from Phi when ``config.joint.init_r_from_phi``)."""
-  init_from = config.joint.get("init_from", "")
+  init_from = config.joint.init_from
   if init_from and config.joint.init_r_from_phi:
     raise ValueError("config.joint.init_from and config.joint.init_r_from_phi both set: R starts "
                      "from one of them")
