@@ -29,7 +29,7 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 
 def quiet_tool() -> None:
-  """Logging for the tools (predict, export, synthesize): warnings only, Orbax's too."""
+  """Logging for the tools (predict, export, synthesize, rejudge): warnings only, Orbax's too."""
   from absl import logging  # pylint: disable=g-import-not-at-top
   from jfesgan import metrics  # pylint: disable=g-import-not-at-top
   logging.set_verbosity(logging.WARNING)

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from jfesgan import checkpointing, parallel, stages, state as state_lib, train
+from jfesgan import checkpointing, parallel, rejudge, stages, state as state_lib, train
 from jfesgan.models import build_models
 
 
@@ -122,6 +122,12 @@ def test_train_and_evaluate_resume_and_start_from(tiny_config, tmp_path):
   assert not any(k.startswith("judge/") for k in out)
   mine, theirs = (_final_params(d, judged_cfg, "joint") for d in (str(tmp_path / "judged"), row))
   chex.assert_trees_all_equal(jax.tree.leaves(mine), jax.tree.leaves(theirs))
+  # A run trained without the judge, scored by it afterwards (jfesgan.rejudge: g_ema of both
+  # generator stages, stage 1's from the workdir the row took it from), gets the same scores.
+  assert rejudge.rejudge(row, judge_dir) == {k: v for k, v in judged.items()
+                                             if k.startswith("judge/")}
+  with pytest.raises(ValueError, match="no generator stage"):
+    rejudge.rejudge(judge_dir, judge_dir)
   bad = judged_cfg.copy_and_resolve_references()
   bad.eval.judge = str(tmp_path / "nowhere")
   with pytest.raises(FileNotFoundError, match="nowhere"):
