@@ -1,7 +1,7 @@
 """A finished run's generators scored by an independent judge, after the fact.
 
-  python -m jfesgan.rejudge --workdir runs/ck48/fold_0 --judge runs/judge_fer2013 \\
-      [--data_dir DIR] [--manual_dir DIR] [--out FILE]
+  python -m jfesgan.rejudge --workdir runs/ck48/fold_0 [--workdir ...] --judge runs/judge_fer2013 \\
+      [--data_dir DIR] [--manual_dir DIR] [--out results/FILE]
 
 The scores are the ones a run given ``--config.eval.judge`` writes to its summary
 (``judge/real_acc``, ``judge/<stage>/acc_t``, ``acc_p`` and per class; :mod:`jfesgan.judge`),
@@ -9,8 +9,9 @@ computed the same way from the run's own held-out data, seed and saved generator
 finished generator stage, ``fesgan`` and ``joint``; a stage the run took from ``--start_from`` is
 read from that workdir), so a run scored here and the same run trained with that judge agree
 exactly.  For runs trained before a judge existed, or to compare runs under one judge when the
-judge is replaced.  Nothing is trained and the run is not changed: the scores go to
-``<workdir>/rejudge_<judge name>.json`` (or ``--out``) and are printed.  ``--data_dir`` and
+judge is replaced.  Nothing is trained and the run's own files are not changed: the scores go to
+``<workdir>/rejudge_<judge name>.json`` and are printed; ``--out FILE`` also writes every run's
+scores to ``FILE.json`` and a table to ``FILE.md``.  ``--data_dir`` and
 ``--manual_dir`` say where the run's database is when it has moved since the run.
 """
 
@@ -66,33 +67,68 @@ def rejudge(workdir: str, judge_dir: str, *, data_dir: str | None = None,
   return scores
 
 
+def table(runs: dict[str, dict[str, float]]) -> str:
+  """A Markdown table of several runs' judge scores: its reading of the real held-out faces, of
+  each generator's translations (x_t) and new identities (x_p), and x_t as a fraction of real."""
+  head = ["run", "judge on real faces"]
+  cols = []
+  for stage in ("fesgan", "joint"):
+    if any(f"judge/{stage}/acc_t" in sc for sc in runs.values()):
+      cols.append(stage)
+      head += [f"{stage} x_t", f"{stage} x_p", f"{stage} x_t / real"]
+  lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+  for name, sc in runs.items():
+    real = sc.get("judge/real_acc")
+    cells = [name, f"{100 * real:.1f} %" if real is not None else ""]
+    for stage in cols:
+      t, p = sc.get(f"judge/{stage}/acc_t"), sc.get(f"judge/{stage}/acc_p")
+      cells += [f"{100 * t:.1f} %" if t is not None else "",
+                f"{100 * p:.1f} %" if p is not None else "",
+                f"{t / real:.2f}" if t is not None and real else ""]
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
 def main(argv):
+  import sys  # pylint: disable=g-import-not-at-top
   from absl import app, flags  # pylint: disable=g-import-not-at-top
   from jfesgan import cli  # pylint: disable=g-import-not-at-top
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   cli.quiet_tool()
   f = flags.FLAGS
-  scores = rejudge(f.workdir, f.judge, data_dir=f.data_dir, manual_dir=f.manual_dir)
   judge_dir = os.path.abspath(f.judge)
-  out = f.out or os.path.join(os.path.abspath(f.workdir),
-                              f"rejudge_{os.path.basename(judge_dir.rstrip('/'))}.json")
-  with open(out, "w") as fh:
-    json.dump({"workdir": os.path.abspath(f.workdir), "judge": judge_dir, "scores": scores}, fh,
-              indent=2)
-  print(f"{os.path.abspath(f.workdir)} judged by {judge_dir}:")
-  for k, v in sorted(scores.items()):
-    print(f"  {k:32s} {v:.4f}")
-  print(f"  written to {out}", flush=True)
+  runs = {}
+  for workdir in f.workdir:
+    workdir = os.path.abspath(workdir)
+    scores = rejudge(workdir, judge_dir, data_dir=f.data_dir, manual_dir=f.manual_dir)
+    path = os.path.join(workdir, f"rejudge_{os.path.basename(judge_dir.rstrip('/'))}.json")
+    with open(path, "w") as fh:
+      json.dump({"workdir": workdir, "judge": judge_dir, "scores": scores}, fh, indent=2)
+    print(f"{workdir} judged by {judge_dir}:")
+    for k, v in sorted(scores.items()):
+      print(f"  {k:32s} {v:.4f}")
+    print(f"  written to {path}", flush=True)
+    runs[workdir] = scores
+  if f.out:
+    base = f.out[:-len(".json")] if f.out.endswith(".json") else f.out
+    command = "python -m jfesgan.rejudge " + " ".join(sys.argv[1:])
+    with open(base + ".json", "w") as fh:
+      json.dump({"command": command, "judge": judge_dir, "runs": runs}, fh, indent=2)
+    with open(base + ".md", "w") as fh:
+      fh.write(f"Judge: `{judge_dir}`. Command:\n\n```\n{command}\n```\n\n{table(runs)}")
+    print(f"written to {base}.json and {base}.md", flush=True)
 
 
 if __name__ == "__main__":
   from absl import app, flags  # pylint: disable=g-import-not-at-top
-  flags.DEFINE_string("workdir", None, "Workdir of the finished run to score.", required=True)
+  flags.DEFINE_multi_string("workdir", None, "Workdir of a finished run to score (repeat for "
+                            "several).", required=True)
   flags.DEFINE_string("judge", None, "Workdir of the judge: a finished real-only run on another "
                       "database.", required=True)
-  flags.DEFINE_string("data_dir", None, "Where the run's TFDS dataset is now (default: as run).")
-  flags.DEFINE_string("manual_dir", None, "Where the run's database files are now (default: as "
+  flags.DEFINE_string("data_dir", None, "Where the runs' TFDS datasets are now (default: as run).")
+  flags.DEFINE_string("manual_dir", None, "Where the runs' database files are now (default: as "
                       "run).")
-  flags.DEFINE_string("out", "", "JSON file (default: <workdir>/rejudge_<judge name>.json).")
+  flags.DEFINE_string("out", "", "Also write every run's scores to FILE.json and a Markdown "
+                      "table to FILE.md (numbers only).")
   app.run(main)
