@@ -7,7 +7,11 @@ per seed (``python -m jfesgan.crossval ... --config.seed=S``), the first recipe 
 
 Each ``--recipe NAME=RUN[,RUN...]`` names cross-validation workdirs (or folders holding their
 ``crossval.json`` / ``ablation.json``, such as ``--out`` folders); ``--row`` picks the row of
-each (default ``method``, the configured method; ``real`` etc. for an ablation).  Pairs are
+each (default ``method``, the configured method; ``real`` etc. for an ablation).  A RUN may also
+be the workdir of one ``python -m jfesgan.main`` run (one fold: ``data.test_fold``, its seed,
+the accuracy of its joint R, or with ``--row real`` / ``joint`` of that stage's R): a recipe's
+single runs of one seed make up its folds, and runs held out on validation subjects are never
+paired with runs held out on a test fold.  Pairs are
 (seed, fold) present in both; the table gives each recipe's mean over its pairs with the
 reference, its mean per seed, and the paired difference: mean +- std over (seed, fold) pairs, on
 how many it is better and worse, and the sign-flip p-value of the fold-wise differences (each
@@ -34,8 +38,11 @@ def read_run(path: str, row: str) -> tuple[int, dict[int, float]]:
     if os.path.isfile(file):
       break
   else:
+    if os.path.isfile(os.path.join(path, "summary.json")):
+      seed, fold, acc, _ = read_single_run(path, row)
+      return seed, {fold: acc}
     raise FileNotFoundError(f"{path}: no crossval.json or ablation.json (run python -m "
-                            "jfesgan.crossval there first)")
+                            "jfesgan.crossval there first), nor a finished run's summary.json")
   with open(file) as f:
     result = json.load(f)
   if "seed" not in result:
@@ -45,6 +52,30 @@ def read_run(path: str, row: str) -> tuple[int, dict[int, float]]:
   if row not in rows:
     raise ValueError(f"{file}: no row {row!r}; rows: {sorted(rows)}")
   return int(result["seed"]), dict(zip(rows[row]["folds"], rows[row]["acc"]))
+
+
+def read_single_run(path: str, row: str) -> tuple[int, int, float, str]:
+  """(seed, fold, accuracy, held-out kind) of one finished ``python -m jfesgan.main`` run: its
+  joint R's accuracy (``row`` "method"; the real-only R's where it has no joint stage) or the R of
+  stage ``row`` ("real", "joint"); raises naming the file and what is missing."""
+  with open(os.path.join(path, "summary.json")) as f:
+    summary = json.load(f)
+  config_file = os.path.join(path, "config.json")
+  if not os.path.isfile(config_file):
+    raise FileNotFoundError(f"{path}: a summary.json but no config.json")
+  with open(config_file) as f:
+    config = json.load(f)
+  stage = row if row in ("real", "joint") else (
+      "joint" if "eval/joint/acc" in summary else "real")
+  if row not in ("method", "real", "joint"):
+    raise ValueError(f"{path}: a single run has rows 'method', 'real' and 'joint', not {row!r}")
+  key = f"eval/{stage}/acc"
+  if key not in summary:
+    raise ValueError(f"{os.path.join(path, 'summary.json')}: no {key!r} (stage {stage!r} did not "
+                     "run there)")
+  data = config["data"]
+  return (int(config["seed"]), int(data["test_fold"]), float(summary[key]),
+          str(data.get("heldout", "test")))
 
 
 def compare(recipes: dict[str, dict[int, dict[int, float]]]) -> dict[str, dict]:
@@ -96,6 +127,7 @@ def main(argv):
   del argv
   f = flags.FLAGS
   recipes: dict[str, dict[int, dict[int, float]]] = {}
+  heldout: dict[str, str] = {}
   for spec in f.recipe:
     name, sep, paths = spec.partition("=")
     if not sep or not name or not paths:
@@ -104,10 +136,20 @@ def main(argv):
       raise app.UsageError(f"--recipe {name!r} given twice")
     runs: dict[int, dict[int, float]] = {}
     for path in paths.split(","):
+      single = not any(os.path.isfile(os.path.join(path, n))
+                       for n in ("crossval.json", "ablation.json"))
       seed, accs = read_run(path, f.row)
-      if seed in runs:
+      if single:
+        kind = read_single_run(path, f.row)[3]
+        if heldout.setdefault("kind", kind) != kind:
+          raise app.UsageError(f"--recipe {name}: {path} is held out on {kind!r} subjects, "
+                               f"other runs on {heldout['kind']!r}: they cannot be paired")
+      elif seed in runs:
         raise app.UsageError(f"--recipe {name}: two runs with seed {seed} ({path})")
-      runs[seed] = accs
+      for fold, acc in accs.items():
+        if fold in runs.get(seed, {}):
+          raise app.UsageError(f"--recipe {name}: two runs of seed {seed}, fold {fold} ({path})")
+        runs.setdefault(seed, {})[fold] = acc
     recipes[name] = runs
   if len(recipes) < 2:
     raise app.UsageError("give at least two --recipe (the first is the reference)")

@@ -206,6 +206,27 @@ def _crossval_json(path, seed, accs, row="method"):
   return str(path)
 
 
+def _single_run(path, seed, fold, summary, heldout="validation"):
+  os.makedirs(path)
+  with open(os.path.join(path, "config.json"), "w") as f:
+    json.dump({"seed": seed, "data": {"test_fold": fold, "heldout": heldout}}, f)
+  with open(os.path.join(path, "summary.json"), "w") as f:
+    json.dump(summary, f)
+  return str(path)
+
+
+def test_compare_reads_single_runs(tmp_path):
+  both = _single_run(tmp_path / "both", 2, 4, {"eval/real/acc": 0.5, "eval/joint/acc": 0.75})
+  assert compare_lib.read_run(both, "method") == (2, {4: 0.75})
+  assert compare_lib.read_run(both, "real") == (2, {4: 0.5})
+  real = _single_run(tmp_path / "real", 1, 0, {"eval/real/acc": 0.25}, heldout="test")
+  assert compare_lib.read_single_run(real, "method") == (1, 0, 0.25, "test")
+  with pytest.raises(ValueError, match=r"real/summary.json: no 'eval/joint/acc'"):
+    compare_lib.read_run(real, "joint")
+  with pytest.raises(ValueError, match="not 'offline_aug'"):
+    compare_lib.read_run(both, "offline_aug")
+
+
 def test_compare_pairs_recipes_by_seed_and_fold(tmp_path):
   ref = {0: {0: 0.8, 1: 0.9, 2: 0.7}, 1: {0: 0.85, 1: 0.8, 2: 0.75}}
   new = {0: {0: 0.9, 1: 0.9, 2: 0.8}, 1: {0: 0.8, 1: 0.95}, 2: {0: 1.0}}  # seed 2: no partner
@@ -260,3 +281,25 @@ def test_compare_command_line(tmp_path):
   bad = subprocess.run([sys.executable, "-m", "jfesgan.compare", "--recipe", "a=" + a[0]],
                        cwd=root, capture_output=True, text=True, timeout=120)
   assert bad.returncode != 0 and "at least two --recipe" in bad.stderr
+
+  # Single runs (one fold each) make up a recipe's folds; validation and test runs never pair.
+  one = {k: _single_run(tmp_path / f"x{k}", 0, k, {"eval/joint/acc": 0.5 + 0.1 * k})
+         for k in (0, 1)}
+  two = {k: _single_run(tmp_path / f"y{k}", 0, k, {"eval/joint/acc": 0.6}) for k in (0, 1)}
+  test_run = _single_run(tmp_path / "t1", 0, 1, {"eval/joint/acc": 0.9}, heldout="test")
+  done = subprocess.run([sys.executable, "-m", "jfesgan.compare", "--out", out,
+                         "--recipe", f"x={one[0]},{one[1]}", "--recipe", f"y={two[0]},{two[1]}"],
+                        cwd=root, capture_output=True, text=True, timeout=120)
+  assert done.returncode == 0, done.stderr[-2000:]
+  with open(out + ".json") as f:
+    saved = json.load(f)["recipes"]
+  assert saved["y"]["pairs"] == [[0, 0], [0, 1]]
+  np.testing.assert_allclose(saved["y"]["minus_reference"]["mean"], 0.05)
+  mixed = subprocess.run([sys.executable, "-m", "jfesgan.compare", "--recipe",
+                          f"x={one[0]},{one[1]}", "--recipe", f"y={two[0]},{test_run}"],
+                         cwd=root, capture_output=True, text=True, timeout=120)
+  assert mixed.returncode != 0 and "cannot be paired" in mixed.stderr
+  twice = subprocess.run([sys.executable, "-m", "jfesgan.compare", "--recipe",
+                          f"x={one[0]},{one[0]}", "--recipe", f"y={two[0]},{two[1]}"],
+                         cwd=root, capture_output=True, text=True, timeout=120)
+  assert twice.returncode != 0 and "two runs of seed 0, fold 0" in twice.stderr
