@@ -188,7 +188,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval.grid_rows = 6
   c.eval.batch_size = 256
   # The independent judge of synthetic expressions: the workdir of a finished stage-`real` run on
-  # ANOTHER database (configs/judge_fer2013.py); '' = no judge/* scores.
+  # ANOTHER database (configs/judge_fer2013.py), or several, comma-separated, read as one (mean of
+  # their probabilities); '' = no judge/* scores.
   c.eval.judge = ""
 
   # Steps per jitted call: K > 1 runs K steps as one lax.scan over the dataset kept on the

@@ -38,7 +38,7 @@ import jax
 import numpy as np
 
 from jfesgan.data.pipeline import ArrayDataset, to_float
-from jfesgan.judge import judge_scores
+from jfesgan.judge import Ensemble, judge_scores
 from jfesgan.trained import Recogniser
 from jfesgan.models import Models
 
@@ -187,7 +187,7 @@ def synthesis_scores(ev: Evaluator, *, g_params, phi_params, r_params, test: Arr
   return scores
 
 
-def judge_synthesis(ev: Evaluator, judge: Recogniser, g_params, test: ArrayDataset, *,
+def judge_synthesis(ev: Evaluator, judge: Recogniser | Ensemble, g_params, test: ArrayDataset, *,
                     rng: np.random.Generator, num_prior_samples: int,
                     prefix: str) -> dict[str, float]:
   """The judge's reading of one generator: every held-out image translated to every other

@@ -6,10 +6,14 @@ as the generator, which can read cues no person would see.  The judge never saw 
 generator learns from and is in no training loss: it is loaded by the evaluation alone, after
 training, and only predicts.  Classes are matched by name (``angry`` = ``anger``, ``sad`` =
 ``sadness``, ...); a class the judge does not know (CK+'s contempt in FER2013) is left out of its
-scores.
+scores.  Several judges (``eval.judge=A,B,C``) are read as one, averaging their probabilities
+(:class:`Ensemble`).
 """
 
 from __future__ import annotations
+
+import dataclasses
+from typing import Any
 
 import numpy as np
 
@@ -26,12 +30,49 @@ def canonical(name: str) -> str:
   return SYNONYMS.get(name, name)
 
 
-def load(workdir: str) -> Recogniser:
-  """The judge: the finished real-only recogniser (stage ``real``) of the run in ``workdir``."""
-  return Recogniser.load(workdir, "real")
+@dataclasses.dataclass(frozen=True)
+class Ensemble:
+  """Several judges read as one: the mean of their class probabilities.  Two recognisers trained
+  alike on the same database, differing only in their seed, can read the same synthetic faces
+  10-20 points apart (and one class at 0 % where the other reads 80 %), so one judge's reading
+  says as much about that judge as about the faces; their average is steadier."""
+
+  members: tuple[Any, ...]
+
+  def __post_init__(self):
+    if not self.members:
+      raise ValueError("an ensemble of judges needs at least one judge")
+    names = {tuple(canonical(n) for n in m.class_names) for m in self.members}
+    if len(names) > 1:
+      raise ValueError("the judges do not share their classes: "
+                       + "; ".join(f"{getattr(m, 'workdir', '?')}: {list(m.class_names)}"
+                                   for m in self.members))
+
+  @property
+  def class_names(self) -> tuple[str, ...]:
+    return tuple(self.members[0].class_names)
+
+  def class_map(self, class_names) -> np.ndarray:
+    return self.members[0].class_map(class_names)
+
+  def probabilities(self, images: np.ndarray) -> np.ndarray:
+    return np.mean([np.asarray(m.probabilities(images)) for m in self.members], axis=0)
+
+  def predict(self, images: np.ndarray) -> np.ndarray:
+    return self.probabilities(images).argmax(-1)
 
 
-def judge_scores(judge: Recogniser, class_names, *, real: np.ndarray, real_labels: np.ndarray,
+def load(spec: str) -> Recogniser | Ensemble:
+  """The judge: the finished real-only recogniser (stage ``real``) of the run in workdir
+  ``spec``, or, for several workdirs separated by commas, their :class:`Ensemble`."""
+  workdirs = [w.strip() for w in spec.split(",") if w.strip()]
+  if not workdirs:
+    raise ValueError(f"eval.judge={spec!r} names no workdir")
+  judges = [Recogniser.load(w, "real") for w in workdirs]
+  return judges[0] if len(judges) == 1 else Ensemble(tuple(judges))
+
+
+def judge_scores(judge: Recogniser | Ensemble, class_names, *, real: np.ndarray, real_labels: np.ndarray,
                  x_t: np.ndarray, c_t: np.ndarray, x_p: np.ndarray,
                  c_p: np.ndarray) -> dict[str, float]:
   """The judge's accuracy on real held-out faces (``judge/real_acc``), translations

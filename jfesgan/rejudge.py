@@ -10,7 +10,7 @@ finished generator stage, ``fesgan`` and ``joint``; a stage the run took from ``
 read from that workdir), so a run scored here and the same run trained with that judge agree
 exactly.  For runs trained before a judge existed, or to compare runs under one judge when the
 judge is replaced.  Nothing is trained and the run's own files are not changed: the scores go to
-``<workdir>/rejudge_<judge name>.json`` and are printed; ``--out FILE`` also writes every run's
+``<workdir>/rejudge_<judge name(s)>.json`` and are printed; ``--out FILE`` also writes every run's
 scores to ``FILE.json`` and a table to ``FILE.md``.  ``--data_dir`` and
 ``--manual_dir`` say where the run's database is when it has moved since the run.
 """
@@ -97,12 +97,13 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   cli.quiet_tool()
   f = flags.FLAGS
-  judge_dir = os.path.abspath(f.judge)
+  judge_dir = ",".join(os.path.abspath(w.strip()) for w in f.judge.split(",") if w.strip())
+  judge_name = "+".join(os.path.basename(w.rstrip("/")) for w in judge_dir.split(","))
   runs = {}
   for workdir in f.workdir:
     workdir = os.path.abspath(workdir)
     scores = rejudge(workdir, judge_dir, data_dir=f.data_dir, manual_dir=f.manual_dir)
-    path = os.path.join(workdir, f"rejudge_{os.path.basename(judge_dir.rstrip('/'))}.json")
+    path = os.path.join(workdir, f"rejudge_{judge_name}.json")
     with open(path, "w") as fh:
       json.dump({"workdir": workdir, "judge": judge_dir, "scores": scores}, fh, indent=2)
     print(f"{workdir} judged by {judge_dir}:")
@@ -125,7 +126,8 @@ if __name__ == "__main__":
   flags.DEFINE_multi_string("workdir", None, "Workdir of a finished run to score (repeat for "
                             "several).", required=True)
   flags.DEFINE_string("judge", None, "Workdir of the judge: a finished real-only run on another "
-                      "database.", required=True)
+                      "database; several, comma-separated, are read as one (eval.judge).",
+                      required=True)
   flags.DEFINE_string("data_dir", None, "Where the runs' TFDS datasets are now (default: as run).")
   flags.DEFINE_string("manual_dir", None, "Where the runs' database files are now (default: as "
                       "run).")

@@ -1,8 +1,10 @@
-"""The table of jfesgan.rejudge (its scores are checked against a judged run in train_test)."""
+"""jfesgan.rejudge's table and the ensemble of judges (rejudge's scores are checked against a
+judged run in train_test)."""
 
+import numpy as np
 import pytest
 
-from jfesgan import rejudge
+from jfesgan import judge, rejudge
 
 
 def test_table_reads_each_generator_beside_the_real_faces():
@@ -21,3 +23,41 @@ def test_table_reads_each_generator_beside_the_real_faces():
 def test_a_run_without_a_summary_is_named(tmp_path):
   with pytest.raises(FileNotFoundError, match="not the workdir of a finished"):
     rejudge.rejudge(str(tmp_path), str(tmp_path))
+
+
+class _FakeJudge:
+  """A judge with fixed probabilities for any images (its first rows)."""
+
+  def __init__(self, class_names, probs, workdir="fake"):
+    self.class_names, self.probs, self.workdir = tuple(class_names), np.asarray(probs), workdir
+
+  def class_map(self, class_names):
+    mine = {judge.canonical(n): i for i, n in enumerate(self.class_names)}
+    return np.array([mine.get(judge.canonical(n), -1) for n in class_names])
+
+  def probabilities(self, images):
+    return self.probs[:len(images)]
+
+
+def test_an_ensemble_of_judges_averages_their_probabilities():
+  names = ("angry", "happy", "sad")
+  a = _FakeJudge(names, [[0.6, 0.4, 0.0], [0.1, 0.1, 0.8]])
+  b = _FakeJudge(names, [[0.1, 0.9, 0.0], [0.0, 0.3, 0.7]])
+  both = judge.Ensemble((a, b))
+  np.testing.assert_allclose(both.probabilities(np.zeros((2, 4, 4, 1))),
+                             [[0.35, 0.65, 0.0], [0.05, 0.2, 0.75]])
+  # Alone, a calls the first face angry; together they call it happy.
+  np.testing.assert_array_equal(both.predict(np.zeros((2, 4, 4, 1))), [1, 2])
+  np.testing.assert_array_equal(both.class_map(("anger", "contempt", "sadness")), [0, -1, 2])
+  scores = judge.judge_scores(both, ("anger", "happy", "sadness"), real=np.zeros((2, 4, 4, 1)),
+                              real_labels=np.array([1, 2]), x_t=np.zeros((2, 4, 4, 1)),
+                              c_t=np.array([0, 2]), x_p=np.zeros((1, 4, 4, 1)),
+                              c_p=np.array([1]))
+  assert (scores["judge/real_acc"], scores["judge/acc_t"], scores["judge/acc_p"]) == (1.0, 0.5, 1.0)
+  with pytest.raises(ValueError, match="do not share their classes: x: .*; y: "):
+    judge.Ensemble((_FakeJudge(names, [[1, 0, 0]], "x"),
+                    _FakeJudge(("happy", "sad"), [[1, 0]], "y")))
+  with pytest.raises(ValueError, match="names no workdir"):
+    judge.load(" , ")
+  with pytest.raises(FileNotFoundError, match="nowhere"):
+    judge.load("/nowhere/a,/nowhere/b")

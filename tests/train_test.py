@@ -124,8 +124,10 @@ def test_train_and_evaluate_resume_and_start_from(tiny_config, tmp_path):
   chex.assert_trees_all_equal(jax.tree.leaves(mine), jax.tree.leaves(theirs))
   # A run trained without the judge, scored by it afterwards (jfesgan.rejudge: g_ema of both
   # generator stages, stage 1's from the workdir the row took it from), gets the same scores.
-  assert rejudge.rejudge(row, judge_dir) == {k: v for k, v in judged.items()
-                                             if k.startswith("judge/")}
+  judge_scores = {k: v for k, v in judged.items() if k.startswith("judge/")}
+  assert rejudge.rejudge(row, judge_dir) == judge_scores
+  # Two copies of one judge, read as an ensemble (eval.judge=A,B), read exactly as that judge.
+  assert rejudge.rejudge(row, f"{judge_dir},{judge_dir}") == judge_scores
   with pytest.raises(ValueError, match="no generator stage"):
     rejudge.rejudge(judge_dir, judge_dir)
   bad = judged_cfg.copy_and_resolve_references()
