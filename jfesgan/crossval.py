@@ -23,7 +23,9 @@ difference from real only on the same folds) and a Markdown table of the same wi
 command; ``--out results/ck48`` writes them there too.  The table covers every finished
 fold and row in the workdir, so rows can be run on different folds by several calls (``--rows``,
 ``--folds``); a finished row run with another configuration is an error, never mixed in.
-``--table_only`` writes the tables of what is finished and trains nothing; ``--evaluate_on
+``--table_only`` writes the tables of what is finished and trains nothing; ``--rejudge A,B,C``
+reads every row's generators with that judge (or ensemble) for the tables' ``judge/*`` scores
+instead of the runs' own (:mod:`jfesgan.rejudge`); ``--evaluate_on
 configs/fer2013.py`` also tests every finished row's recogniser on that database (classes
 matched by name) and adds its accuracy to the tables (``xdb/<database>/*``).
 """
@@ -205,6 +207,40 @@ def cross_database(results: dict[int, dict[str, dict]], workdir: str, test_confi
   return name
 
 
+def rejudged(results: dict[int, dict[str, dict]], workdir: str, judge: str) -> str:
+  """Replaces every finished row's ``judge/*`` scores in ``results`` by those of ``judge`` (one
+  workdir, or several comma-separated: an ensemble), computed from the row's saved generators
+  (:func:`jfesgan.rejudge.rejudge`: exactly what a run trained with that judge reports).  Each
+  row's scores are kept in its workdir as ``rejudge_<judge names>.json`` (the file
+  ``python -m jfesgan.rejudge`` writes) and read back from there by later calls with the same
+  judges.  A row without a generator keeps no ``judge/*`` scores.  Returns the judges' names."""
+  from jfesgan import rejudge as rejudge_lib  # pylint: disable=g-import-not-at-top
+  dirs = ",".join(os.path.abspath(w.strip()) for w in judge.split(",") if w.strip())
+  if not dirs:
+    raise ValueError(f"--rejudge={judge!r} names no judge workdir")
+  name = "+".join(os.path.basename(w.rstrip("/")) for w in dirs.split(","))
+  for fold, rows in sorted(results.items()):
+    for row, summary in rows.items():
+      for key in [k for k in summary if k.startswith("judge/")]:
+        del summary[key]
+      d = row_workdir(workdir, fold, row)
+      if not rejudge_lib.has_generator(d):
+        continue
+      path = os.path.join(d, f"rejudge_{name}.json")
+      scores = None
+      if os.path.isfile(path):
+        with open(path) as f:
+          saved = json.load(f)
+        if saved.get("judge") == dirs:
+          scores = saved["scores"]
+      if scores is None:
+        scores = rejudge_lib.rejudge(d, dirs)
+        with open(path, "w") as f:
+          json.dump({"workdir": d, "judge": dirs, "scores": scores}, f, indent=2)
+      summary.update(scores)
+  return name
+
+
 def aggregate(results: dict[int, dict[str, dict]]) -> dict[str, dict]:
   """Per row (over the folds where it ran): fold accuracies, mean, std (population std over
   folds), pooled confusion and per-class accuracy, the synthesis scores of each fold's run
@@ -328,19 +364,22 @@ def main(argv):
       run_fold(config, flags_.workdir, f, flags_.ablation, rows)
   command = "python -m jfesgan.crossval " + " ".join(sys.argv[1:])
   print(write_tables(config, flags_.workdir, flags_.ablation, command, flags_.out,
-                     flags_.evaluate_on), flush=True)
+                     flags_.evaluate_on, flags_.rejudge), flush=True)
 
 
 def write_tables(config, workdir: str, ablation: bool, command: str, out: str = "",
-                 evaluate_on=None) -> str:
+                 evaluate_on=None, judge: str = "") -> str:
   """Writes ``ablation.{json,md}`` (or ``crossval.*``) of every finished fold and row under
   ``workdir`` (not only one call's) to ``workdir`` and ``out``, each row's recogniser also tested
-  on the database of config ``evaluate_on`` if given (:func:`cross_database`); returns the
+  on the database of config ``evaluate_on`` if given (:func:`cross_database`), and its generators
+  read by ``judge`` instead of the runs' own judge if given (:func:`rejudged`); returns the
   Markdown table."""
   name = "ablation" if ablation else "crossval"
   results = collect_finished(config, workdir, ablation)
   if evaluate_on is not None:
     cross_database(results, workdir, evaluate_on)
+  if judge:
+    rejudged(results, workdir, judge)
   agg = aggregate(results)
   class_names = next((s["class_names"] for v in results.values() for s in v.values()
                       if "class_names" in s), None)
@@ -349,7 +388,7 @@ def write_tables(config, workdir: str, ablation: bool, command: str, out: str = 
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, f"{name}.json"), "w") as f:
       json.dump({"command": command, "seed": int(config.seed), "class_names": class_names,
-                 "rows": agg}, f, indent=2)
+                 "judge": judge or config.eval.judge, "rows": agg}, f, indent=2)
     with open(os.path.join(out_dir, f"{name}.md"), "w") as f:
       f.write(table)
   return table
@@ -371,6 +410,9 @@ def define_flags() -> None:
   config_flags.DEFINE_config_file("evaluate_on", None, "Also test every finished row's "
                                   "recogniser on this config's database (cross-database; "
                                   "xdb/* in the tables).", lock_config=False)
+  flags.DEFINE_string("rejudge", "", "Score every finished row's generators with this judge "
+                      "(a workdir, or several comma-separated: an ensemble) instead of the runs' "
+                      "own eval.judge, in the tables (jfesgan.rejudge; judge/* scores).")
   flags.DEFINE_bool("table_only", False, "Train nothing: write the tables of the folds and rows "
                     "already finished in --workdir (e.g. while another call is still training).")
   config_flags.DEFINE_config_file("test_on", None, "Cross-database protocol: train on all of "

@@ -34,6 +34,12 @@ def generator_workdir(workdir: str, summary: dict, stage: str) -> str:
   return summary.get("start_from", {}).get(stage, workdir)
 
 
+def has_generator(workdir: str) -> bool:
+  """Whether the finished run in ``workdir`` trained (or took) a generator stage."""
+  config, _ = trained.read_run(workdir)
+  return any(s.generator is not None for s in stages.select(config))
+
+
 def rejudge(workdir: str, judge_dir: str, *, data_dir: str | None = None,
             manual_dir: str | None = None) -> dict[str, float]:
   """The judge's scores of every finished generator of the run in ``workdir``."""

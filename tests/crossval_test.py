@@ -215,6 +215,47 @@ def _single_run(path, seed, fold, summary, heldout="validation"):
   return str(path)
 
 
+def test_rejudged_replaces_the_runs_judge_scores_and_keeps_them(tiny_config, tmp_path,
+                                                                  monkeypatch):
+  from jfesgan import rejudge  # pylint: disable=g-import-not-at-top
+  cfg = tiny_config.copy_and_resolve_references()
+  workdir = str(tmp_path / "cv")
+  rng = np.random.default_rng(0)
+  for row in ("real", "joint_rdbp"):
+    _write_row(cfg, workdir, 0, row, rng)
+  calls = []
+
+  def fake_rejudge(d, judges):  # the scoring itself is checked against a judged run in train_test
+    calls.append((d, judges))
+    return {"judge/real_acc": 0.5, "judge/fesgan/acc_t": 0.25 * len(calls)}
+
+  monkeypatch.setattr(rejudge, "rejudge", fake_rejudge)
+  results = crossval.collect_finished(cfg, workdir, ablation=True)
+  assert crossval.rejudged(results, workdir, "/j/a, /j/b") == "a+b"
+  assert [c[1] for c in calls] == ["/j/a,/j/b"] * 2
+  for k, row in enumerate(("real", "joint_rdbp")):
+    summary = results[0][row]
+    assert {x: v for x, v in summary.items() if x.startswith("judge/")} == {
+        "judge/real_acc": 0.5, "judge/fesgan/acc_t": 0.25 * (k + 1)}  # the run's own are gone
+    with open(os.path.join(crossval.row_workdir(workdir, 0, row), "rejudge_a+b.json")) as f:
+      assert json.load(f)["judge"] == "/j/a,/j/b"
+  # Read back by a later call with the same judges; another judge is scored afresh.
+  again = crossval.collect_finished(cfg, workdir, ablation=True)
+  crossval.rejudged(again, workdir, "/j/a,/j/b")
+  assert len(calls) == 2 and again[0]["joint_rdbp"]["judge/fesgan/acc_t"] == 0.5
+  crossval.rejudged(crossval.collect_finished(cfg, workdir, ablation=True), workdir, "/j/a")
+  assert len(calls) == 4
+  with pytest.raises(ValueError, match="names no judge"):
+    crossval.rejudged(again, workdir, " ,")
+  # A run without a generator keeps no judge scores.
+  real_only = tiny_config.copy_and_resolve_references()
+  real_only.stages = ("real",)
+  _write_row(real_only, str(tmp_path / "r"), 0, "method", rng)
+  plain = crossval.collect_finished(real_only, str(tmp_path / "r"), ablation=False)
+  crossval.rejudged(plain, str(tmp_path / "r"), "/j/a")
+  assert len(calls) == 4 and not any(k.startswith("judge/") for k in plain[0]["method"])
+
+
 def test_compare_reads_single_runs(tmp_path):
   both = _single_run(tmp_path / "both", 2, 4, {"eval/real/acc": 0.5, "eval/joint/acc": 0.75})
   assert compare_lib.read_run(both, "method") == (2, {4: 0.75})
