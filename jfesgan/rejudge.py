@@ -40,14 +40,15 @@ def has_generator(workdir: str) -> bool:
   return any(s.generator is not None for s in stages.select(config))
 
 
-def rejudge(workdir: str, judge_dir: str, *, data_dir: str | None = None,
+def rejudge(workdir: str, judge: str, *, data_dir: str | None = None,
             manual_dir: str | None = None) -> dict[str, float]:
-  """The judge's scores of every finished generator of the run in ``workdir``."""
+  """The scores of every finished generator of the run in ``workdir`` by ``judge``: a judge's
+  workdir, or several comma-separated (an ensemble, :func:`jfesgan.judge.load`)."""
   workdir = os.path.abspath(workdir)
   config, class_names = trained.read_run(workdir)
   with open(os.path.join(workdir, "summary.json")) as f:
     summary = json.load(f)
-  judge = judge_lib.load(judge_dir)
+  reader = judge_lib.load(judge)
   plan = stages.select(config)
   names = [s.name for s in plan if s.generator is not None]
   if not names:
@@ -68,7 +69,7 @@ def rejudge(workdir: str, judge_dir: str, *, data_dir: str | None = None,
   for name in names:
     tree = trained.restore_finished(generator_workdir(workdir, summary, name), name, config)
     scores.update(evaluation.judge_synthesis(
-        ev, judge, tree["g_ema"], test, rng=np.random.default_rng([config.seed, stages.EVAL_STREAM]),
+        ev, reader, tree["g_ema"], test, rng=np.random.default_rng([config.seed, stages.EVAL_STREAM]),
         num_prior_samples=int(config.eval.num_prior_samples), prefix=f"judge/{name}"))
   return scores
 
