@@ -72,7 +72,8 @@ def load(spec: str) -> Recogniser | Ensemble:
   return judges[0] if len(judges) == 1 else Ensemble(tuple(judges))
 
 
-def judge_scores(judge: Recogniser | Ensemble, class_names, *, real: np.ndarray, real_labels: np.ndarray,
+def judge_scores(judge: Recogniser | Ensemble, class_names, *, real: np.ndarray,
+                 real_labels: np.ndarray,
                  x_t: np.ndarray, c_t: np.ndarray, x_p: np.ndarray,
                  c_p: np.ndarray) -> dict[str, float]:
   """The judge's accuracy on real held-out faces (``judge/real_acc``), translations

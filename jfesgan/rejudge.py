@@ -68,8 +68,9 @@ def rejudge(workdir: str, judge: str, *, data_dir: str | None = None,
   scores: dict[str, float] = {}
   for name in names:
     tree = trained.restore_finished(generator_workdir(workdir, summary, name), name, config)
+    rng = np.random.default_rng([config.seed, stages.EVAL_STREAM])  # as the run's evaluation
     scores.update(evaluation.judge_synthesis(
-        ev, reader, tree["g_ema"], test, rng=np.random.default_rng([config.seed, stages.EVAL_STREAM]),
+        ev, reader, tree["g_ema"], test, rng=rng,
         num_prior_samples=int(config.eval.num_prior_samples), prefix=f"judge/{name}"))
   return scores
 
