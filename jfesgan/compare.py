@@ -30,14 +30,21 @@ import numpy as np
 from jfesgan.crossval import sign_flip_p
 
 
-def read_run(path: str, row: str) -> tuple[int, dict[int, float]]:
-  """(seed, {fold: accuracy}) of ``row`` in the cross-validation at ``path``; raises naming the
-  file and what is missing."""
+def result_file(path: str) -> str | None:
+  """The cross-validation results in folder ``path`` (``crossval.json`` or ``ablation.json``),
+  or None."""
   for name in ("crossval.json", "ablation.json"):
     file = os.path.join(path, name)
     if os.path.isfile(file):
-      break
-  else:
+      return file
+  return None
+
+
+def read_run(path: str, row: str) -> tuple[int, dict[int, float]]:
+  """(seed, {fold: accuracy}) of ``row`` in the cross-validation at ``path``; raises naming the
+  file and what is missing."""
+  file = result_file(path)
+  if file is None:
     if os.path.isfile(os.path.join(path, "summary.json")):
       seed, fold, acc, _ = read_single_run(path, row)
       return seed, {fold: acc}
@@ -136,10 +143,8 @@ def main(argv):
       raise app.UsageError(f"--recipe {name!r} given twice")
     runs: dict[int, dict[int, float]] = {}
     for path in paths.split(","):
-      single = not any(os.path.isfile(os.path.join(path, n))
-                       for n in ("crossval.json", "ablation.json"))
       seed, accs = read_run(path, f.row)
-      if single:
+      if result_file(path) is None:  # a single run
         kind = read_single_run(path, f.row)[3]
         if heldout.setdefault("kind", kind) != kind:
           raise app.UsageError(f"--recipe {name}: {path} is held out on {kind!r} subjects, "

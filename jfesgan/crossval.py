@@ -214,11 +214,9 @@ def rejudged(results: dict[int, dict[str, dict]], workdir: str, judge: str) -> s
   row's scores are kept in its workdir as ``rejudge_<judge names>.json`` (the file
   ``python -m jfesgan.rejudge`` writes) and read back from there by later calls with the same
   judges.  A row without a generator keeps no ``judge/*`` scores.  Returns the judges' names."""
+  from jfesgan import judge as judge_lib  # pylint: disable=g-import-not-at-top
   from jfesgan import rejudge as rejudge_lib  # pylint: disable=g-import-not-at-top
-  dirs = ",".join(os.path.abspath(w.strip()) for w in judge.split(",") if w.strip())
-  if not dirs:
-    raise ValueError(f"--rejudge={judge!r} names no judge workdir")
-  name = "+".join(os.path.basename(w.rstrip("/")) for w in dirs.split(","))
+  dirs = ",".join(judge_lib.workdirs(judge, "--rejudge"))
   for fold, rows in sorted(results.items()):
     for row, summary in rows.items():
       for key in [k for k in summary if k.startswith("judge/")]:
@@ -226,19 +224,12 @@ def rejudged(results: dict[int, dict[str, dict]], workdir: str, judge: str) -> s
       d = row_workdir(workdir, fold, row)
       if not rejudge_lib.has_generator(d):
         continue
-      path = os.path.join(d, f"rejudge_{name}.json")
-      scores = None
-      if os.path.isfile(path):
-        with open(path) as f:
-          saved = json.load(f)
-        if saved.get("judge") == dirs:
-          scores = saved["scores"]
+      scores = rejudge_lib.saved(d, dirs)
       if scores is None:
         scores = rejudge_lib.rejudge(d, dirs)
-        with open(path, "w") as f:
-          json.dump({"workdir": d, "judge": dirs, "scores": scores}, f, indent=2)
+        rejudge_lib.save(d, dirs, scores)
       summary.update(scores)
-  return name
+  return judge_lib.name(dirs)
 
 
 def aggregate(results: dict[int, dict[str, dict]]) -> dict[str, dict]:

@@ -13,6 +13,7 @@ scores.  Several judges (``eval.judge=A,B,C``) are read as one, averaging their 
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 import numpy as np
@@ -62,13 +63,24 @@ class Ensemble:
     return self.probabilities(images).argmax(-1)
 
 
+def workdirs(spec: str, field: str = "eval.judge") -> list[str]:
+  """The judges' workdirs named by ``spec`` (one, or several separated by commas), absolute;
+  an error naming ``field`` when there is none."""
+  dirs = [os.path.abspath(w.strip()) for w in spec.split(",") if w.strip()]
+  if not dirs:
+    raise ValueError(f"{field}={spec!r} names no workdir, so it names no judge")
+  return dirs
+
+
+def name(spec: str) -> str:
+  """A short name of the judge(s) in ``spec`` for file names: their folders' names, joined."""
+  return "+".join(os.path.basename(w.rstrip("/")) for w in workdirs(spec))
+
+
 def load(spec: str) -> Recogniser | Ensemble:
   """The judge: the finished real-only recogniser (stage ``real``) of the run in workdir
   ``spec``, or, for several workdirs separated by commas, their :class:`Ensemble`."""
-  workdirs = [w.strip() for w in spec.split(",") if w.strip()]
-  if not workdirs:
-    raise ValueError(f"eval.judge={spec!r} names no workdir")
-  judges = [Recogniser.load(w, "real") for w in workdirs]
+  judges = [Recogniser.load(w, "real") for w in workdirs(spec)]
   return judges[0] if len(judges) == 1 else Ensemble(tuple(judges))
 
 

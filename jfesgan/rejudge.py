@@ -75,6 +75,30 @@ def rejudge(workdir: str, judge: str, *, data_dir: str | None = None,
   return scores
 
 
+def saved_path(workdir: str, judge: str) -> str:
+  """Where a run's scores by ``judge`` are kept: ``<workdir>/rejudge_<judge name(s)>.json``."""
+  return os.path.join(os.path.abspath(workdir), f"rejudge_{judge_lib.name(judge)}.json")
+
+
+def save(workdir: str, judge: str, scores: dict[str, float]) -> str:
+  """Keeps a run's scores by ``judge`` in its workdir (with the judges' workdirs); the path."""
+  path = saved_path(workdir, judge)
+  with open(path, "w") as f:
+    json.dump({"workdir": os.path.abspath(workdir), "judge": ",".join(judge_lib.workdirs(judge)),
+               "scores": scores}, f, indent=2)
+  return path
+
+
+def saved(workdir: str, judge: str) -> dict[str, float] | None:
+  """The run's scores kept by :func:`save` for exactly these judges, or None."""
+  path = saved_path(workdir, judge)
+  if not os.path.isfile(path):
+    return None
+  with open(path) as f:
+    kept = json.load(f)
+  return kept["scores"] if kept.get("judge") == ",".join(judge_lib.workdirs(judge)) else None
+
+
 def table(runs: dict[str, dict[str, float]]) -> str:
   """A Markdown table of several runs' judge scores: its reading of the real held-out faces, of
   each generator's translations (x_t) and new identities (x_p), and x_t as a fraction of real."""
@@ -105,15 +129,12 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   cli.quiet_tool()
   f = flags.FLAGS
-  judge_dir = ",".join(os.path.abspath(w.strip()) for w in f.judge.split(",") if w.strip())
-  judge_name = "+".join(os.path.basename(w.rstrip("/")) for w in judge_dir.split(","))
+  judge_dir = ",".join(judge_lib.workdirs(f.judge, "--judge"))
   runs = {}
   for workdir in f.workdir:
     workdir = os.path.abspath(workdir)
     scores = rejudge(workdir, judge_dir, data_dir=f.data_dir, manual_dir=f.manual_dir)
-    path = os.path.join(workdir, f"rejudge_{judge_name}.json")
-    with open(path, "w") as fh:
-      json.dump({"workdir": workdir, "judge": judge_dir, "scores": scores}, fh, indent=2)
+    path = save(workdir, judge_dir, scores)
     print(f"{workdir} judged by {judge_dir}:")
     for k, v in sorted(scores.items()):
       print(f"  {k:32s} {v:.4f}")
