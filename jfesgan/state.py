@@ -126,9 +126,13 @@ def _init(module, *args) -> Any:
   executable per operation: 550 MB for the main job's networks).  Under a trace (``jax.eval_shape``
   of a state, as checkpoint restores do) it is traced in place: compiler options are only
   accepted by an outermost ``jax.jit``."""
-  if any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves(args)):
+  if _traced(args):
     return module.init(*args)["params"]
   return _jitted_init(module)(*args)["params"]
+
+
+def _traced(tree) -> bool:
+  return any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves(tree))
 
 
 def _dummy_image(models: Models) -> jax.Array:
@@ -183,6 +187,8 @@ def _start_r(models: Models, rng: jax.Array, init_from: str, class_names, field:
   if init_from:
     if class_names is None:
       raise ValueError(f"config.{field} is set but the class names of the data are not known")
+    if _traced(params):  # a restore's abstract state: pre-training keeps every shape and dtype,
+      return params      # and the checkpoint holds the values (the source is read only afresh)
     params = pretrained_r_params(params, init_from, class_names, field)
   return params
 

@@ -248,3 +248,17 @@ def test_recogniser_starts_from_a_pretrained_run(tiny_config, fesgan_setup, tmp_
   with pytest.raises(ValueError, match="none of its classes"):
     state_lib.create_r_state(models, cfg.real.optimizer, jax.random.key(5), init_from=source,
                              class_names=["boredom", "awe"])
+
+  # A finished run that started from ``source``, run again: its stages are restored into the
+  # abstract state (traced without reading the source: orbax cannot restore under a trace) and it
+  # comes back whole, not retrained.
+  run_cfg = src_cfg.copy_and_resolve_references()
+  run_cfg.data.data_seed = tiny_config.data.data_seed
+  run_cfg.real.init_from = source
+  run = str(tmp_path / "run")
+  train.train_and_evaluate(run_cfg, run)
+  first = jax.device_get(Recogniser.load(run, "real").params)
+  assert not np.allclose(first["trunk"]["Dense_0"]["kernel"],
+                         src_params["trunk"]["Dense_0"]["kernel"])  # trained on from the source
+  train.train_and_evaluate(run_cfg, run)
+  chex.assert_trees_all_equal(jax.device_get(Recogniser.load(run, "real").params), first)
