@@ -83,6 +83,9 @@ def get_config() -> ml_collections.ConfigDict:
   # up to max_width as the others do) and the 3x3 convolutions added at each level (0: none).
   c.model.g_width = 0
   c.model.g_depth = 0
+  # The decoder's 2x upsampling: 'transpose' (4x4 stride-2 transposed convolutions) or 'resize'
+  # (nearest neighbour + 3x3 convolution, no checkerboard artefacts; the same cost).
+  c.model.g_upsample = "transpose"
   # Embedding size of Phi and R.
   c.model.embed_dim = 64
   # Hidden widths of the latent discriminator D_z.

@@ -53,10 +53,12 @@ def check_config(config) -> None:
   if on:
     raise ValueError(f"the PyTorch reference does not mirror augmentation; {on} must be 0 for "
                      "--torch")
-  if config.model.get("g_width", 0) or config.model.get("g_depth", 0):
+  if (config.model.get("g_width", 0) or config.model.get("g_depth", 0)
+      or config.model.get("g_upsample", "transpose") != "transpose"):
     raise ValueError(f"the PyTorch reference mirrors the default generator only; "
                      f"config.model.g_width={config.model.g_width}, "
-                     f"g_depth={config.model.g_depth} must be 0")
+                     f"g_depth={config.model.g_depth} must be 0 and "
+                     f"g_upsample={config.model.get('g_upsample', 'transpose')!r} 'transpose'")
   if config.fesgan.get("gan_loss", "wgan_gp") != "wgan_gp":
     raise ValueError(f"the PyTorch reference mirrors METHOD.md's WGAN-GP only; "
                      f"config.fesgan.gan_loss={config.fesgan.gan_loss!r}")

@@ -220,6 +220,8 @@ def _validate(config, plan: tuple[stages.Stage, ...]) -> None:
   need(config.model.g_width >= 0, "model.g_width", config.model.g_width,
        "must be >= 0 (0: model.width)")
   need(config.model.g_depth >= 0, "model.g_depth", config.model.g_depth, "must be >= 0")
+  need(config.model.g_upsample in models_lib.UPSAMPLERS, "model.g_upsample",
+       config.model.g_upsample, f"must be one of {tuple(models_lib.UPSAMPLERS)}")
   need(config.fesgan.gan_loss in GAN_LOSSES, "fesgan.gan_loss", config.fesgan.gan_loss,
        f"must be one of {GAN_LOSSES}")
   need(config.fesgan.n_critic >= 1, "fesgan.n_critic", config.fesgan.n_critic, "must be >= 1")

@@ -46,6 +46,50 @@ def test_conv_transpose_matches_definition(impl, size, f):
   np.testing.assert_allclose(np.asarray(out), reference_conv_transpose(x, w), atol=1e-4, rtol=1e-4)
 
 
+def _resize_conv_reference(x, w3):
+  """Nearest-neighbour 2x upsampling, then the 3x3 'same' convolution: the definition."""
+  up = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+  return jax.lax.conv_general_dilated(up, w3, (1, 1), "SAME",
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@pytest.mark.parametrize("impl", ["xla", "phase", "matmul"])
+@pytest.mark.parametrize("size,c,f", [(3, 2, 3), (4, 3, 16)])  # f >= 16: four phases
+def test_resize_conv_is_upsampling_then_3x3_conv(impl, size, c, f):
+  """The folded 4x4 kernel run as a transposed convolution equals nearest upsampling and the 3x3
+  convolution, in value and in both gradients, borders included."""
+  key = jax.random.key(size * 10 + f)
+  x = jax.random.normal(key, (2, size, size, c))
+  w3 = jax.random.normal(jax.random.fold_in(key, 1), (3, 3, c, f))
+  t = jax.random.normal(jax.random.fold_in(key, 2), (2, 2 * size, 2 * size, f))
+
+  def folded(x, w3):
+    return layers.conv_transpose2x(x, layers.resize_conv_kernel(w3), impl)
+
+  loss = lambda fn: jax.jit(jax.value_and_grad(lambda x, w: jnp.sum(jnp.sin(fn(x, w)) * t),
+                                               argnums=(0, 1)))
+  out, ref = folded(x, w3), _resize_conv_reference(x, w3)
+  chex.assert_shape(out, (2, 2 * size, 2 * size, f))
+  chex.assert_trees_all_close(out, ref, atol=1e-4, rtol=1e-4)
+  chex.assert_trees_all_close(loss(folded)(x, w3), loss(_resize_conv_reference)(x, w3),
+                              atol=1e-3, rtol=1e-3)
+  with pytest.raises(ValueError, match="3x3 kernel"):
+    layers.resize_conv_kernel(jnp.zeros((4, 4, c, f)))
+
+
+def test_resize_conv_has_no_checkerboard():
+  """A constant input through a random resize-convolution is constant away from the border: every
+  output phase sums all nine taps.  A random 4x4 transposed kernel gives four different values."""
+  x = jnp.ones((1, 6, 6, 2))
+  key = jax.random.key(3)
+  m = layers.ResizeConv2x(4, impl="phase")
+  y = m.apply(m.init(key, x), x)[0, 2:-2, 2:-2]
+  chex.assert_trees_all_close(y, jnp.broadcast_to(y[:1, :1], y.shape), atol=1e-5)
+  t = layers.ConvTranspose2x(4, impl="phase")
+  y = t.apply(t.init(key, x), x)[0, 2:-2, 2:-2]
+  assert float(jnp.max(jnp.abs(y - y[:1, :1]))) > 1e-2
+
+
 def test_gradients_agree_including_second_order():
   """WGAN-GP differentiates the critic twice: all implementations must agree there too."""
   key = jax.random.key(0)

@@ -83,6 +83,33 @@ def test_generator_capacity_options_change_the_generator_alone(tiny_config):
         assert any(float(jnp.max(jnp.abs(g))) > 0 for g in leaves), (part, name)
 
 
+def test_resize_upsampling_changes_the_decoder_alone(tiny_config):
+  """model.g_upsample='resize': every upsampling of G is a 3x3 resize-convolution (its parameters
+  the 3x3 kernels), the encoder and every other network are unchanged, the output is an image and
+  the reconstruction loss reaches every decoder parameter."""
+  base = M.build_models(tiny_config, num_classes=7, num_subjects=6)
+  cfg = tiny_config.copy_and_resolve_references()
+  cfg.model.g_upsample = "resize"
+  resized = M.build_models(cfg, num_classes=7, num_subjects=6)
+  for name in ("dimg", "dz", "phi", "r"):
+    assert getattr(resized, name) == getattr(base, name), name
+  size, ch = cfg.data.image_size, cfg.data.channels
+  x = jax.random.uniform(jax.random.key(0), (2, size, size, ch), minval=-1, maxval=1)
+  c = jax.nn.one_hot(jnp.array([1, 4]), 7)
+  p0 = base.g.init(jax.random.key(1), x, c)["params"]
+  p1 = resized.g.init(jax.random.key(1), x, c)["params"]
+  chex.assert_trees_all_equal_shapes(p1["encoder"], p0["encoder"])
+  ups = [k for k in p1["decoder"] if k.startswith("ResizeConv2x")]
+  assert len(ups) == cfg.model.num_down and not any("ConvTranspose" in k for k in p1["decoder"])
+  assert all(p1["decoder"][k]["kernel"].shape[:2] == (3, 3) for k in ups)
+  out = resized.g.apply({"params": p1}, x, c)
+  chex.assert_shape(out, x.shape)
+  assert float(jnp.max(jnp.abs(out))) <= 1.0
+  grads = jax.grad(lambda p: jnp.mean(jnp.abs(resized.g.apply({"params": p}, x, c) - x)))(p1)
+  for k in ups:
+    assert float(jnp.max(jnp.abs(grads["decoder"][k]["kernel"]))) > 0, k
+
+
 def test_recognizer_trunk_matches_phi_trunk():
   """R can start from Phi's trunk: the two trunks have the same parameter structure."""
   x = jnp.zeros((1, 32, 32, 1))

@@ -93,3 +93,7 @@ def test_refuses_what_it_does_not_mirror():
   c.model.g_depth = 1
   with pytest.raises(ValueError, match=r"g_depth=1 must be 0"):
     torch_reference.check_config(c)
+  c = _config()
+  c.model.g_upsample = "resize"
+  with pytest.raises(ValueError, match=r"g_upsample='resize' 'transpose'"):
+    torch_reference.check_config(c)

@@ -9,13 +9,13 @@ import jax.numpy as jnp
 from jfesgan.models.discriminators import ImageDiscriminator, LatentDiscriminator
 from jfesgan.models.generator import Decoder, Encoder, Generator
 from jfesgan.models.identity import IdentityNet
-from jfesgan.models.layers import Conv, ConvTranspose2x
+from jfesgan.models.layers import UPSAMPLERS, Conv, ConvTranspose2x, ResizeConv2x
 from jfesgan.models.recognizer import Recognizer
 from jfesgan.models.trunk import ConvTrunk
 
-__all__ = ["Conv", "ConvTranspose2x", "ConvTrunk", "Decoder", "Encoder", "Generator",
+__all__ = ["UPSAMPLERS", "Conv", "ConvTranspose2x", "ConvTrunk", "Decoder", "Encoder", "Generator",
            "IdentityNet", "ImageDiscriminator", "LatentDiscriminator", "Models", "Recognizer",
-           "build_models"]
+           "ResizeConv2x", "build_models"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +53,7 @@ def build_models(config, num_classes: int, num_subjects: int) -> Models:
   return Models(
       g=Generator(image_size=d.image_size, channels=d.channels, latent_dim=m.latent_dim,
                   **{**common, "width": int(m.get("g_width", 0)) or m.width},
-                  depth=int(m.get("g_depth", 0))),
+                  depth=int(m.get("g_depth", 0)), upsample=m.get("g_upsample", "transpose")),
       dimg=ImageDiscriminator(num_classes=num_classes, **common),
       dz=LatentDiscriminator(hidden=tuple(m.dz_hidden), dtype=dtype),
       phi=IdentityNet(num_subjects=num_subjects, embed_dim=m.embed_dim, **common),

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from jfesgan.models.common import check_resolution, level_widths
-from jfesgan.models.layers import Conv, ConvTranspose2x, group_norm
+from jfesgan.models.layers import UPSAMPLERS, Conv, group_norm
 
 
 class Encoder(nn.Module):
@@ -59,6 +59,9 @@ class Decoder(nn.Module):
   max_width: int = 256
   num_down: int = 3
   depth: int = 0  # 3x3 stride-1 convolutions (each FiLM-modulated) at every level below R
+  # Each 2x upsampling: "transpose" (a 4x4 stride-2 transposed convolution) or "resize" (nearest
+  # neighbour and a 3x3 convolution: no checkerboard; the same cost).
+  upsample: str = "transpose"
   impl: str = "auto"
   # Compute dtype of activations (float32, or bfloat16 on accelerators); parameters stay float32
   # and the outputs are float32.
@@ -67,6 +70,9 @@ class Decoder(nn.Module):
   @nn.compact
   def __call__(self, z: jax.Array, c: jax.Array) -> jax.Array:
     s = check_resolution(self.image_size, self.num_down)
+    if self.upsample not in UPSAMPLERS:
+      raise ValueError(f"model.g_upsample={self.upsample!r} must be one of {tuple(UPSAMPLERS)}")
+    up = UPSAMPLERS[self.upsample]
     widths = level_widths(self.width, self.max_width, self.num_down)[::-1]
     z, c = z.astype(self.dtype), c.astype(self.dtype)
 
@@ -87,8 +93,8 @@ class Decoder(nn.Module):
     h = nn.Dense(s * s * widths[0], use_bias=False, dtype=self.dtype)(jnp.concatenate([z, c], axis=-1))
     h = deeper(film(h.reshape(-1, s, s, widths[0]), 0), 0)
     for i, w in enumerate(widths[1:], start=1):
-      h = deeper(film(ConvTranspose2x(w, use_bias=False, impl=self.impl)(h), i), i)
-    return jnp.tanh(ConvTranspose2x(self.channels, impl=self.impl)(h)).astype(jnp.float32)
+      h = deeper(film(up(w, use_bias=False, impl=self.impl)(h), i), i)
+    return jnp.tanh(up(self.channels, impl=self.impl)(h)).astype(jnp.float32)
 
 
 class Generator(nn.Module):
@@ -101,6 +107,7 @@ class Generator(nn.Module):
   max_width: int = 256
   num_down: int = 3
   depth: int = 0
+  upsample: str = "transpose"  # the decoder's (Decoder.upsample)
   impl: str = "auto"
   dtype: Any = jnp.float32
 
@@ -108,7 +115,8 @@ class Generator(nn.Module):
     widths = dict(width=self.width, max_width=self.max_width, num_down=self.num_down,
                   depth=self.depth, impl=self.impl, dtype=self.dtype)
     self.encoder = Encoder(latent_dim=self.latent_dim, **widths)
-    self.decoder = Decoder(image_size=self.image_size, channels=self.channels, **widths)
+    self.decoder = Decoder(image_size=self.image_size, channels=self.channels,
+                           upsample=self.upsample, **widths)
 
   def encode(self, x: jax.Array) -> jax.Array:
     """Identity code E(x)."""

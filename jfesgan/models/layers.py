@@ -288,6 +288,48 @@ class ConvTranspose2x(nn.Module):
     return y
 
 
+# Row k of the 4x4 transposed-convolution kernel as a sum of the rows d of a 3x3 kernel applied
+# after nearest-neighbour 2x upsampling (one axis; ``resize_conv_kernel`` takes both).
+_RESIZE_FOLD = ((0.0, 0.0, 1.0), (0.0, 1.0, 1.0), (1.0, 1.0, 0.0), (1.0, 0.0, 0.0))
+
+
+def resize_conv_kernel(kernel: jax.Array) -> jax.Array:
+  """The 4x4 kernel of :func:`conv_transpose2x` equal to nearest-neighbour 2x upsampling followed
+  by the 3x3 'same' convolution ``kernel`` (Odena et al. 2016's resize-convolution).
+
+  On one axis the upsampled input is ``up[o] = x[o // 2]``, so ``sum_d kernel[d] up[o + d - 1]``
+  is ``(k1 + k2) x[i] + k0 x[i - 1]`` at ``o = 2i`` and ``(k0 + k1) x[i] + k2 x[i + 1]`` at
+  ``o = 2i + 1``: the transposed convolution's ``out[2i - 1 + k] += x[i] kernel4[k]`` with
+  ``kernel4 = (k2, k1 + k2, k0 + k1, k0)``, borders included (both pad with zeros).  Every output
+  phase then sums all nine taps, so no phase can run ahead of the others (the checkerboard of a
+  free 4x4 kernel), and the fast zero-free transposed convolution computes it at no extra cost."""
+  if kernel.shape[:2] != (3, 3):
+    raise ValueError(f"resize_conv_kernel needs a 3x3 kernel, got {kernel.shape[:2]}")
+  fold = jnp.asarray(_RESIZE_FOLD, kernel.dtype)
+  return jnp.einsum("ka,lb,abcf->klcf", fold, fold, kernel)
+
+
+class ResizeConv2x(nn.Module):
+  """Nearest-neighbour 2x upsampling and a 3x3 convolution, computed exactly as the equivalent 4x4
+  stride-2 transposed convolution (:func:`resize_conv_kernel`); parameters are the 3x3 kernel."""
+
+  features: int
+  use_bias: bool = True
+  impl: str = "auto"
+  kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel = self.param("kernel", self.kernel_init, (3, 3, x.shape[-1], self.features))
+    y = conv_transpose2x(x, resize_conv_kernel(kernel).astype(x.dtype), self.impl)
+    if self.use_bias:
+      y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(x.dtype)
+    return y
+
+
+UPSAMPLERS = {"transpose": ConvTranspose2x, "resize": ResizeConv2x}
+
+
 def group_norm(channels: int, name: str | None = None, dtype=None) -> nn.GroupNorm:
   """GroupNorm with at most 8 groups that divide ``channels`` (per-sample, so sharding-neutral);
   its statistics are computed in float32 whatever ``dtype`` its output has."""
