@@ -49,21 +49,30 @@ def test_shapes_and_ranges(size, channels, num_down):
   chex.assert_tree_all_finite([out, score, logits, e, f, r_logits])
 
 
-def test_generator_capacity_options_change_the_generator_alone(tiny_config):
-  """model.g_width and model.g_depth widen and deepen E and G (a FiLM-modulated 3x3 convolution
-  per level in G, a 3x3 convolution per level in E), leave every other network as it is, and the
-  reconstruction loss reaches every added parameter."""
+def _generator_beside_default(tiny_config, **model_fields):
+  """The models of ``tiny_config`` with ``model_fields`` changed, checked to differ from the
+  default ones in the generator alone; an image batch, codes and both generators' parameters."""
   base = M.build_models(tiny_config, num_classes=7, num_subjects=6)
   cfg = tiny_config.copy_and_resolve_references()
-  cfg.model.g_width, cfg.model.g_depth = 2 * tiny_config.model.width, 1
-  deep = M.build_models(cfg, num_classes=7, num_subjects=6)
+  for k, v in model_fields.items():
+    cfg.model[k] = v
+  models = M.build_models(cfg, num_classes=7, num_subjects=6)
   for name in ("dimg", "dz", "phi", "r"):
-    assert getattr(deep, name) == getattr(base, name), name
+    assert getattr(models, name) == getattr(base, name), name
   size, ch = cfg.data.image_size, cfg.data.channels
   x = jax.random.uniform(jax.random.key(0), (2, size, size, ch), minval=-1, maxval=1)
   c = jax.nn.one_hot(jnp.array([1, 4]), 7)
   p0 = base.g.init(jax.random.key(1), x, c)["params"]
-  p1 = deep.g.init(jax.random.key(1), x, c)["params"]
+  p1 = models.g.init(jax.random.key(1), x, c)["params"]
+  return cfg, models, x, c, p0, p1
+
+
+def test_generator_capacity_options_change_the_generator_alone(tiny_config):
+  """model.g_width and model.g_depth widen and deepen E and G (a FiLM-modulated 3x3 convolution
+  per level in G, a 3x3 convolution per level in E), leave every other network as it is, and the
+  reconstruction loss reaches every added parameter."""
+  cfg, deep, x, c, p0, p1 = _generator_beside_default(
+      tiny_config, g_width=2 * tiny_config.model.width, g_depth=1)
   levels = cfg.model.num_down
   added = {f"level{i}_conv0" for i in range(levels)}
   assert added <= set(p1["encoder"]) and not added & set(p0["encoder"])
@@ -87,17 +96,7 @@ def test_resize_upsampling_changes_the_decoder_alone(tiny_config):
   """model.g_upsample='resize': every upsampling of G is a 3x3 resize-convolution (its parameters
   the 3x3 kernels), the encoder and every other network are unchanged, the output is an image and
   the reconstruction loss reaches every decoder parameter."""
-  base = M.build_models(tiny_config, num_classes=7, num_subjects=6)
-  cfg = tiny_config.copy_and_resolve_references()
-  cfg.model.g_upsample = "resize"
-  resized = M.build_models(cfg, num_classes=7, num_subjects=6)
-  for name in ("dimg", "dz", "phi", "r"):
-    assert getattr(resized, name) == getattr(base, name), name
-  size, ch = cfg.data.image_size, cfg.data.channels
-  x = jax.random.uniform(jax.random.key(0), (2, size, size, ch), minval=-1, maxval=1)
-  c = jax.nn.one_hot(jnp.array([1, 4]), 7)
-  p0 = base.g.init(jax.random.key(1), x, c)["params"]
-  p1 = resized.g.init(jax.random.key(1), x, c)["params"]
+  cfg, resized, x, c, p0, p1 = _generator_beside_default(tiny_config, g_upsample="resize")
   chex.assert_trees_all_equal_shapes(p1["encoder"], p0["encoder"])
   ups = [k for k in p1["decoder"] if k.startswith("ResizeConv2x")]
   assert len(ups) == cfg.model.num_down and not any("ConvTranspose" in k for k in p1["decoder"])

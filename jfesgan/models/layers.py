@@ -275,14 +275,16 @@ class ConvTranspose2x(nn.Module):
   impl: str = "auto"
   kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
 
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def transposed_kernel(self, c: int) -> jax.Array:
+    """The 4x4 kernel that :func:`conv_transpose2x` runs, from this layer's parameter."""
     # Fan-in of a stride-2 4x4 transposed conv is 4 taps x C per output pixel, not 16 x C: scale
     # the initialiser by declaring the kernel as (2, 2, 4C) for its variance, then reshape.
-    c = x.shape[-1]
-    kernel = self.param("kernel", lambda key, shape: self.kernel_init(key, (2, 2, 4 * c, shape[-1]))
-                        .reshape(shape), (4, 4, c, self.features))
-    y = conv_transpose2x(x, kernel.astype(x.dtype), self.impl)
+    return self.param("kernel", lambda key, shape: self.kernel_init(key, (2, 2, 4 * c, shape[-1]))
+                      .reshape(shape), (4, 4, c, self.features))
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    y = conv_transpose2x(x, self.transposed_kernel(x.shape[-1]).astype(x.dtype), self.impl)
     if self.use_bias:
       y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(x.dtype)
     return y
@@ -309,22 +311,12 @@ def resize_conv_kernel(kernel: jax.Array) -> jax.Array:
   return jnp.einsum("ka,lb,abcf->klcf", fold, fold, kernel)
 
 
-class ResizeConv2x(nn.Module):
+class ResizeConv2x(ConvTranspose2x):
   """Nearest-neighbour 2x upsampling and a 3x3 convolution, computed exactly as the equivalent 4x4
   stride-2 transposed convolution (:func:`resize_conv_kernel`); parameters are the 3x3 kernel."""
 
-  features: int
-  use_bias: bool = True
-  impl: str = "auto"
-  kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    kernel = self.param("kernel", self.kernel_init, (3, 3, x.shape[-1], self.features))
-    y = conv_transpose2x(x, resize_conv_kernel(kernel).astype(x.dtype), self.impl)
-    if self.use_bias:
-      y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(x.dtype)
-    return y
+  def transposed_kernel(self, c: int) -> jax.Array:
+    return resize_conv_kernel(self.param("kernel", self.kernel_init, (3, 3, c, self.features)))
 
 
 UPSAMPLERS = {"transpose": ConvTranspose2x, "resize": ResizeConv2x}
