@@ -11,7 +11,8 @@ read from that workdir), so a run scored here and the same run trained with that
 exactly.  For runs trained before a judge existed, or to compare runs under one judge when the
 judge is replaced.  Nothing is trained and the run's own files are not changed: the scores go to
 ``<workdir>/rejudge_<judge name(s)>.json`` and are printed; ``--out FILE`` also writes every run's
-scores to ``FILE.json`` and a table to ``FILE.md``.  ``--data_dir`` and
+scores, beside its own ``eval/*`` and ``synth/*`` ones (identity, reconstruction), to
+``FILE.json`` and a table to ``FILE.md``.  ``--data_dir`` and
 ``--manual_dir`` say where the run's database is when it has moved since the run.
 """
 
@@ -99,24 +100,47 @@ def saved(workdir: str, judge: str) -> dict[str, float] | None:
   return kept["scores"] if kept.get("judge") == ",".join(judge_lib.workdirs(judge)) else None
 
 
+# The run's own synthesis scores that a table of judged runs shows beside the judge's (when a run
+# has them: its summary holds ``synth/*`` once a recogniser stage evaluated its generator).
+def _percent(v: float) -> str:
+  return f"{100 * v:.1f} %"
+
+
+OWN_COLUMNS = (("synth/id_nearest", "nearest real person (Phi)", _percent),
+               ("synth/id_nearest_pixel", "nearest real person (pixels)", _percent),
+               ("synth/rec_l1", "reconstruction L1", "{:.3f}".format))
+
+
+def own_scores(workdir: str) -> dict[str, float]:
+  """The finished run's own evaluation scores (``eval/*``, ``synth/*``) from its summary."""
+  with open(os.path.join(workdir, "summary.json")) as f:
+    summary = json.load(f)
+  return {k: float(v) for k, v in summary.items()
+          if k.startswith(("eval/", "synth/")) and isinstance(v, (int, float))}
+
+
 def table(runs: dict[str, dict[str, float]]) -> str:
   """A Markdown table of several runs' judge scores: its reading of the real held-out faces, of
-  each generator's translations (x_t) and new identities (x_p), and x_t as a fraction of real."""
+  each generator's translations (x_t) and new identities (x_p), and x_t as a fraction of real;
+  then the runs' own identity and reconstruction scores (:data:`OWN_COLUMNS`) where they have
+  them (a cell is empty where a run lacks one)."""
   head = ["run", "judge on real faces"]
   cols = []
   for stage in ("fesgan", "joint"):
     if any(f"judge/{stage}/acc_t" in sc for sc in runs.values()):
       cols.append(stage)
       head += [f"{stage} x_t", f"{stage} x_p", f"{stage} x_t / real"]
+  own = [c for c in OWN_COLUMNS if any(c[0] in sc for sc in runs.values())]
+  head += [title for _, title, _ in own]
   lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
   for name, sc in runs.items():
     real = sc.get("judge/real_acc")
-    cells = [name, f"{100 * real:.1f} %" if real is not None else ""]
+    cells = [name, _percent(real) if real is not None else ""]
     for stage in cols:
       t, p = sc.get(f"judge/{stage}/acc_t"), sc.get(f"judge/{stage}/acc_p")
-      cells += [f"{100 * t:.1f} %" if t is not None else "",
-                f"{100 * p:.1f} %" if p is not None else "",
+      cells += [_percent(t) if t is not None else "", _percent(p) if p is not None else "",
                 f"{t / real:.2f}" if t is not None and real else ""]
+    cells += [fmt(sc[key]) if key in sc else "" for key, _, fmt in own]
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
 
@@ -139,7 +163,7 @@ def main(argv):
     for k, v in sorted(scores.items()):
       print(f"  {k:32s} {v:.4f}")
     print(f"  written to {path}", flush=True)
-    runs[workdir] = scores
+    runs[workdir] = {**own_scores(workdir), **scores}
   if f.out:
     base = f.out[:-len(".json")] if f.out.endswith(".json") else f.out
     command = "python -m jfesgan.rejudge " + " ".join(sys.argv[1:])

@@ -18,6 +18,12 @@ def test_table_reads_each_generator_beside_the_real_faces():
   assert lines[3] == "| b | 50.0 % | 25.0 % | 10.0 % | 0.50 | 45.0 % | 30.0 % | 0.90 |"
   only_stage1 = rejudge.table({"a": runs["a"]}).splitlines()
   assert "joint" not in only_stage1[0] and len(only_stage1) == 3
+  # The runs' own identity and reconstruction scores, where a run has them.
+  runs["b"].update({"synth/id_nearest": 0.832, "synth/rec_l1": 0.2203})
+  lines = rejudge.table(runs).splitlines()
+  assert lines[0].endswith("| joint x_t / real | nearest real person (Phi) | reconstruction L1 |")
+  assert lines[2].endswith("| 0.50 |  |  |  |  |  |")
+  assert lines[3].endswith("| 0.90 | 83.2 % | 0.220 |")
 
 
 def test_a_run_without_a_summary_is_named(tmp_path):
