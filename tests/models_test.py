@@ -62,8 +62,8 @@ def _generator_beside_default(tiny_config, **model_fields):
   size, ch = cfg.data.image_size, cfg.data.channels
   x = jax.random.uniform(jax.random.key(0), (2, size, size, ch), minval=-1, maxval=1)
   c = jax.nn.one_hot(jnp.array([1, 4]), 7)
-  p0 = base.g.init(jax.random.key(1), x, c)["params"]
-  p1 = models.g.init(jax.random.key(1), x, c)["params"]
+  p0 = jax.jit(base.g.init)(jax.random.key(1), x, c)["params"]  # jitted: eager dispatch would
+  p1 = jax.jit(models.g.init)(jax.random.key(1), x, c)["params"]  # compile every op apart
   return cfg, models, x, c, p0, p1
 
 
@@ -80,10 +80,11 @@ def test_generator_capacity_options_change_the_generator_alone(tiny_config):
       f"film{i}_0" for i in range(levels)} <= set(p1["decoder"])
   first = p1["encoder"]["Conv_0"]["kernel"]
   assert first.shape[-1] == 2 * p0["encoder"]["Conv_0"]["kernel"].shape[-1]
-  out = deep.g.apply({"params": p1}, x, c)
+  out = jax.jit(deep.g.apply)({"params": p1}, x, c)
   chex.assert_shape(out, x.shape)
   assert float(jnp.max(jnp.abs(out))) <= 1.0
-  grads = jax.grad(lambda p: jnp.mean(jnp.abs(deep.g.apply({"params": p}, x, c) - x)))(p1)
+  loss = lambda p: jnp.mean(jnp.abs(deep.g.apply({"params": p}, x, c) - x))
+  grads = jax.jit(jax.grad(loss))(p1)
   for part in ("encoder", "decoder"):
     for name in p1[part]:
       if name.startswith("level") or name.startswith("film"):
@@ -101,10 +102,11 @@ def test_resize_upsampling_changes_the_decoder_alone(tiny_config):
   ups = [k for k in p1["decoder"] if k.startswith("ResizeConv2x")]
   assert len(ups) == cfg.model.num_down and not any("ConvTranspose" in k for k in p1["decoder"])
   assert all(p1["decoder"][k]["kernel"].shape[:2] == (3, 3) for k in ups)
-  out = resized.g.apply({"params": p1}, x, c)
+  out = jax.jit(resized.g.apply)({"params": p1}, x, c)
   chex.assert_shape(out, x.shape)
   assert float(jnp.max(jnp.abs(out))) <= 1.0
-  grads = jax.grad(lambda p: jnp.mean(jnp.abs(resized.g.apply({"params": p}, x, c) - x)))(p1)
+  loss = lambda p: jnp.mean(jnp.abs(resized.g.apply({"params": p}, x, c) - x))
+  grads = jax.jit(jax.grad(loss))(p1)
   for k in ups:
     assert float(jnp.max(jnp.abs(grads["decoder"][k]["kernel"]))) > 0, k
 
