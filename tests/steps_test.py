@@ -223,13 +223,18 @@ def test_dimg_augment_is_differentiable_and_reaches_the_same_networks(setup):
   seen = on.dimg_view(batch["image"], rng)
   assert seen.shape == batch["image"].shape and not np.allclose(seen, batch["image"])
   np.testing.assert_array_equal(loss.dimg_view(batch["image"], rng), batch["image"])
+  # Jitted (eager dispatch compiles every operation apart: 105 s for this test).
+  terms = lambda p, l: steps.generator_terms(p, batch, rng, models=models, loss=l)[0]
+  d = lambda p, l: steps.discriminator_losses(p, batch, rng, models=models, loss=l)[0]["dimg"]
+  values = jax.jit(lambda p: {"on": {**terms(p, on), "d": d(p, on)},
+                              "off": {**terms(p, loss), "d": d(p, loss)}})(params)
+  grads = jax.jit(lambda p: {k: jax.grad(lambda q: terms(q, on)[k])(p) for k in ("adv", "expr")}
+                  | {"d": jax.grad(lambda q: d(q, on))(p)})(params)
   for name in ("adv", "expr"):
-    term = lambda p, l: steps.generator_terms(p, batch, rng, models=models, loss=l)[0][name]
-    assert float(term(params, on)) != pytest.approx(float(term(params, loss)))
-    n = norms(jax.grad(lambda p: term(p, on))(params))
+    assert float(values["on"][name]) != pytest.approx(float(values["off"][name]))
+    n = norms(grads[name])
     assert n["encoder"] > 0 and n["decoder"] > 0 and n["dimg"] > 0, (name, n)
     assert n["phi"] == 0 and n["dz"] == 0, (name, n)
-  d = lambda p, l: steps.discriminator_losses(p, batch, rng, models=models, loss=l)[0]["dimg"]
-  assert float(d(params, on)) != pytest.approx(float(d(params, loss)))
-  n = norms(jax.grad(lambda p: d(p, on))(params))
+  assert float(values["on"]["d"]) != pytest.approx(float(values["off"]["d"]))
+  n = norms(grads["d"])
   assert n["dimg"] > 0 and n["encoder"] == 0 and n["decoder"] == 0, n
