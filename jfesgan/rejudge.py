@@ -47,8 +47,7 @@ def rejudge(workdir: str, judge: str, *, data_dir: str | None = None,
   workdir, or several comma-separated (an ensemble, :func:`jfesgan.judge.load`)."""
   workdir = os.path.abspath(workdir)
   config, class_names = trained.read_run(workdir)
-  with open(os.path.join(workdir, "summary.json")) as f:
-    summary = json.load(f)
+  summary = trained.read_summary(workdir)
   reader = judge_lib.load(judge)
   plan = stages.select(config)
   names = [s.name for s in plan if s.generator is not None]
@@ -100,12 +99,12 @@ def saved(workdir: str, judge: str) -> dict[str, float] | None:
   return kept["scores"] if kept.get("judge") == ",".join(judge_lib.workdirs(judge)) else None
 
 
-# The run's own synthesis scores that a table of judged runs shows beside the judge's (when a run
-# has them: its summary holds ``synth/*`` once a recogniser stage evaluated its generator).
 def _percent(v: float) -> str:
   return f"{100 * v:.1f} %"
 
 
+# The run's own synthesis scores that a table of judged runs shows beside the judge's (when a run
+# has them: its summary holds ``synth/*`` once a recogniser stage evaluated its generator).
 OWN_COLUMNS = (("synth/id_nearest", "nearest real person (Phi)", _percent),
                ("synth/id_nearest_pixel", "nearest real person (pixels)", _percent),
                ("synth/rec_l1", "reconstruction L1", "{:.3f}".format))
@@ -113,9 +112,7 @@ OWN_COLUMNS = (("synth/id_nearest", "nearest real person (Phi)", _percent),
 
 def own_scores(workdir: str) -> dict[str, float]:
   """The finished run's own evaluation scores (``eval/*``, ``synth/*``) from its summary."""
-  with open(os.path.join(workdir, "summary.json")) as f:
-    summary = json.load(f)
-  return {k: float(v) for k, v in summary.items()
+  return {k: float(v) for k, v in trained.read_summary(workdir).items()
           if k.startswith(("eval/", "synth/")) and isinstance(v, (int, float))}
 
 

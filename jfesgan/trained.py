@@ -24,18 +24,28 @@ from jfesgan.data import faces
 from jfesgan.models import Generator, Recognizer, build_models
 
 
+def _run_file(workdir: str, kind: str) -> str:
+  """``<workdir>/<kind>.json`` of a finished run; raises naming it when it is missing."""
+  path = os.path.join(os.path.abspath(workdir), f"{kind}.json")
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"{os.path.abspath(workdir)}: no {kind}.json; not the workdir of a "
+                            "finished jfesgan run")
+  return path
+
+
+def read_summary(workdir: str) -> dict[str, Any]:
+  """The summary (scores, class names, paths, ``start_from``) of the finished run in
+  ``workdir``; raises naming what is missing."""
+  with open(_run_file(workdir, "summary")) as f:
+    return json.load(f)
+
+
 def read_run(workdir: str) -> tuple[ml_collections.ConfigDict, tuple[str, ...]]:
   """(config, class names) of the run in ``workdir``; raises naming what is missing."""
-  workdir = os.path.abspath(workdir)
-  paths = {k: os.path.join(workdir, f"{k}.json") for k in ("config", "summary")}
-  for p in paths.values():
-    if not os.path.isfile(p):
-      raise FileNotFoundError(f"{workdir}: no {os.path.basename(p)}; not the workdir of a finished "
-                              "jfesgan run")
-  with open(paths["config"]) as f:
+  config_path = _run_file(workdir, "config")
+  class_names = tuple(read_summary(workdir)["class_names"])
+  with open(config_path) as f:
     config = ml_collections.ConfigDict(json.load(f))
-  with open(paths["summary"]) as f:
-    class_names = tuple(json.load(f)["class_names"])
   return config, class_names
 
 
