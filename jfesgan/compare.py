@@ -27,6 +27,7 @@ import sys
 
 import numpy as np
 
+from jfesgan import trained
 from jfesgan.crossval import sign_flip_p
 
 
@@ -65,8 +66,7 @@ def read_single_run(path: str, row: str) -> tuple[int, int, float, str]:
   """(seed, fold, accuracy, held-out kind) of one finished ``python -m jfesgan.main`` run: its
   joint R's accuracy (``row`` "method"; the real-only R's where it has no joint stage) or the R of
   stage ``row`` ("real", "joint"); raises naming the file and what is missing."""
-  with open(os.path.join(path, "summary.json")) as f:
-    summary = json.load(f)
+  summary = trained.read_summary(path)
   config_file = os.path.join(path, "config.json")
   if not os.path.isfile(config_file):
     raise FileNotFoundError(f"{path}: a summary.json but no config.json")

@@ -38,7 +38,7 @@ import sys
 
 import numpy as np
 
-from jfesgan import evaluation, stages
+from jfesgan import evaluation, stages, trained
 
 # Row -> (the stage whose recogniser it reports, overrides of config.joint).  "method" is the
 # configured method of a plain cross-validation (its joint R, or its last recogniser).
@@ -165,8 +165,7 @@ def collect_finished(config, workdir: str, ablation: bool) -> dict[int, dict[str
       if diff:
         raise ValueError(f"{os.path.join(d, 'config.json')} was run with another configuration "
                          f"(differs in {diff[:8]}); use another --workdir")
-      with open(os.path.join(d, "summary.json")) as f:
-        out.setdefault(fold, {})[row] = json.load(f)
+      out.setdefault(fold, {})[row] = trained.read_summary(d)
   return out
 
 
@@ -181,7 +180,6 @@ def cross_database(results: dict[int, dict[str, dict]], workdir: str, test_confi
   ``evaluate_<database>.json`` and read back from there by later calls.  Returns the database's
   name."""
   from jfesgan import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
-  from jfesgan.trained import Recogniser  # pylint: disable=g-import-not-at-top
   name, data = test_config.data.name, None
   for fold, rows in sorted(results.items()):
     for row, summary in rows.items():
@@ -197,7 +195,7 @@ def cross_database(results: dict[int, dict[str, dict]], workdir: str, test_confi
       if scores is None:
         if data is None:
           data = evaluate_lib.test_data(test_config.data)
-        rec = Recogniser.load(d, stage)
+        rec = trained.Recogniser.load(d, stage)
         scores = evaluate_lib.evaluate(rec, data)
         scores.update(workdir=rec.workdir, stage=rec.stage, database=name)
         with open(path, "w") as f:

@@ -16,6 +16,8 @@ import re
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from jfesgan import trained
+
 # The curves worth a look per stage (the first few present are plotted).
 CURVES = {
     "phi": ("phi/loss", "phi/acc"),
@@ -83,8 +85,7 @@ def _newest_samples(workdir: str) -> dict[str, str]:
 
 def build(workdir: str) -> str:
   """The report of the run in ``workdir`` as an HTML string."""
-  with open(os.path.join(workdir, "summary.json")) as f:
-    summary = json.load(f)
+  summary = trained.read_summary(workdir)
   config = {}
   if os.path.isfile(os.path.join(workdir, "config.json")):
     with open(os.path.join(workdir, "config.json")) as f:

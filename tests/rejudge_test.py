@@ -4,7 +4,7 @@ judged run in train_test)."""
 import numpy as np
 import pytest
 
-from jfesgan import judge, rejudge
+from jfesgan import compare, judge, rejudge, report
 
 
 def test_table_reads_each_generator_beside_the_real_faces():
@@ -26,9 +26,15 @@ def test_table_reads_each_generator_beside_the_real_faces():
   assert lines[3].endswith("| 0.90 | 83.2 % | 0.220 |")
 
 
-def test_a_run_without_a_summary_is_named(tmp_path):
-  with pytest.raises(FileNotFoundError, match="not the workdir of a finished"):
-    rejudge.rejudge(str(tmp_path), str(tmp_path))
+@pytest.mark.parametrize("reader", [
+    lambda d: rejudge.rejudge(d, d), report.build, lambda d: compare.read_single_run(d, "method")],
+    ids=["rejudge", "report", "compare"])
+def test_a_run_without_a_summary_is_named(tmp_path, reader):
+  # Every reader of a finished run's summary.json goes through trained.read_summary.
+  (tmp_path / "config.json").write_text("{}")
+  with pytest.raises(FileNotFoundError, match=f"{tmp_path}: no summary.json; not the workdir of a "
+                     "finished"):
+    reader(str(tmp_path))
 
 
 class _FakeJudge:
