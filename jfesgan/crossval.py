@@ -38,7 +38,7 @@ import sys
 
 import numpy as np
 
-from jfesgan import evaluation, stages, trained
+from jfesgan import evaluation, metrics, stages, trained
 
 # Row -> (the stage whose recogniser it reports, overrides of config.joint).  "method" is the
 # configured method of a plain cross-validation (its joint R, or its last recogniser).
@@ -165,11 +165,24 @@ def collect_finished(config, workdir: str, ablation: bool) -> dict[int, dict[str
       if diff:
         raise ValueError(f"{os.path.join(d, 'config.json')} was run with another configuration "
                          f"(differs in {diff[:8]}); use another --workdir")
-      out.setdefault(fold, {})[row] = trained.read_summary(d)
+      summary = trained.read_summary(d)
+      if row_stage(row, summary) == stages.JOINT.name and cfg.joint.intra_mode != "none":
+        summary[INTRA_CURVE] = intra_curve(d)
+      out.setdefault(fold, {})[row] = summary
   return out
 
 
+def intra_curve(run_dir: str) -> list[list[float]]:
+  """[step, value] of the intra-class loss that the joint stage of the run in ``run_dir`` logged
+  (``r/intra``: one batch's value every ``log_every`` steps), in step order."""
+  records = metrics.read_jsonl(os.path.join(run_dir, "metrics.jsonl"))
+  return sorted([int(r["step"]), float(r["r/intra"])] for r in records
+                if r.get("stage") == stages.JOINT.name and "r/intra" in r)
+
+
 SYNTHESIS_PREFIXES = ("synth/", "judge/", "xdb/")
+# A summary's (added) key: the joint stage's logged intra-class loss, for rows that have one.
+INTRA_CURVE = "intra_curve"
 
 
 def cross_database(results: dict[int, dict[str, dict]], workdir: str, test_config) -> str:
@@ -233,7 +246,9 @@ def rejudged(results: dict[int, dict[str, dict]], workdir: str, judge: str) -> s
 def aggregate(results: dict[int, dict[str, dict]]) -> dict[str, dict]:
   """Per row (over the folds where it ran): fold accuracies, mean, std (population std over
   folds), pooled confusion and per-class accuracy, the synthesis scores of each fold's run
-  (``synth/*``, ``judge/*``), and -- for every row but ``real`` -- the paired comparison with
+  (``synth/*``, ``judge/*``), the logged intra-class loss of rows that have one
+  (``intra_curve``: {fold: [[step, value], ...]}), and -- for every row but ``real`` -- the
+  paired comparison with
   ``real`` on the folds both ran: per-fold differences, their mean and std, and on how many folds
   the row is better."""
   order = list(ABLATION_ROWS) + ["method"]
@@ -250,6 +265,9 @@ def aggregate(results: dict[int, dict[str, dict]]) -> dict[str, dict]:
                 "synthesis": {str(f): {k: v for k, v in s.items()
                                        if k.startswith(SYNTHESIS_PREFIXES)}
                               for f, s in zip(folds, summaries)}}
+    curves = {str(f): s[INTRA_CURVE] for f, s in zip(folds, summaries) if INTRA_CURVE in s}
+    if curves:
+      out[row]["intra_curve"] = curves
     if row != "real":
       both = [f for f in folds if "real" in results[f]]
       if both:
@@ -322,12 +340,26 @@ p-value); then pooled per-class accuracy (with ``class_names``)."""
       if any(vals):
         lines.append(f"| `{row}` | " + " | ".join(f"{np.mean(v):.3f}" if v else "" for v in vals)
                      + " |")
+  intra = {row: a["intra_curve"] for row, a in agg.items() if "intra_curve" in a}
+  if intra:
+    lines += ["", "The intra-class loss while R trains (`r/intra`, one batch's value every "
+              "`log_every` steps): its first and last logged value, mean over folds, and on how "
+              "many folds the last is below the first:", "",
+              "| row | first | last | fell on |", "| --- | --- | --- | --- |"]
+    for row, curves in intra.items():
+      logged = [c for c in curves.values() if c]
+      missing = len(curves) - len(logged)
+      first = f"{np.mean([c[0][1] for c in logged]):.3g}" if logged else ""
+      last = f"{np.mean([c[-1][1] for c in logged]):.3g}" if logged else ""
+      fell = sum(c[-1][1] < c[0][1] for c in logged)
+      lines.append(f"| `{row}` | {first} | {last} | {fell} of {len(logged)} folds"
+                   + (f" ({missing} logged none)" if missing else "") + " |")
   return "\n".join(lines) + "\n"
 
 
 def main(argv):
   from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
-  from jfesgan import metrics, parallel  # pylint: disable=g-import-not-at-top
+  from jfesgan import parallel  # pylint: disable=g-import-not-at-top
   flags_ = flags.FLAGS
   parallel.enable_compilation_cache(flags_.compilation_cache)
   if len(argv) > 1:

@@ -25,6 +25,23 @@ def to_floats(metrics: Mapping[str, Any]) -> dict[str, float]:
   return {k: float(v) for k, v in jax.device_get(dict(metrics)).items()}
 
 
+def read_jsonl(path: str) -> list[dict]:
+  """The records of a run's ``metrics.jsonl`` (none if the file does not exist).  A line that is
+  not a JSON record (cut short by a run killed while writing it) is left out with a warning that
+  names the file and line."""
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  if not os.path.isfile(path):
+    return []
+  out = []
+  with open(path) as f:
+    for i, line in enumerate(f, 1):
+      try:
+        out.append(json.loads(line))
+      except ValueError:
+        logging.warning("%s, line %d: not a JSON record (a write cut short?); left out", path, i)
+  return out
+
+
 def _is_after(line: str, stage: str, step: int) -> bool:
   try:
     record = json.loads(line)

@@ -16,7 +16,7 @@ import re
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from jfesgan import trained
+from jfesgan import metrics, trained
 
 # The curves worth a look per stage (the first few present are plotted).
 CURVES = {
@@ -56,19 +56,6 @@ def line_plot(xs: list[int], ys: list[float], title: str, size=(300, 150)) -> Im
     d.text((4, h - 12), f"{lo:.3g} .. {hi:.3g}   steps {x0}..{x1}", fill="gray", font=font)
   d.rectangle([0, 0, w - 1, h - 1], outline=(200, 200, 200))
   return img
-
-
-def _read_jsonl(path: str) -> list[dict]:
-  if not os.path.isfile(path):
-    return []
-  out = []
-  with open(path) as f:
-    for line in f:
-      try:
-        out.append(json.loads(line))
-      except ValueError:
-        continue
-  return out
 
 
 def _newest_samples(workdir: str) -> dict[str, str]:
@@ -121,7 +108,7 @@ def build(workdir: str) -> str:
     parts.append(f"<h2>{esc(title)}</h2><img class='big' "
                  f"src='{_png_data(Image.open(path).convert('RGB'))}'>")
   # Curves.
-  records = _read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+  records = metrics.read_jsonl(os.path.join(workdir, "metrics.jsonl"))
   for stage in stages_run:
     keys = [k for k in CURVES.get(stage, ()) if any(k in r for r in records
                                                     if r.get("stage") == stage)][:4]
