@@ -147,6 +147,11 @@ def get_config() -> ml_collections.ConfigDict:
   # classes both know); '' = random initialisation.  Tied to joint.init_from: every ablation row's
   # R starts alike.
   c.real.init_from = ""
+  # A control, not one of METHOD.md's rows: the intra-class loss on the real features alone (a
+  # centre loss, L = CE + intra_weight * L_intra; with no synthetic images rdbp and plain are one
+  # loss), so that the joint rows' gain can be told from what the loss does without synthesis.
+  # 0 = cross-entropy only, the real-only baseline.
+  c.real.intra_weight = 0.0
 
   # Stage `joint` (stage 2): the recogniser R learnt jointly with the generator.
   c.joint = ml_collections.ConfigDict()

@@ -126,7 +126,8 @@ PLAN: tuple[Stage, ...] = (
             class_names=ctx.train.class_names),
         step=lambda ctx: functools.partial(
             steps.recognizer_step, model=ctx.models.r, prefix="real",
-            augment=Augment.from_config(ctx.config.real.augment)),
+            augment=Augment.from_config(ctx.config.real.augment),
+            intra_weight=float(ctx.config.real.intra_weight)),
         recogniser=lambda s: s.params),
     Stage(
         name="joint", title="joint R", stream=4, needs=("fesgan",),

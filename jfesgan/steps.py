@@ -320,10 +320,27 @@ def phi_step(state: TrainState, batch: Batch, rng: jax.Array, *,
 
 
 def recognizer_step(state: TrainState, batch: Batch, rng: jax.Array, *, model, prefix: str = "r",
-                    augment: Augment = Augment()) -> tuple[TrainState, dict[str, jax.Array]]:
-  """A recogniser learns expressions from real images alone (cross-entropy), augmented."""
-  return classifier_step(state, batch, rng, model=model, label_key="label", prefix=prefix,
-                         augment=augment)
+                    augment: Augment = Augment(),
+                    intra_weight: float = 0.0) -> tuple[TrainState, dict[str, jax.Array]]:
+  """A recogniser learns expressions from real images alone (cross-entropy), augmented; with
+  ``intra_weight`` > 0 also from the intra-class loss of its real features (a centre loss: the
+  batch's real class centres, no synthetic images, so ``rdbp`` and ``plain`` are the same loss)."""
+  if not intra_weight:
+    return classifier_step(state, batch, rng, model=model, label_key="label", prefix=prefix,
+                           augment=augment)
+  images, labels = augment(batch["image"], rng), batch["label"]
+
+  def loss_fn(p):
+    feats, logits = model.apply({"params": p}, images)
+    ce = losses.cross_entropy(logits, labels)
+    intra = losses.intra_class_loss(feats, labels, feats[:0], labels[:0],
+                                    num_classes=logits.shape[-1], mode="rdbp")
+    return ce + intra_weight * intra, (ce, intra, losses.accuracy(logits, labels))
+
+  (loss, (ce, intra, acc)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  state, m = apply_grads(state, grads, prefix)
+  return state, {f"{prefix}/loss": loss, f"{prefix}/ce": ce, f"{prefix}/intra": intra,
+                 f"{prefix}/acc": acc, **m}
 
 
 def synthetic_batch(syn: dict[str, jax.Array], kinds: tuple[str, ...], ratio: float,

@@ -229,6 +229,8 @@ def _validate(config, plan: tuple[stages.Stage, ...]) -> None:
        "must be in [0, 1)")
   need(config.joint.intra_mode in losses.INTRA_CLASS_MODES, "joint.intra_mode",
        config.joint.intra_mode, f"must be one of {losses.INTRA_CLASS_MODES}")
+  need(config.real.get("intra_weight", 0.0) >= 0, "real.intra_weight",
+       config.real.get("intra_weight"), "must be >= 0")
   need(config.joint.syn_ratio > 0, "joint.syn_ratio", config.joint.syn_ratio, "must be > 0")
   need(0 <= config.joint.centre_decay < 1, "joint.centre_decay", config.joint.centre_decay,
        "must be in [0, 1)")

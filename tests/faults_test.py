@@ -269,6 +269,7 @@ def test_a_field_added_since_the_checkpoint_at_its_default_is_not_a_change(tiny_
     ("fesgan.gan_loss", "wgan", "config.fesgan.gan_loss='wgan' must be one of ('wgan_gp', 'r1'"),
     ("model.g_depth", -1, "config.model.g_depth=-1 must be >= 0"),
     ("model.g_upsample", "bilinear", "config.model.g_upsample='bilinear' must be one of"),
+    ("real.intra_weight", -0.1, "config.real.intra_weight=-0.1 must be >= 0"),
     ("batch_size", 4096, "batch_size=4096 is larger than the training set"),
 ])
 def test_config_errors_name_the_field_before_any_training(tiny_config, tmp_path, field, value,

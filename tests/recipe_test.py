@@ -79,6 +79,43 @@ def test_recogniser_step_augments_images_but_not_labels(tiny_config):
   assert abs(float(plain["r/loss"]) - float(want)) > 1e-4
 
 
+def optax_norm(tree):
+  return float(jnp.sqrt(sum(jnp.sum(a**2) for a in jax.tree.leaves(tree))))
+
+
+def test_real_only_intra_class_loss_is_a_centre_loss_on_real_features(tiny_config):
+  """real.intra_weight (the control row): one step of CE + w * L_intra on the real features, the
+  centres the batch's class means. Oracle written apart; with no synthetic images the centres as
+  constants (rdbp) and autodiff through them (plain) give the same gradient."""
+  models = build_models(tiny_config, 7, 4)
+  state = state_lib.create_r_state(models, tiny_config.real.optimizer, jax.random.key(0))
+  x, y, w = _images(n=8, size=32), jnp.array([0, 0, 1, 1, 1, 2, 3, 3]), 0.5
+  step = jax.jit(functools.partial(steps.recognizer_step, model=models.r, intra_weight=w))
+  new, m = step(state, {"image": x, "label": y}, jax.random.key(3))
+
+  def oracle(p, through_centres):
+    f, logits = models.r.apply({"params": p}, x)
+    ce = jnp.mean(-jax.nn.log_softmax(logits)[jnp.arange(8), y])
+    onehot = jax.nn.one_hot(y, 7)
+    centres = (onehot.T @ f) / jnp.maximum(onehot.sum(0), 1.0)[:, None]
+    if not through_centres:
+      centres = jax.lax.stop_gradient(centres)
+    intra = 0.5 * jnp.sum((f - centres[y])**2) / 8
+    return ce + w * intra, (ce, intra)
+
+  (loss, (ce, intra)), grads = jax.value_and_grad(oracle, has_aux=True)(state.params, False)
+  through, _ = jax.grad(oracle, has_aux=True)(state.params, True)
+  chex.assert_trees_all_close(through, grads, atol=1e-5)
+  np.testing.assert_allclose([m["r/loss"], m["r/ce"], m["r/intra"]], [loss, ce, intra], rtol=1e-5)
+  assert float(intra) > 0
+  chex.assert_trees_all_close(new.params, state.apply_gradients(grads=grads).params, atol=1e-6)
+  # The centre loss reaches the trunk (the features) and not the head.
+  ce_only = jax.grad(lambda p: oracle(p, False)[1][0])(state.params)
+  chex.assert_trees_all_close(ce_only["head"], grads["head"], atol=1e-7)
+  diff = jax.tree.map(lambda a, b: a - b, grads["trunk"], ce_only["trunk"])
+  assert optax_norm(diff) > 1e-3 * optax_norm(grads["trunk"])
+
+
 def test_cosine_schedule_warmup_and_weight_decay():
   sec = default.optimizer(1e-2, 0.9, schedule="cosine", warmup=10, weight_decay=0.1)
   lr = state_lib.learning_rate(sec, 100)
