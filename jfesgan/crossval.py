@@ -15,7 +15,10 @@ finished stages 0-1 (``train_and_evaluate(..., start_from=fold_<k>)``), under th
 3. ``joint_no_intra``: joint learning without the intra-class loss;
 4. ``joint_plain``: joint + intra-class loss with ordinary back-propagation;
 5. ``joint_rdbp``: joint + intra-class loss with RDBP (the full method);
-6. ``rdbp_no_new_ids``: the full method with translations x_t only (no new identities).
+6. ``rdbp_no_new_ids``: the full method with translations x_t only (no new identities);
+7. ``real_intra``, a control beyond METHOD.md's rows: R on real images alone with the
+   intra-class loss at the joint rows' weight (a centre loss), trained in ``fold_<k>/real_intra``
+   without stages 0-1: what the loss does with no synthetic image.
 
 Outputs ``ablation.json`` / ``crossval.json`` (per row: per-fold accuracies, mean +- std over
 folds, pooled confusion and per-class accuracy, each fold's synthesis scores, and the paired
@@ -50,12 +53,20 @@ ABLATION_ROWS = {
     "joint_plain": (stages.JOINT.name, dict(intra_mode="plain")),
     "joint_rdbp": (stages.JOINT.name, dict(intra_mode="rdbp")),
     "rdbp_no_new_ids": (stages.JOINT.name, dict(intra_mode="rdbp", synthetic=("translation",))),
+    # A control, not a METHOD.md row: R on real images alone with the intra-class loss at the
+    # joint rows' weight (``real.intra_weight = joint.intra_weight``), in a workdir of its own
+    # (no stages 0-1): what the loss does without any synthetic image.
+    "real_intra": (stages.REAL.name, None),
 }
+# Rows that train only ``real`` in their own workdir, from the fold's config with ``real``'s
+# intra-class weight set to the joint rows'.
+REAL_ONLY_ROWS = ("real_intra",)
 ROW_TITLES = {
     "real": "(1) real only", "offline_aug": "(2) offline augmentation, frozen stage-1 generator",
     "joint_no_intra": "(3) joint, no intra-class loss", "joint_plain": "(4) joint + intra `plain`",
     "joint_rdbp": "(5) joint + intra `rdbp` (full method)",
-    "rdbp_no_new_ids": "(6) full method without new identities", "method": "the configured method",
+    "rdbp_no_new_ids": "(6) full method without new identities",
+    "real_intra": "(7) control: real only + intra-class loss", "method": "the configured method",
 }
 # The stages of the fold's base run, which every joint row starts from.
 BASE_STAGES = (stages.PHI.name, stages.FESGAN.name, stages.REAL.name)
@@ -80,7 +91,10 @@ def row_config(config, fold: int, row: str):
   if row == "method":
     return cfg
   _, overrides = ABLATION_ROWS[row]
-  if overrides is None:
+  if row in REAL_ONLY_ROWS:
+    cfg.stages = (stages.REAL.name,)
+    cfg.real.intra_weight = cfg.joint.intra_weight
+  elif overrides is None:
     cfg.stages = BASE_STAGES
   else:
     cfg.stages = stages.lineage(stages.JOINT.name)
@@ -115,7 +129,10 @@ def run_fold(config, workdir: str, fold: int, ablation: bool,
   base = run("real")  # Stages 0-1 and the real-only R, shared by every row.
   out = {}
   for row in rows:
-    out[row] = base if row == "real" else run(row, start_from=fold_dir(workdir, fold))
+    if row == "real":
+      out[row] = base
+    else:
+      out[row] = run(row, start_from=None if row in REAL_ONLY_ROWS else fold_dir(workdir, fold))
   return out
 
 

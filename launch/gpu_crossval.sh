@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A cross-validation (by default the CK+48 ablation: six rows x 10 folds) on one accelerator, as
+# A cross-validation (by default the CK+48 ablation: six rows + the real_intra control x 10 folds) on one accelerator, as
 # one prepared script, the database and the judge carried beside the checkout:
 #   DATA=.data/CK+48 JUDGE=.data/judge_fer2013 OUT=results_dir \
 #     bash launch/gpu_crossval.sh [configs/ck48.py] [more jfesgan.crossval flags, e.g. --folds 0,1]

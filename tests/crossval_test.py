@@ -142,6 +142,9 @@ def test_row_configs(tiny_config):
   offline = crossval.row_config(tiny_config, 3, "offline_aug")
   assert not offline.joint.update_generator and not offline.joint.train_discriminators
   assert crossval.row_config(tiny_config, 3, "rdbp_no_new_ids").joint.synthetic == ("translation",)
+  control = crossval.row_config(tiny_config, 3, "real_intra")  # no stages 0-1, joint's weight
+  assert control.stages == ("real",) and control.real.intra_weight == tiny_config.joint.intra_weight
+  assert real.real.intra_weight == 0
   method = crossval.row_config(tiny_config, 1, "method")
   assert method.stages == tiny_config.stages and method.data.test_fold == 1
   assert tiny_config.joint.intra_mode == "rdbp" and tiny_config.data.test_fold == 0  # untouched
@@ -157,12 +160,13 @@ def test_run_fold_trains_the_base_once_and_rows_from_it(tiny_config, tmp_path, m
 
   monkeypatch.setattr(train, "train_and_evaluate", fake)
   out = crossval.run_fold(tiny_config, str(tmp_path), 2, ablation=True,
-                          rows=("real", "joint_plain", "joint_rdbp"))
+                          rows=("real", "joint_plain", "joint_rdbp", "real_intra"))
   base = os.path.join(str(tmp_path), "fold_2")
   assert calls == [
       (("phi", "fesgan", "real"), "rdbp", base, None),
       (("phi", "fesgan", "joint"), "plain", os.path.join(base, "joint_plain"), base),
-      (("phi", "fesgan", "joint"), "rdbp", os.path.join(base, "joint_rdbp"), base)]
+      (("phi", "fesgan", "joint"), "rdbp", os.path.join(base, "joint_rdbp"), base),
+      (("real",), "rdbp", os.path.join(base, "real_intra"), None)]
   assert out["real"] == {"workdir": base}
   calls.clear()
   crossval.run_fold(tiny_config, str(tmp_path), 2, ablation=False)
