@@ -183,18 +183,22 @@ def collect_finished(config, workdir: str, ablation: bool) -> dict[int, dict[str
         raise ValueError(f"{os.path.join(d, 'config.json')} was run with another configuration "
                          f"(differs in {diff[:8]}); use another --workdir")
       summary = trained.read_summary(d)
-      if row_stage(row, summary) == stages.JOINT.name and cfg.joint.intra_mode != "none":
-        summary[INTRA_CURVE] = intra_curve(d)
+      stage = row_stage(row, summary)
+      if ((stage == stages.JOINT.name and cfg.joint.intra_mode != "none")
+          or (stage == stages.REAL.name and cfg.real.get("intra_weight", 0.0))):
+        summary[INTRA_CURVE] = intra_curve(d, stage)
       out.setdefault(fold, {})[row] = summary
   return out
 
 
-def intra_curve(run_dir: str) -> list[list[float]]:
-  """[step, value] of the intra-class loss that the joint stage of the run in ``run_dir`` logged
-  (``r/intra``: one batch's value every ``log_every`` steps), in step order."""
+def intra_curve(run_dir: str, stage: str = stages.JOINT.name) -> list[list[float]]:
+  """[step, value] of the intra-class loss that ``stage`` of the run in ``run_dir`` logged (one
+  batch's value every ``log_every`` steps: ``r/intra`` in the joint stage, ``real/intra`` in a
+  real-only R with ``real.intra_weight``), in step order."""
+  key = "r/intra" if stage == stages.JOINT.name else f"{stage}/intra"
   records = metrics.read_jsonl(os.path.join(run_dir, "metrics.jsonl"))
-  return sorted([int(r["step"]), float(r["r/intra"])] for r in records
-                if r.get("stage") == stages.JOINT.name and "r/intra" in r)
+  return sorted([int(r["step"]), float(r[key])] for r in records
+                if r.get("stage") == stage and key in r)
 
 
 SYNTHESIS_PREFIXES = ("synth/", "judge/", "xdb/")
@@ -359,9 +363,9 @@ p-value); then pooled per-class accuracy (with ``class_names``)."""
                      + " |")
   intra = {row: a["intra_curve"] for row, a in agg.items() if "intra_curve" in a}
   if intra:
-    lines += ["", "The intra-class loss while R trains (`r/intra`, one batch's value every "
-              "`log_every` steps): its first and last logged value, mean over folds, and on how "
-              "many folds the last is below the first:", "",
+    lines += ["", "The intra-class loss while R trains (`r/intra`, or `real/intra` for the "
+              "control: one batch's value every `log_every` steps): its first and last logged "
+              "value, mean over folds, and on how many folds the last is below the first:", "",
               "| row | first | last | fell on |", "| --- | --- | --- | --- |"]
     for row, curves in intra.items():
       logged = [c for c in curves.values() if c]

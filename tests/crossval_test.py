@@ -104,20 +104,23 @@ def test_the_intra_class_loss_curve_of_rows_that_have_one(tiny_config, tmp_path)
   workdir, rng = str(tmp_path), np.random.default_rng(0)
   logged = {0: [(100, 9.0), (50, 30.0)], 1: [(50, 4.0), (100, 6.0)]}  # falls on fold 0 only
   for fold, points in logged.items():
-    for row in ("real", "joint_no_intra", "joint_rdbp"):
+    for row in ("real", "joint_no_intra", "joint_rdbp", "real_intra"):
       _write_row(cfg, workdir, fold, row, rng)
       records = [{"stage": "fesgan", "step": 50, "r/intra": 99.0}]  # another stage's: not read
       records += [{"stage": "joint", "step": s, "r/intra": v if row == "joint_rdbp" else 0.0}
                   for s, v in points]
+      records += [{"stage": "real", "step": s, "real/intra": 2 * v} for s, v in points]
       with open(os.path.join(crossval.row_workdir(workdir, fold, row), "metrics.jsonl"), "a") as f:
         f.write("".join(json.dumps(r) + "\n" for r in records) + '{"stage": "joint", "st')
   agg = crossval.aggregate(crossval.collect_finished(cfg, workdir, ablation=True))
   # Only the row with an intra-class loss has a curve; in step order; the cut line left out.
-  assert [r for r in agg if "intra_curve" in agg[r]] == ["joint_rdbp"]
+  assert [r for r in agg if "intra_curve" in agg[r]] == ["joint_rdbp", "real_intra"]
   assert agg["joint_rdbp"]["intra_curve"] == {"0": [[50, 30.0], [100, 9.0]],
                                               "1": [[50, 4.0], [100, 6.0]]}
+  assert agg["real_intra"]["intra_curve"]["0"] == [[50, 60.0], [100, 18.0]]  # the real stage's
   table = crossval.markdown_table(agg, "t", "cmd")
   assert "| `joint_rdbp` | 17 | 7.5 | 1 of 2 folds |" in table
+  assert "| `real_intra` | 34 | 15 | 1 of 2 folds |" in table
   assert "| `joint_no_intra` |" not in table.split("intra-class loss while R trains")[1]
 
 
