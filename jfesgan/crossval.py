@@ -202,7 +202,7 @@ def intra_curve(run_dir: str, stage: str = stages.JOINT.name) -> list[list[float
 
 
 SYNTHESIS_PREFIXES = ("synth/", "judge/", "xdb/")
-# A summary's (added) key: the joint stage's logged intra-class loss, for rows that have one.
+# A summary's (added) key: the logged intra-class loss of a row that has one (joint or control).
 INTRA_CURVE = "intra_curve"
 
 
