@@ -298,19 +298,27 @@ def fesgan_step(states: FesganStates, batch: Batch, rng: jax.Array, *, models: M
 
 
 def classifier_step(state: TrainState, batch: Batch, rng: jax.Array, *, model, label_key: str,
-                    prefix: str, augment: Augment = Augment()) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One cross-entropy step of a network whose second output is logits over ``batch[label_key]``,
-  on the batch's images augmented by ``augment`` (keyed by ``rng``)."""
-  images = augment(batch["image"], rng)
+                    prefix: str, augment: Augment = Augment(),
+                    intra_weight: float = 0.0) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One cross-entropy step of a network whose outputs are (features, logits over
+  ``batch[label_key]``), on the batch's images augmented by ``augment`` (keyed by ``rng``); with
+  ``intra_weight`` > 0 also the intra-class loss of its features (a centre loss: the batch's
+  class centres, no synthetic images, so ``rdbp`` and ``plain`` are the same loss)."""
+  images, labels = augment(batch["image"], rng), batch[label_key]
 
   def loss_fn(p):
-    _, logits = model.apply({"params": p}, images)
-    labels = batch[label_key]
-    return losses.cross_entropy(logits, labels), losses.accuracy(logits, labels)
+    feats, logits = model.apply({"params": p}, images)
+    terms = {"loss": losses.cross_entropy(logits, labels), "acc": losses.accuracy(logits, labels)}
+    if intra_weight:
+      terms["ce"] = terms["loss"]
+      terms["intra"] = losses.intra_class_loss(feats, labels, feats[:0], labels[:0],
+                                               num_classes=logits.shape[-1], mode="rdbp")
+      terms["loss"] = terms["ce"] + intra_weight * terms["intra"]
+    return terms["loss"], terms
 
-  (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  (_, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   state, m = apply_grads(state, grads, prefix)
-  return state, {f"{prefix}/loss": loss, f"{prefix}/acc": acc, **m}
+  return state, {**{f"{prefix}/{k}": v for k, v in terms.items()}, **m}
 
 
 def phi_step(state: TrainState, batch: Batch, rng: jax.Array, *,
@@ -323,24 +331,10 @@ def recognizer_step(state: TrainState, batch: Batch, rng: jax.Array, *, model, p
                     augment: Augment = Augment(),
                     intra_weight: float = 0.0) -> tuple[TrainState, dict[str, jax.Array]]:
   """A recogniser learns expressions from real images alone (cross-entropy), augmented; with
-  ``intra_weight`` > 0 also from the intra-class loss of its real features (a centre loss: the
-  batch's real class centres, no synthetic images, so ``rdbp`` and ``plain`` are the same loss)."""
-  if not intra_weight:
-    return classifier_step(state, batch, rng, model=model, label_key="label", prefix=prefix,
-                           augment=augment)
-  images, labels = augment(batch["image"], rng), batch["label"]
-
-  def loss_fn(p):
-    feats, logits = model.apply({"params": p}, images)
-    ce = losses.cross_entropy(logits, labels)
-    intra = losses.intra_class_loss(feats, labels, feats[:0], labels[:0],
-                                    num_classes=logits.shape[-1], mode="rdbp")
-    return ce + intra_weight * intra, (ce, intra, losses.accuracy(logits, labels))
-
-  (loss, (ce, intra, acc)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  state, m = apply_grads(state, grads, prefix)
-  return state, {f"{prefix}/loss": loss, f"{prefix}/ce": ce, f"{prefix}/intra": intra,
-                 f"{prefix}/acc": acc, **m}
+  ``intra_weight`` > 0 also from the intra-class loss of its real features
+  (:func:`classifier_step`)."""
+  return classifier_step(state, batch, rng, model=model, label_key="label", prefix=prefix,
+                         augment=augment, intra_weight=intra_weight)
 
 
 def synthetic_batch(syn: dict[str, jax.Array], kinds: tuple[str, ...], ratio: float,
