@@ -67,11 +67,7 @@ def read_single_run(path: str, row: str) -> tuple[int, int, float, str]:
   joint R's accuracy (``row`` "method"; the real-only R's where it has no joint stage) or the R of
   stage ``row`` ("real", "joint"); raises naming the file and what is missing."""
   summary = trained.read_summary(path)
-  config_file = os.path.join(path, "config.json")
-  if not os.path.isfile(config_file):
-    raise FileNotFoundError(f"{path}: a summary.json but no config.json")
-  with open(config_file) as f:
-    config = json.load(f)
+  config = trained.read_config(path)
   stage = row if row in ("real", "joint") else (
       "joint" if "eval/joint/acc" in summary else "real")
   if row not in ("method", "real", "joint"):

@@ -40,13 +40,16 @@ def read_summary(workdir: str) -> dict[str, Any]:
     return json.load(f)
 
 
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+  """The configuration the run in ``workdir`` trained with; raises naming what is missing."""
+  with open(_run_file(workdir, "config")) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
 def read_run(workdir: str) -> tuple[ml_collections.ConfigDict, tuple[str, ...]]:
   """(config, class names) of the run in ``workdir``; raises naming what is missing."""
-  config_path = _run_file(workdir, "config")
-  class_names = tuple(read_summary(workdir)["class_names"])
-  with open(config_path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  return config, class_names
+  config = read_config(workdir)
+  return config, tuple(read_summary(workdir)["class_names"])
 
 
 def restore_finished(workdir: str, stage: str, config) -> dict:

@@ -295,6 +295,10 @@ def test_compare_reads_single_runs(tmp_path):
     compare_lib.read_run(real, "joint")
   with pytest.raises(ValueError, match="not 'offline_aug'"):
     compare_lib.read_run(both, "offline_aug")
+  # A run without its config.json is named the way every reader of a run names it.
+  os.remove(os.path.join(real, "config.json"))
+  with pytest.raises(FileNotFoundError, match="real: no config.json; not the workdir of a fin"):
+    compare_lib.read_single_run(real, "method")
 
 
 def test_compare_pairs_recipes_by_seed_and_fold(tmp_path):
