@@ -1,6 +1,6 @@
 """CK+48 with the stage-1 recipe chosen on validation subjects (issue 10), the folder as argument:
 
-  python -m jfesgan.crossval --config configs/ck48.py:/path/to/CK+48 --ablation --workdir runs/ck48
+  jfesgan crossval --config configs/ck48.py:/path/to/CK+48 --ablation --workdir runs/ck48
 
 ``configs/expression_folder.py`` (CK+48's layout) with a longer, gentler stage 1 whose
 discriminator sees augmented images: 4,000 FESGAN iterations (5x the default), ``adv_weight``

@@ -4,7 +4,7 @@ steps per jitted call, the folder as argument:
   DATA=/path/to/CK+48 JUDGE=runs/judge_fer2013 bash launch/gpu_crossval.sh \\
       configs/ck48_accelerator.py --config.real.init_from=runs/pretrain_fer2013
 
-or ``python -m jfesgan.crossval --config configs/ck48_accelerator.py:/path/to/CK+48 --ablation
+or ``jfesgan crossval --config configs/ck48_accelerator.py:/path/to/CK+48 --ablation
 --workdir runs/ck48_acc`` on any machine.  Stage 1 runs 20,000 FESGAN iterations (``configs/ck48.py``
 runs 4,000, the default 800): on CK+48's validation subjects every measured step up in stage 1's
 length (800 -> 4,000) made the independent judge read more of the translations and kept the person

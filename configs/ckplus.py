@@ -1,7 +1,7 @@
 """CK+: 7 classes (anger, contempt, disgust, fear, happy, sadness, surprise), the last 3 frames
 of the 327 labelled sequences (118 subjects), faces cropped to 48 px gray, 10 folds by subject.
 
-  python -m jfesgan.crossval --config configs/ckplus.py --config.data.manual_dir=/path/to/CK+ \
+  jfesgan crossval --config configs/ckplus.py --config.data.manual_dir=/path/to/CK+ \
       --workdir runs/ckplus
 """
 

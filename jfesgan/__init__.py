@@ -3,7 +3,7 @@
 Importing the package sets one XLA:CPU default before JAX starts its backends: XLA's YNNPACK
 library fusions off (``--xla_cpu_experimental_ynn_fusion_type=``, an empty set), so that
 convolutions and their gradients run on XLA:CPU's Eigen kernels.  Measured on 2 CPU cores
-(``python -m jfesgan.benchmark``), the YNNPACK convolutions' weight gradients are 2-3x slower
+(``jfesgan benchmark``), the YNNPACK convolutions' weight gradients are 2-3x slower
 than Eigen's on this project's layers and its whole train steps 1.0-1.9x slower.  The flag
 only concerns XLA:CPU (GPU and TPU compilers ignore it) and is left alone when ``XLA_FLAGS``
 already names it, ``JFESGAN_XLA_DEFAULTS=0``, or jaxlib predates the flag (XLA refuses unknown

@@ -39,7 +39,7 @@ class Augment:
   brightness: float = 0.0
 
   @classmethod
-  def from_config(cls, section) -> "Augment":
+  def from_config(cls, section) -> Augment:
     """From an ``augment`` config section (fields of the same names)."""
     values = {f.name: float(section[f.name]) for f in dataclasses.fields(cls)}
     bad = {k: v for k, v in values.items() if v < 0}
@@ -96,3 +96,17 @@ def _warp(image: jax.Array, angle: jax.Array, zoom: jax.Array, shift: jax.Array)
   top = image[r0, c0] * (1 - fc) + image[r0, c0 + 1] * fc
   bottom = image[r0 + 1, c0] * (1 - fc) + image[r0 + 1, c0 + 1] * fc
   return top * (1 - fr) + bottom * fr
+
+
+AUGMENT_FIELDS = (("real", "augment"), ("joint", "augment"), ("fesgan", "dimg_augment"))
+
+
+def config_problems(config) -> list[str]:
+  """Problems of the config's augmentation sections, each naming its field."""
+  problems = []
+  for name, field in AUGMENT_FIELDS:
+    try:
+      Augment.from_config(config[name][field])
+    except ValueError as e:
+      problems.append(f"config.{name}.{field}{str(e).removeprefix('augment')}")
+  return problems

@@ -1,36 +1,56 @@
-"""Command-line parsing shared by the programs (main, crossval)."""
+"""``jfesgan <command> [flags]``: one entry point for every program of the project.
+
+``jfesgan train --config configs/joint.py`` is ``python -m jfesgan.main --config
+configs/joint.py``; each other command is the module of the same name under ``jfesgan/tools``,
+``jfesgan/research`` or ``jfesgan/bench`` (``python -m jfesgan.tools.predict`` works too), with
+the same flags (``jfesgan <command> --help``).  The command's module is imported only when it is
+asked for: each defines its own flags, and ``benchmark`` alone needs PyTorch for ``--torch``.
+"""
 
 from __future__ import annotations
 
-import re
+import importlib
 import sys
 
-from absl import flags
+# command -> (module with a ``run()`` that parses the flags and runs it, one line of help)
+COMMANDS = {
+    "train": ("jfesgan.main", "train the stages of a config and evaluate (the main job)"),
+    "crossval": ("jfesgan.research.crossval",
+                 "subject-independent cross-validation and the ablation table"),
+    "compare": ("jfesgan.research.compare", "recipes compared paired, fold by fold and seed by seed"),
+    "rejudge": ("jfesgan.research.rejudge", "a finished run's generators scored by another judge"),
+    "synthesize": ("jfesgan.tools.synthesize",
+                   "faces with other expressions, new identities, interpolations"),
+    "predict": ("jfesgan.tools.predict", "a trained recogniser applied to face images (CSV)"),
+    "evaluate": ("jfesgan.tools.evaluate", "a trained recogniser tested on another database"),
+    "export": ("jfesgan.tools.export", "a trained recogniser exported for serving without jfesgan"),
+    "report": ("jfesgan.tools.report", "(re)write a run's self-contained HTML report"),
+    "benchmark": ("jfesgan.bench.benchmark", "speed and memory of the train steps (vs PyTorch)"),
+}
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing, where a bad ``--config.<field>`` override (a field the config does not
-  have, a value of the wrong type) ends the program with one line naming the flag, not a
-  traceback from inside ml_collections."""
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    sys.exit(f"jfesgan: {e}")
-  except (KeyError, AttributeError, TypeError, ValueError) as e:
-    raw = str(e.args[0] if e.args else e)
-    found = re.search(r"'\\?'?([A-Za-z0-9_]+)\\?'", raw)
-    name = found.group(1) if found else ""
-    hint = re.search(r'Did you mean "[^"]+" instead of "[^"]+"\?', raw)
-    culprit = [a for a in argv[1:] if a.startswith("--config.") and name
-               and name in a.split("=")[0].split(".")]
-    where = culprit[0].split("=")[0] if culprit else "a --config override"
-    sys.exit(f"jfesgan: {where}: the config has no field {name!r} there"
-             + (f" ({hint.group(0)})" if hint else f" ({type(e).__name__}: {raw[:200]})"))
+def usage() -> str:
+  """The list of commands."""
+  width = max(map(len, COMMANDS))
+  lines = ["usage: jfesgan <command> [flags]   (jfesgan <command> --help for its flags)", "",
+           "commands:"]
+  lines += [f"  {name:{width}s}  {text}" for name, (_, text) in COMMANDS.items()]
+  return "\n".join(lines)
 
 
-def quiet_tool() -> None:
-  """Logging for the tools (predict, export, synthesize, rejudge): warnings only, Orbax's too."""
-  from absl import logging  # pylint: disable=g-import-not-at-top
-  from jfesgan import metrics  # pylint: disable=g-import-not-at-top
-  logging.set_verbosity(logging.WARNING)
-  metrics.quiet_orbax_logs()
+def main(argv: list[str] | None = None) -> None:
+  """Runs ``argv[1]``'s command with the rest of ``argv`` as its flags (the console script)."""
+  argv = list(sys.argv if argv is None else argv)
+  if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
+    print(usage())
+    sys.exit(0 if len(argv) >= 2 else 2)
+  name = argv[1]
+  if name not in COMMANDS:
+    sys.exit(f"jfesgan: unknown command {name!r}\n\n{usage()}")
+  module = importlib.import_module(COMMANDS[name][0])
+  sys.argv = [f"jfesgan {name}"] + argv[2:]
+  module.run()
+
+
+if __name__ == "__main__":
+  main()

@@ -6,8 +6,14 @@ import datetime
 import os
 import sys
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from jfesgan import train
+from jfesgan.evaluation.summary import format_summary
+from jfesgan.run import faults, host, metrics
+from jfesgan.run.flags import parse_flags
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", "configs/joint.py", "Configuration file.",
@@ -27,7 +33,6 @@ def initialize_distributed() -> None:
   """``jax.distributed.initialize``: from JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and
   JAX_PROCESS_ID when they are set (any cluster, or several processes on one machine), else
   discovered (Cloud TPU, SLURM).  CPU processes exchange collectives over gloo."""
-  import jax  # pylint: disable=g-import-not-at-top
   env = {k: os.environ.get(k) for k in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES",
                                          "JAX_PROCESS_ID")}
   if os.environ.get("JAX_PLATFORMS", "").startswith("cpu"):
@@ -43,11 +48,9 @@ def initialize_distributed() -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  import jax  # after flags, so that --jax_* flags and XLA_FLAGS take effect first
   if FLAGS.distributed:
     initialize_distributed()
-  from jfesgan import metrics, parallel, train
-  parallel.enable_compilation_cache(FLAGS.compilation_cache)
+  host.enable_compilation_cache(FLAGS.compilation_cache)
   logging.set_verbosity(logging.INFO)
   metrics.quiet_orbax_logs()
   workdir = FLAGS.workdir
@@ -55,7 +58,6 @@ def main(argv):
     name = os.path.splitext(os.path.basename(FLAGS["config"].config_filename))[0]
     workdir = os.path.join("runs", f"{name}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
   logging.info("JAX %s on %s; workdir %s", jax.__version__, jax.default_backend(), workdir)
-  from jfesgan import faults
   try:
     summary = train.train_and_evaluate(FLAGS.config, workdir, start_from=FLAGS.start_from,
                                        accept_config_changes=FLAGS.accept_config_changes)
@@ -67,13 +69,19 @@ def main(argv):
   except Exception as e:  # pylint: disable=broad-except
     # The traceback for whoever debugs, then one last line that says what happened (a full disk,
     # a bad file, a bad field), not the noise of threads shutting down after it.
+    faults.silence_background_threads()
     logging.exception("run failed")
-    print(f"jfesgan: failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
     sys.stdout.flush()
+    sys.stderr.flush()
+    os.write(2, faults.fail_line(e).encode())  # one write: no thread can tear it
     os._exit(faults.EXIT_FAILED)  # pylint: disable=protected-access
-  print(train.format_report(summary), flush=True)
+  print(format_summary(summary), flush=True)
+
+
+def run() -> None:
+  """``python -m jfesgan.main`` and ``jfesgan train``."""
+  app.run(main, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":
-  from jfesgan.cli import parse_flags
-  app.run(main, flags_parser=parse_flags)
+  run()

@@ -10,12 +10,13 @@ shard_map.)  The same code runs multi-host: each process feeds its slice of the 
 
 from __future__ import annotations
 
-import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 DATA_AXIS = "data"
 
@@ -85,8 +86,9 @@ def jit_step(step_fn: Callable, mesh: Mesh, *, static_argnames: tuple[str, ...] 
 def _jit_with_static(fn: Callable, in_shardings: tuple, out_sharding: NamedSharding,
                      static_argnames: tuple[str, ...]) -> Callable:
   """``jax.jit`` of ``fn(*args, **static) -> (state, metrics)``, both outputs with
-  ``out_sharding`` and the first argument (the state) donated; the keyword arguments named in ``static_argnames`` become static positions,
-  since jit takes no keyword arguments beside ``in_shardings``."""
+  ``out_sharding`` and the first argument (the state) donated; the keyword arguments named in
+  ``static_argnames`` become static positions, since jit takes no keyword arguments beside
+  ``in_shardings``."""
   n = len(in_shardings)
 
   def positional(*args):
@@ -135,15 +137,3 @@ def jit_loop(step_fn: Callable, gather: Callable, mesh: Mesh, *,
     return state, jax.tree.map(lambda m: m[-1], metrics)
 
   return _jit_with_static(loop, (rep, rep, dat, dat, rep, rep), rep, static_argnames)
-
-
-def enable_compilation_cache(directory: str) -> None:
-  """Keeps compiled steps on disk in ``directory`` ('' = off), so that a resumed run, the next
-  fold of a cross-validation or the next stage with the same step skips XLA compilation."""
-  if not directory:
-    return
-  directory = os.path.expanduser(directory)
-  os.makedirs(directory, exist_ok=True)
-  jax.config.update("jax_compilation_cache_dir", directory)
-  # Every step is worth keeping: on 2 CPU cores even the small ones take seconds to compile.
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 
@@ -91,6 +92,12 @@ class Stage:
     """The seed of the stage's batch order and augmentation."""
     return seed * 1000 + self.stream
 
+  @property
+  def sections(self) -> tuple[str, ...]:
+    """The top-level config fields that decide what this stage trains
+    (:func:`config_sections`): resuming and ``start_from`` compare these."""
+    return config_sections(self.name)
+
 
 def _fesgan_loss(ctx: Context) -> steps.FesganLoss:
   return steps.FesganLoss.from_config(ctx.config.fesgan)
@@ -125,7 +132,7 @@ PLAN: tuple[Stage, ...] = (
             steps=ctx.config.real.steps, init_from=ctx.config.real.init_from,
             class_names=ctx.train.class_names),
         step=lambda ctx: functools.partial(
-            steps.recognizer_step, model=ctx.models.r, prefix="real",
+            steps.recogniser_step, model=ctx.models.r, prefix="real",
             augment=Augment.from_config(ctx.config.real.augment),
             intra_weight=float(ctx.config.real.intra_weight)),
         recogniser=lambda s: s.params),

@@ -8,17 +8,20 @@ section(s) of the stage that trains the network (``config.<stage>.optimizer``).
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any
 
 import flax
-from flax import traverse_util
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import traverse_util
 from flax.training import train_state
 
+from jfesgan.data.classes import class_map
 from jfesgan.models import Models
+from jfesgan.run import workdir as workdir_lib
 
 TrainState = train_state.TrainState
 
@@ -112,7 +115,7 @@ def _copy(tree):
 _CPU_INIT_OPTIONS = {"xla_backend_optimization_level": 2}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _jitted_init(module) -> Any:
   """One jitted ``module.init`` per network (modules are hashable, equal when their fields are),
   so that creating a state again reuses the compiled initialiser."""
@@ -152,16 +155,16 @@ def pretrained_r_params(params, workdir: str, class_names, field: str = "real.in
   The trunk (every convolution and the embedding layer) is copied whole and must have the same
   shapes (the same ``model`` widths, ``data.image_size`` and ``data.channels``).  Head rows
   (kernel column and bias) are copied for each of ``class_names`` that the source knows under
-  the same expression (``judge.canonical``: ``angry`` = ``anger``, ...); the others (CK+'s
-  contempt from FER2013) keep their fresh initialisation.  ``field`` names the config field in
-  errors."""
-  from jfesgan.trained import Recogniser  # pylint: disable=g-import-not-at-top
+  the same expression (:func:`jfesgan.data.classes.canonical`: ``angry`` = ``anger``, ...); the
+  others (CK+'s contempt from FER2013) keep their fresh initialisation.  ``field`` names the config
+  field in errors."""
   try:
-    source = Recogniser.load(workdir, "real")
+    source_config, source_classes = workdir_lib.read_run(workdir)
+    source = workdir_lib.restore_finished(os.path.abspath(workdir), "real", source_config)["params"]
   except (FileNotFoundError, ValueError) as e:
     raise ValueError(f"config.{field}={workdir!r}: {e}") from e
   mine = traverse_util.flatten_dict(flax.core.unfreeze(params["trunk"]), sep="/")
-  theirs = traverse_util.flatten_dict(flax.core.unfreeze(source.params["trunk"]), sep="/")
+  theirs = traverse_util.flatten_dict(flax.core.unfreeze(source["trunk"]), sep="/")
   if mine.keys() != theirs.keys():
     raise ValueError(f"config.{field}={workdir!r}: its recogniser's trunk has layers "
                      f"{sorted(theirs)}, this one {sorted(mine)} (model.num_down differs?)")
@@ -171,15 +174,15 @@ def pretrained_r_params(params, workdir: str, class_names, field: str = "real.in
           f"config.{field}={workdir!r}: trunk/{name} has shape {tuple(theirs[name].shape)} there "
           f"and {tuple(leaf.shape)} here: model widths, data.image_size and data.channels must "
           "match the source run's")
-  cmap = source.class_map(class_names)
+  cmap = class_map(source_classes, class_names)
   shared = np.flatnonzero(cmap >= 0)
   if not shared.size:
-    raise ValueError(f"config.{field}={workdir!r}: none of its classes {source.class_names} is "
+    raise ValueError(f"config.{field}={workdir!r}: none of its classes {source_classes} is "
                      f"one of these {tuple(class_names)}")
-  src = source.params["head"]
+  src = source["head"]
   head = {"kernel": params["head"]["kernel"].at[:, shared].set(src["kernel"][:, cmap[shared]]),
           "bias": params["head"]["bias"].at[shared].set(src["bias"][cmap[shared]])}
-  return dict(params, trunk=jax.tree.map(jnp.asarray, source.params["trunk"]), head=head)
+  return dict(params, trunk=jax.tree.map(jnp.asarray, source["trunk"]), head=head)
 
 
 def _start_r(models: Models, rng: jax.Array, init_from: str, class_names, field: str):
@@ -243,3 +246,29 @@ def create_joint_states(models: Models, config, rng: jax.Array, fes: FesganState
   g = TrainState.create(apply_fn=fes.g.apply_fn, params=_copy(fes.g_ema), tx=make_optimizer(opt.g))
   return JointStates(g=g, dimg=fresh(fes.dimg, opt.dimg), dz=fresh(fes.dz, opt.dz), phi=fes.phi,
                      r=r, g_ema=fes.g_ema)
+
+
+def check_config(config, need) -> None:
+  """Checks every optimiser section of ``config`` (a section with ``name`` and ``lr``, wherever
+  it sits) for :func:`jfesgan.validate.validate`: ``need(ok, field, value, rule)`` records a
+  problem."""
+  for path, section in optimizer_sections(config):
+    need(section.name in ("adam", "sgd"), f"{path}.name", section.name, "must be 'adam' or 'sgd'")
+    need(section.schedule in ("constant", "cosine"), f"{path}.schedule", section.schedule,
+         "must be 'constant' or 'cosine'")
+    need(section.lr > 0, f"{path}.lr", section.lr, "must be > 0")
+    need(section.weight_decay >= 0, f"{path}.weight_decay", section.weight_decay, "must be >= 0")
+    need(section.warmup >= 0, f"{path}.warmup", section.warmup, "must be >= 0")
+    need(section.grad_clip >= 0, f"{path}.grad_clip", section.grad_clip, "must be >= 0")
+
+
+def optimizer_sections(config, prefix: str = ""):
+  """(path, section) of every optimiser section (one with ``name`` and ``lr``) in ``config``."""
+  for key in config.keys():
+    value = config[key]
+    if hasattr(value, "keys"):
+      path = f"{prefix}{key}"
+      if "lr" in value and "name" in value:
+        yield path, value
+      else:
+        yield from optimizer_sections(value, path + ".")

@@ -19,12 +19,15 @@ import optax
 from jfesgan import losses
 from jfesgan.augment import Augment
 from jfesgan.models import Models
+from jfesgan.models.generator import blend
 from jfesgan.state import FesganStates, JointStates, TrainState
 
 Params = dict[str, Any]
 Batch = dict[str, jax.Array]
 
 GENERATOR_TERMS = ("adv", "latent", "expr", "rec", "identity", "tv")
+# Terms of a generator that edits its input (model.g_edit): the mean edit mask of translations.
+EDIT_TERMS = ("mask",)
 # D_img's adversarial loss (config.fesgan.gan_loss): METHOD.md's WGAN-GP, or non-saturating + R1.
 GAN_LOSSES = ("wgan_gp", "r1")
 
@@ -45,11 +48,12 @@ class FesganLoss:
   rec: float = 10.0
   identity: float = 5.0
   tv: float = 0.0
+  mask: float = 0.1
   ema_decay: float = 0.0
   dimg_augment: Augment = Augment()
 
   @classmethod
-  def from_config(cls, section) -> "FesganLoss":
+  def from_config(cls, section) -> FesganLoss:
     """From the ``<name>_weight`` fields, ``gan_loss``, ``ema_decay`` and ``dimg_augment`` of
     ``config.fesgan``."""
     values = {f.name: float(section[f"{f.name}_weight"]) for f in dataclasses.fields(cls)
@@ -101,12 +105,16 @@ class FesganLoss:
     return jax.tree.map(lambda a, p: d * a + (1.0 - d) * p, average, params)
 
   def generator_weight(self, term: str) -> float:
-    """The weight of generator term ``term`` (one of GENERATOR_TERMS)."""
+    """The weight of generator term ``term`` (one of GENERATOR_TERMS or EDIT_TERMS)."""
     return getattr(self, term)
 
   def generator_total(self, terms: dict[str, jax.Array]) -> jax.Array:
-    """Sum of the generator terms, weighted."""
-    return sum(self.generator_weight(name) * terms[name] for name in GENERATOR_TERMS)
+    """Sum of the generator terms (:func:`generator_terms`' names), weighted."""
+    return sum(self.generator_weight(name) * terms[name] for name in terms)
+
+
+# What R's synthetic batch may hold: new identities from the prior, translations of the real batch.
+SYNTHETIC_KINDS = ("prior", "translation")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +135,7 @@ class JointLoss:
   augment: Augment = Augment()
 
   @classmethod
-  def from_config(cls, section) -> "JointLoss":
+  def from_config(cls, section) -> JointLoss:
     """From the fields of ``config.joint`` of the same names."""
     values = {f.name: section[f.name] for f in dataclasses.fields(cls)}
     values["synthetic"] = tuple(values["synthetic"])
@@ -156,6 +164,9 @@ def synthesise(g_params: Params, x: jax.Array, y: jax.Array, rng: jax.Array, *,
   Returns the identity code ``z = E(x)``, the reconstruction ``x_rec = G(z, y)``, the translation
   ``x_t = G(z, c_t)`` to a random *other* expression ``c_t``, and a new identity
   ``x_p = G(z_p, c_p)`` with ``z_p ~ U[-1, 1]^d`` and ``c_p`` uniform; plus ``c_t``, ``z_p``, ``c_p``.
+  With ``model.g_edit`` the translation is the drawing edited into x through the decoder's mask
+  (``mask_t``, also returned), while the reconstruction stays the full drawing, so that the
+  reconstruction loss keeps teaching the decoder to draw whole faces (new identities need it).
   With ``reconstruct=False`` the reconstruction is skipped (the discriminators never see it).
   """
   k, n = models.num_classes, x.shape[0]
@@ -168,12 +179,15 @@ def synthesise(g_params: Params, x: jax.Array, y: jax.Array, rng: jax.Array, *,
   codes, labels = [z, z_p], [c_t, c_p]
   if reconstruct:
     codes, labels = [z] + codes, [y] + labels
-  out = models.g.apply({"params": g_params}, jnp.concatenate(codes),
-                       jax.nn.one_hot(jnp.concatenate(labels), k), method="decode")
+  out, mask = models.g.apply({"params": g_params}, jnp.concatenate(codes),
+                             jax.nn.one_hot(jnp.concatenate(labels), k), method="draw")
   out = jnp.split(out, len(codes))
   syn = dict(z=z, x_t=out[-2], x_p=out[-1], c_t=c_t, z_p=z_p, c_p=c_p)
+  if mask is not None:  # model.g_edit: the translation is the drawing edited into x
+    syn["mask_t"] = jnp.split(mask, len(codes))[-2]
+    syn["x_t"] = blend(x, syn["x_t"], syn["mask_t"])
   if reconstruct:
-    syn["x_rec"] = out[0]
+    syn["x_rec"] = out[0]  # the full drawing G(E(x), y), with or without edit
   return syn
 
 
@@ -219,7 +233,8 @@ def generator_terms(params: Params, batch: Batch, rng: jax.Array, *, models: Mod
 
   adv: WGAN terms on x_t and x_p; latent: non-saturating D_z term on E(x); expr: D_img's expression
   cross-entropy on x_t (target c_t) and x_p (target c_p); rec: L1(x, x_rec); identity:
-  L1(Phi(x), Phi(x_t)) + L1(Phi(x), Phi(x_rec)) on unit embeddings; tv: total variation of x_t, x_p.
+  L1(Phi(x), Phi(x_t)) + L1(Phi(x), Phi(x_rec)) on unit embeddings; tv: total variation of x_t, x_p;
+  with ``model.g_edit`` also mask: the mean edit mask of the translations.
   ``syn`` reuses images already drawn with ``params["g"]`` (stage 2 shares them with R).
   D_img sees x_t and x_p as ``loss.dimg_view`` makes them (``fesgan.dimg_augment``).
   """
@@ -241,6 +256,8 @@ def generator_terms(params: Params, batch: Batch, rng: jax.Array, *, models: Mod
       "identity": losses.l1(e_x, e_t) + losses.l1(e_x, e_rec),
       "tv": losses.total_variation(syn["x_t"]) + losses.total_variation(syn["x_p"]),
   }
+  if "mask_t" in syn:
+    terms["mask"] = jnp.mean(syn["mask_t"])
   aux = dict(syn, expr_acc_t=losses.accuracy(logits[:n], syn["c_t"]),
              expr_acc_p=losses.accuracy(logits[n:], syn["c_p"]))
   return terms, aux
@@ -327,7 +344,7 @@ def phi_step(state: TrainState, batch: Batch, rng: jax.Array, *,
   return classifier_step(state, batch, rng, model=model, label_key="subject", prefix="phi")
 
 
-def recognizer_step(state: TrainState, batch: Batch, rng: jax.Array, *, model, prefix: str = "r",
+def recogniser_step(state: TrainState, batch: Batch, rng: jax.Array, *, model, prefix: str = "r",
                     augment: Augment = Augment(),
                     intra_weight: float = 0.0) -> tuple[TrainState, dict[str, jax.Array]]:
   """A recogniser learns expressions from real images alone (cross-entropy), augmented; with
@@ -344,7 +361,7 @@ def synthetic_batch(syn: dict[str, jax.Array], kinds: tuple[str, ...], ratio: fl
   pools = {"prior": (syn["x_p"], syn["c_p"]), "translation": (syn["x_t"], syn["c_t"])}
   unknown = [k for k in kinds if k not in pools]
   if unknown or not kinds:
-    raise ValueError(f"joint.synthetic must name some of {tuple(pools)}, got {tuple(kinds)}")
+    raise ValueError(f"joint.synthetic must name some of {SYNTHETIC_KINDS}, got {tuple(kinds)}")
   n = int(round(ratio * n_real))
   if not 1 <= n <= n_real * len(kinds):
     raise ValueError(f"joint.syn_ratio={ratio} gives {n} synthetic images; it must give between "
@@ -356,7 +373,8 @@ def synthetic_batch(syn: dict[str, jax.Array], kinds: tuple[str, ...], ratio: fl
 
 
 def joint_terms(params: Params, centres: jax.Array, batch: Batch, rng: jax.Array, *,
-                models: Models, joint: JointLoss, fesgan: FesganLoss = FesganLoss()) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+                models: Models, joint: JointLoss,
+                fesgan: FesganLoss = FesganLoss()) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
   """Stage-2 terms, unweighted: R's cross-entropy on real (``ce_real``) and synthetic (``ce_syn``)
   images, the intra-class loss (``intra``, mode ``joint.intra_mode``, on unit features with
   ``joint.intra_normalise``, R's running centres for classes without a real sample) and the
@@ -414,9 +432,9 @@ def joint_update(states: JointStates, batch: Batch, rng: jax.Array, *, models: M
   g_cot = {k: zero(v) for k, v in terms.items()}
   g_cot.update(ce_syn=joint.beta * one(terms["ce_syn"]),
                intra=joint.beta * joint.intra_weight * one(terms["intra"]))
+  g_terms = [k.removeprefix("g_") for k in terms if k.startswith("g_")]
   if joint.generator_terms:
-    g_cot.update({f"g_{k}": fesgan.generator_weight(k) * one(terms[f"g_{k}"])
-                  for k in GENERATOR_TERMS})
+    g_cot.update({f"g_{k}": fesgan.generator_weight(k) * one(terms[f"g_{k}"]) for k in g_terms})
   r_grads = vjp_fn(r_cot)[0]["r"]
   g_grads = vjp_fn(g_cot)[0]["g"]
   r, m_r = apply_grads(states.r, r_grads, "r")
@@ -431,7 +449,7 @@ def joint_update(states: JointStates, batch: Batch, rng: jax.Array, *, models: M
   metrics = {"r/loss": loss_r, "r/ce_real": terms["ce_real"], "r/ce_syn": terms["ce_syn"],
              "r/intra": terms["intra"], "r/acc_real": aux["acc_real"], "r/acc_syn": aux["acc_syn"],
              "g/expr_acc_t": aux["expr_acc_t"], "g/expr_acc_p": aux["expr_acc_p"], **m_r, **m_g}
-  metrics.update({f"g/{k}": terms[f"g_{k}"] for k in GENERATOR_TERMS})
+  metrics.update({f"g/{k}": terms[f"g_{k}"] for k in g_terms})
   return states.replace(r=r, g=g, g_ema=g_ema), metrics
 
 
@@ -444,3 +462,24 @@ def joint_step(states: JointStates, batch: Batch, rng: jax.Array, *, models: Mod
     states, metrics = discriminator_update(states, batch, keys["d"], models=models, loss=fesgan)
   states, m = joint_update(states, batch, keys["joint"], models=models, fesgan=fesgan, joint=joint)
   return states, {**metrics, **m}
+
+
+def check_config(config, need) -> None:
+  """Checks the options of the steps (GAN loss, critic steps, EMA, intra-class loss, synthetic
+  ratio) for :func:`jfesgan.validate.validate`: ``need(ok, field, value, rule)`` records a
+  problem."""
+  need(config.fesgan.gan_loss in GAN_LOSSES, "fesgan.gan_loss", config.fesgan.gan_loss,
+       f"must be one of {GAN_LOSSES}")
+  need(config.fesgan.n_critic >= 1, "fesgan.n_critic", config.fesgan.n_critic, "must be >= 1")
+  need(0 <= config.fesgan.ema_decay < 1, "fesgan.ema_decay", config.fesgan.ema_decay,
+       "must be in [0, 1)")
+  need(config.joint.intra_mode in losses.INTRA_CLASS_MODES, "joint.intra_mode",
+       config.joint.intra_mode, f"must be one of {losses.INTRA_CLASS_MODES}")
+  need(config.real.get("intra_weight", 0.0) >= 0, "real.intra_weight",
+       config.real.get("intra_weight"), "must be >= 0")
+  kinds = tuple(config.joint.synthetic)
+  need(bool(kinds) and set(kinds) <= set(SYNTHETIC_KINDS), "joint.synthetic", kinds,
+       f"must name some of {SYNTHETIC_KINDS}")
+  need(config.joint.syn_ratio > 0, "joint.syn_ratio", config.joint.syn_ratio, "must be > 0")
+  need(0 <= config.joint.centre_decay < 1, "joint.centre_decay", config.joint.centre_decay,
+       "must be in [0, 1)")

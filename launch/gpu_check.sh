@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The accelerator check of the speed work, as one script for a single GPU:
 #   OUT=results_dir bash launch/gpu_check.sh
-# 1. python -m jfesgan.benchmark at 128x128x3, batch 16, stages 1 and 2 (fesgan, joint), jfesgan
+# 1. jfesgan benchmark at 128x128x3, batch 16, stages 1 and 2 (fesgan, joint), jfesgan
 #    beside the same steps in PyTorch on the same GPU (eager; TF32 allowed in both), step by step
 #    and as the fused loop (10 steps per call): float32, then bfloat16 (jfesgan's model.dtype,
 #    PyTorch's autocast); images/s, FLOPs per step and MFU against the chip's dense peak.
@@ -17,7 +17,7 @@ bench() {  # NAME SECONDS extra flags...
   local name=$1 limit=$2
   shift 2
   local t0=$SECONDS
-  timeout "$limit" python3 -m jfesgan.benchmark --config configs/joint.py --torch \
+  timeout "$limit" python3 -m jfesgan.bench.benchmark --config configs/joint.py --torch \
     --shapes 128x3 --only fesgan,joint --steps 20 --loop 10 --nomemory \
     --json "$OUT/$name.json" "$@" > "$OUT/$name.log" 2>&1
   echo "$name: exit $? after $((SECONDS - t0)) s"

@@ -2,7 +2,7 @@
 # A cross-validation (by default the CK+48 ablation: six rows + the real_intra control x 10 folds) on one accelerator, as
 # one prepared script, the database and the judge carried beside the checkout:
 #   DATA=.data/CK+48 JUDGE=.data/judge_fer2013 OUT=results_dir \
-#     bash launch/gpu_crossval.sh [configs/ck48.py] [more jfesgan.crossval flags, e.g. --folds 0,1]
+#     bash launch/gpu_crossval.sh [configs/ck48.py] [more `jfesgan crossval` flags, e.g. --folds 0,1]
 # The fused loop runs K steps per jitted call (K=10 by default; the same batches and updates as
 # step by step), compiled steps are kept in a persistent cache shared by the folds, and the run
 # stops after CV_S seconds (default 540) with what it finished written: ablation.json and
@@ -24,7 +24,7 @@ if [ -n "${JUDGE:-}" ]; then
   judge=(--config.eval.judge="$JUDGE")
 fi
 # The same command twice: once to train (within CV_S seconds), once for the tables.
-cv=(python3 -m jfesgan.crossval --config "$config" --ablation
+cv=(python3 -m jfesgan.research.crossval --config "$config" --ablation
     --config.data.data_dir="${TFDS_DIR:-/tmp/jfesgan_tfds}" --config.steps_per_call="${K:-10}"
     "${judge[@]}" --workdir "${WORKDIR:-/tmp/jfesgan_cv}" --compilation_cache=/tmp/jfesgan_xla)
 t0=$SECONDS

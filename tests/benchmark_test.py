@@ -6,7 +6,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from jfesgan import benchmark, stages
+from jfesgan import stages
+from jfesgan.bench import benchmark
 
 
 def test_shapes_parse_and_bad_ones_are_named():
@@ -39,6 +40,7 @@ def test_flops_are_xla_counts_of_the_program_and_mfu_uses_the_chip_peak():
   assert benchmark.peak_tflops("cpu", "float32") is None
 
 
+@pytest.mark.slow
 def test_every_step_is_timed_with_ratios_when_torch_is_there(tiny_config):
   with_torch = importlib.util.find_spec("torch") is not None
   cfg = tiny_config.copy_and_resolve_references()
@@ -55,6 +57,7 @@ def test_every_step_is_timed_with_ratios_when_torch_is_there(tiny_config):
   assert len(lines) == 2 + len(rows) and lines[2].startswith("| 32x32x1 | phi |")
 
 
+@pytest.mark.slow
 def test_memory_probe_runs_in_a_fresh_process():
   mem = benchmark._memory_probe(["--config", "configs/tiny.py"], "jax", "phi", (32, 1))  # pylint: disable=protected-access
   assert 100 < mem["before_mb"] <= mem["first_call_peak_mb"] <= mem["peak_mb"]

@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
-from jfesgan import parallel  # noqa: E402
+from jfesgan.run import host  # noqa: E402
 
 # One persistent XLA compilation cache for the whole session (the product's own, with its
 # settings), shared by every test and by the subprocesses they start (fixture
@@ -27,7 +27,7 @@ from jfesgan import parallel  # noqa: E402
 if "JFESGAN_TEST_XLA_CACHE" not in os.environ:
   os.environ["JFESGAN_TEST_XLA_CACHE"] = tempfile.mkdtemp(prefix="jfesgan-test-xla-")
   atexit.register(shutil.rmtree, os.environ["JFESGAN_TEST_XLA_CACHE"], ignore_errors=True)
-parallel.enable_compilation_cache(os.environ["JFESGAN_TEST_XLA_CACHE"])
+host.enable_compilation_cache(os.environ["JFESGAN_TEST_XLA_CACHE"])
 
 
 @pytest.fixture(scope="session")
@@ -60,9 +60,18 @@ def pytest_report_header(config):
   return f"jax {jax.__version__}, {jax.device_count()} devices: {jax.devices()[0].platform}"
 
 
+# Fixtures that train a model or start a process: a test that uses one is slow, marked here so that
+# no such test can be left out of the marker by hand.
+SLOW_FIXTURES = {"tiny_run", "compilation_cache"}
+
+
 def pytest_collection_modifyitems(config, items):
-  """Slow end-to-end tests first (a stable sort: otherwise collection order).  With several
-  xdist workers (the README's ``-n 2``) the longest tests then start at once instead of last,
-  which would leave one worker running them alone at the end."""
+  """Marks every test that uses a fixture of ``SLOW_FIXTURES`` (directly or through another
+  fixture) ``slow``; then runs the slow tests first (a stable sort: otherwise collection order).
+  With several xdist workers (the README's ``-n auto``) the longest tests then start at once
+  instead of last, which would leave one worker running them alone at the end."""
   del config
+  for item in items:
+    if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+      item.add_marker(pytest.mark.slow)
   items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from jfesgan import compare as compare_lib
-from jfesgan import crossval
+from jfesgan.research import compare as compare_lib
+from jfesgan.research import crossval, stats
 
 K = 7
 
@@ -63,12 +63,13 @@ def test_aggregate_collect_and_table(tiny_config, tmp_path):
       np.testing.assert_allclose([p["mean"], p["std"]], [np.mean(diff), np.std(diff)])
       assert p["folds"] == [0, 1] and p["diff"] == diff and p["of"] == 2
       assert p["better"] == sum(d > 0 for d in diff) and p["worse"] == sum(d < 0 for d in diff)
-      assert p["p_sign_flip"] == crossval.sign_flip_p(diff)
+      assert p["p_sign_flip"] == stats.sign_flip_p(diff)
     else:
       assert "minus_real" not in a
   table = crossval.markdown_table(agg, "t", "cmd", [f"c{k}" for k in range(K)])
   assert "(`joint_rdbp`) | " in table and "| 2 |" in table and "`cmd`" in table
-  assert "better, " in table and "sign-flip p = " in table and "| row | c0 | c1 |" in table and "`synth/id_sim`" in table
+  assert "better, " in table and "sign-flip p = " in table and "| row | c0 | c1 |" in table
+  assert "`synth/id_sim`" in table
   assert "`judge/joint/acc_t`" in table and "t/happy" not in table
 
   # Rows may finish on different folds over several calls; the table covers what is there.
@@ -126,15 +127,15 @@ def test_the_intra_class_loss_curve_of_rows_that_have_one(tiny_config, tmp_path)
 
 def test_sign_flip_p_is_the_exact_randomisation_test():
   # Five folds all better: only the all-plus and all-minus assignments reach the mean: 2/32.
-  assert crossval.sign_flip_p([0.01, 0.02, 0.03, 0.04, 0.05]) == 2 / 32
+  assert stats.sign_flip_p([0.01, 0.02, 0.03, 0.04, 0.05]) == 2 / 32
   # One fold worse out of three, (1, 2, -1): |sum| 2 is reached by every assignment except the
   # two where both unit entries take the sign opposite to the 2 (sum 0): 6/8.
-  assert crossval.sign_flip_p([1.0, 2.0, -1.0]) == 6 / 8
-  assert crossval.sign_flip_p([0.0, 0.0]) == 1.0 and crossval.sign_flip_p([]) == 1.0
+  assert stats.sign_flip_p([1.0, 2.0, -1.0]) == 6 / 8
+  assert stats.sign_flip_p([0.0, 0.0]) == 1.0 and stats.sign_flip_p([]) == 1.0
   # Many folds: sampled, close to the exact value (all better: 2 / 2^n, here ~0).
-  assert crossval.sign_flip_p([0.01] * 20) < 1e-3
+  assert stats.sign_flip_p([0.01] * 20) < 1e-3
   mixed = list(np.random.default_rng(1).normal(0.0, 1.0, 18))
-  assert abs(crossval.sign_flip_p(mixed, exact_up_to=20) - crossval.sign_flip_p(mixed)) < 0.01
+  assert abs(stats.sign_flip_p(mixed, exact_up_to=20) - stats.sign_flip_p(mixed)) < 0.01
 
 
 def test_row_configs(tiny_config):
@@ -190,12 +191,15 @@ def test_base_rows_do_not_depend_on_the_joint_section(tiny_config, tmp_path):
     crossval.collect_finished(other, str(tmp_path), ablation=True)
 
 
+@pytest.mark.slow
 def test_cross_database_tests_each_rows_recogniser_and_keeps_its_scores(tiny_run, tmp_path,
                                                                        monkeypatch):
   """--evaluate_on: each row's own recogniser (real-only R for `real`, the joint R for a joint
   row) tested on another database; the scores are kept in the row's workdir and read back."""
   import shutil  # pylint: disable=g-import-not-at-top
-  from jfesgan import evaluate, trained  # pylint: disable=g-import-not-at-top
+
+  from jfesgan.evaluation import restored
+  from jfesgan.tools import evaluate
   cfg, run = tiny_run
   workdir = str(tmp_path / "cv")
   for row in ("real", "joint_rdbp"):
@@ -207,7 +211,7 @@ def test_cross_database_tests_each_rows_recogniser_and_keeps_its_scores(tiny_run
   assert crossval.cross_database(results, workdir, other) == "procedural_faces"
   data = evaluate.test_data(other.data)
   for row, stage in (("real", "real"), ("joint_rdbp", "joint")):
-    want = evaluate.evaluate(trained.Recogniser.load(crossval.row_workdir(workdir, 0, row), stage),
+    want = evaluate.evaluate(restored.RestoredRecogniser.load(crossval.row_workdir(workdir, 0, row), stage),
                              data)
     got = results[0][row]
     assert got["xdb/procedural_faces/acc"] == want["accuracy"]
@@ -218,7 +222,7 @@ def test_cross_database_tests_each_rows_recogniser_and_keeps_its_scores(tiny_run
 
   def no_loading(*args, **kwargs):
     raise AssertionError("the kept scores should have been read back")
-  monkeypatch.setattr(trained.Recogniser, "load", no_loading)
+  monkeypatch.setattr(restored.RestoredRecogniser, "load", no_loading)
   again = {0: {"real": dict(summary), "joint_rdbp": dict(summary)}}
   crossval.cross_database(again, workdir, other)
   assert again == results
@@ -246,7 +250,7 @@ def _single_run(path, seed, fold, summary, heldout="validation"):
 
 def test_rejudged_replaces_the_runs_judge_scores_and_keeps_them(tiny_config, tmp_path,
                                                                   monkeypatch):
-  from jfesgan import rejudge  # pylint: disable=g-import-not-at-top
+  from jfesgan.research import rejudge
   cfg = tiny_config.copy_and_resolve_references()
   workdir = str(tmp_path / "cv")
   rng = np.random.default_rng(0)
@@ -313,7 +317,7 @@ def test_compare_pairs_recipes_by_seed_and_fold(tmp_path):
   assert (d["better"], d["worse"], d["of"]) == (3, 1, 5)
   by_fold = [np.mean([diff[0], diff[3]]), np.mean([diff[1], diff[4]]), diff[2]]
   np.testing.assert_allclose(list(d["fold_means"].values()), by_fold)
-  assert d["p_sign_flip_folds"] == crossval.sign_flip_p(list(d["fold_means"].values()))
+  assert d["p_sign_flip_folds"] == stats.sign_flip_p(list(d["fold_means"].values()))
   np.testing.assert_allclose(out["new"]["seed_means"]["1"], 0.875)
   assert "minus_reference" not in out["ref"] and out["ref"]["mean"] == np.mean(
       [ref[s][f] for s in ref for f in ref[s]])
@@ -335,6 +339,7 @@ def test_compare_pairs_recipes_by_seed_and_fold(tmp_path):
     compare_lib.read_run(run, "method")
 
 
+@pytest.mark.slow
 def test_compare_command_line(tmp_path):
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
@@ -342,7 +347,7 @@ def test_compare_command_line(tmp_path):
   b = [_crossval_json(tmp_path / f"b{s}", s, {0: 0.7, 1: 0.6}) for s in (0, 1)]
   out = str(tmp_path / "res" / "cmp")
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  done = subprocess.run([sys.executable, "-m", "jfesgan.compare", "--out", out,
+  done = subprocess.run([sys.executable, "-m", "jfesgan.research.compare", "--out", out,
                          "--recipe", "a=" + ",".join(a), "--recipe", "b=" + ",".join(b)],
                         cwd=root, capture_output=True, text=True, timeout=120)
   assert done.returncode == 0, done.stderr[-2000:]
@@ -352,7 +357,7 @@ def test_compare_command_line(tmp_path):
   assert saved["recipes"]["b"]["minus_reference"]["better"] == 2
   with open(out + ".md") as f:
     assert f.read() in done.stdout
-  bad = subprocess.run([sys.executable, "-m", "jfesgan.compare", "--recipe", "a=" + a[0]],
+  bad = subprocess.run([sys.executable, "-m", "jfesgan.research.compare", "--recipe", "a=" + a[0]],
                        cwd=root, capture_output=True, text=True, timeout=120)
   assert bad.returncode != 0 and "at least two --recipe" in bad.stderr
 
@@ -361,7 +366,7 @@ def test_compare_command_line(tmp_path):
          for k in (0, 1)}
   two = {k: _single_run(tmp_path / f"y{k}", 0, k, {"eval/joint/acc": 0.6}) for k in (0, 1)}
   test_run = _single_run(tmp_path / "t1", 0, 1, {"eval/joint/acc": 0.9}, heldout="test")
-  done = subprocess.run([sys.executable, "-m", "jfesgan.compare", "--out", out,
+  done = subprocess.run([sys.executable, "-m", "jfesgan.research.compare", "--out", out,
                          "--recipe", f"x={one[0]},{one[1]}", "--recipe", f"y={two[0]},{two[1]}"],
                         cwd=root, capture_output=True, text=True, timeout=120)
   assert done.returncode == 0, done.stderr[-2000:]
@@ -369,11 +374,11 @@ def test_compare_command_line(tmp_path):
     saved = json.load(f)["recipes"]
   assert saved["y"]["pairs"] == [[0, 0], [0, 1]]
   np.testing.assert_allclose(saved["y"]["minus_reference"]["mean"], 0.05)
-  mixed = subprocess.run([sys.executable, "-m", "jfesgan.compare", "--recipe",
+  mixed = subprocess.run([sys.executable, "-m", "jfesgan.research.compare", "--recipe",
                           f"x={one[0]},{one[1]}", "--recipe", f"y={two[0]},{test_run}"],
                          cwd=root, capture_output=True, text=True, timeout=120)
   assert mixed.returncode != 0 and "cannot be paired" in mixed.stderr
-  twice = subprocess.run([sys.executable, "-m", "jfesgan.compare", "--recipe",
+  twice = subprocess.run([sys.executable, "-m", "jfesgan.research.compare", "--recipe",
                           f"x={one[0]},{one[0]}", "--recipe", f"y={two[0]},{two[1]}"],
                          cwd=root, capture_output=True, text=True, timeout=120)
   assert twice.returncode != 0 and "two runs of seed 0, fold 0" in twice.stderr

@@ -394,7 +394,8 @@ def test_expression_folder_ckplus48_layout(tmp_path):
 
 
 def test_prepared_dataset_is_never_stale(tmp_path):
-  """The prepared copy is keyed by the source tree: an edited or added image is seen, and a
+  """The prepared copy is keyed by the source tree's contents: an edited or added image is seen
+  (even one replaced by another of the same size with its modification time put back), and a
   missing tree is an error even though a prepared copy exists."""
   from configs import expression_folder
   root = tmp_path / "CK+48"
@@ -410,6 +411,15 @@ def test_prepared_dataset_is_never_stale(tmp_path):
   src = [s.decode() for s in second.extras["source"]].index("anger/S011_004_00000019.png#0")
   np.testing.assert_array_equal(second.image[src, ..., 0], new_pixels)
   assert not np.array_equal(first.image[src], second.image[src])
+  # Replaced by another image of the same size, with its modification time restored: the content
+  # is what counts.
+  stat = os.stat(edited)
+  other_pixels = np.full((48, 48), 17, np.uint8)
+  save(other_pixels, edited)
+  assert os.stat(edited).st_size == stat.st_size
+  os.utime(edited, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+  third = pipeline.load(cfg.data)
+  np.testing.assert_array_equal(third.image[src, ..., 0], other_pixels)
   save(np.zeros((48, 48), np.uint8), f"{root}/happy/S030_001_00000001.png")
   assert len(pipeline.load(cfg.data)) == len(first) + 1
   os.rename(root, tmp_path / "moved")
@@ -430,6 +440,9 @@ def test_prepared_dataset_is_never_stale(tmp_path):
      "S051_001_00000001.png: image of 1x1 px"),
     (lambda r: save(np.zeros((4000, 4000), np.uint8), f"{r}/happy/S052_001_00000001.png"),
      "S052_001_00000001.png: image of 4000x4000 px"),
+    # A file that is a symlink loop: every OSError met reading a database is bad input.
+    (lambda r: os.symlink(f"{r}/happy/S053_001_00000001.png", f"{r}/happy/S053_001_00000001.png"),
+     "S053_001_00000001.png: unreadable or corrupt image"),
 ])
 def test_expression_folder_bad_input(tmp_path, make, match):
   from configs import expression_folder

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from jfesgan.evaluation import pixel_nearest_person
+from jfesgan.evaluation.scores import pixel_nearest_person
 
 
 def _people(rng, subjects, size=8):

@@ -4,6 +4,7 @@ re-run metric records."""
 import glob
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,9 +14,12 @@ import jax
 import numpy as np
 import pytest
 
-from jfesgan import checkpointing, faults, metrics as metrics_lib, parallel, stages, train
+from jfesgan import parallel, stages, train
 from jfesgan.data import pipeline
 from jfesgan.models import build_models
+from jfesgan.run import checkpointing, faults
+from jfesgan.run import metrics as metrics_lib
+from jfesgan.run import workdir as workdir_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -49,6 +53,7 @@ def _records(workdir, stage="phi"):
     return [r["step"] for r in map(json.loads, f) if r["stage"] == stage]
 
 
+@pytest.mark.slow
 def test_sigterm_saves_stops_and_resumes_exactly(tiny_config, tmp_path):
   cfg, ctx = _setup(tiny_config, tmp_path, steps=6)
   whole = _run_phi(ctx, str(tmp_path / "whole"))
@@ -103,6 +108,7 @@ def test_sigterm_to_the_process_exits_143_with_one_line(tiny_config, tmp_path,
   assert not os.path.exists(os.path.join(workdir, ".lock"))
 
 
+@pytest.mark.slow
 def test_corrupt_latest_checkpoint_falls_back_to_the_previous(tiny_config, tmp_path, caplog):
   cfg, ctx = _setup(tiny_config, tmp_path, steps=2)
   cfg.checkpoint_every = 1
@@ -152,6 +158,7 @@ def _restore(ctx, work, step):
     c.close()
 
 
+@pytest.mark.slow
 def test_non_finite_stops_the_stage_and_keeps_the_good_checkpoint(tiny_config, tmp_path):
   cfg, ctx = _setup(tiny_config, tmp_path, steps=2)
   cfg.checkpoint_every = 1
@@ -186,6 +193,7 @@ def test_finite_guard_names_the_first_bad_chunk_and_terms():
     g.check()
 
 
+@pytest.mark.slow  # starts a process (one that is gone, for its pid)
 def test_one_run_per_workdir(tiny_config, tmp_path):
   work = tmp_path / "run"
   work.mkdir()
@@ -220,6 +228,7 @@ def test_drop_after_keeps_other_stages_and_cut_lines(tmp_path):
   w.close()
 
 
+@pytest.mark.slow
 def test_resume_under_another_config_is_refused_naming_the_fields(tiny_config, tmp_path):
   cfg, ctx = _setup(tiny_config, tmp_path, steps=2)
   work = str(tmp_path / "run")
@@ -245,15 +254,15 @@ def test_a_field_added_since_the_checkpoint_at_its_default_is_not_a_change(tiny_
   ours = json.loads(json.dumps(tiny_config.to_dict()))
   saved = json.loads(json.dumps(tiny_config.to_dict()))
   del saved["fesgan"]["gan_loss"], saved["fesgan"]["dimg_augment"]
-  assert train.diff_sections(saved, ours, ["fesgan"]) == []
+  assert workdir_lib.diff_sections(saved, ours, ["fesgan"]) == []
   ours["fesgan"]["gan_loss"], ours["fesgan"]["dimg_augment"]["rotate"] = "r1", 5.0
-  assert train.diff_sections(saved, ours, ["fesgan"]) == ["fesgan.dimg_augment", "fesgan.gan_loss"]
+  assert workdir_lib.diff_sections(saved, ours, ["fesgan"]) == ["fesgan.dimg_augment", "fesgan.gan_loss"]
   # Present on both sides and different, or dropped from ours: a change, whatever the default.
   saved["fesgan"]["gan_loss"] = "wgan_gp"
   ours["fesgan"]["gan_loss"] = "wgan_gp"
   del ours["fesgan"]["gp_weight"]
   saved["fesgan"]["r1_weight"] = 1.0
-  assert train.diff_sections(saved, ours, ["fesgan"]) == ["fesgan.dimg_augment", "fesgan.gp_weight",
+  assert workdir_lib.diff_sections(saved, ours, ["fesgan"]) == ["fesgan.dimg_augment", "fesgan.gp_weight",
                                                           "fesgan.r1_weight"]
 
 
@@ -270,10 +279,18 @@ def test_a_field_added_since_the_checkpoint_at_its_default_is_not_a_change(tiny_
     ("model.g_depth", -1, "config.model.g_depth=-1 must be >= 0"),
     ("model.g_upsample", "bilinear", "config.model.g_upsample='bilinear' must be one of"),
     ("real.intra_weight", -0.1, "config.real.intra_weight=-0.1 must be >= 0"),
+    ("joint.synthetic", ("foo",), "config.joint.synthetic=('foo',) must name some of ('prior', "
+     "'translation')"),
+    ("data.test_fold", 7, "config.data.test_fold=7 must be in [0, data.num_folds="),
+    ("data.num_folds", 1, "config.data.num_folds=1 must be >= 2"),
+    ("data.num_identities", 1, "config.data.num_identities=1 must be >= data.num_folds="),
     ("batch_size", 4096, "batch_size=4096 is larger than the training set"),
 ])
-def test_config_errors_name_the_field_before_any_training(tiny_config, tmp_path, field, value,
-                                                          message):
+def test_config_errors_name_the_field_before_anything_is_written(tiny_config, tmp_path, field,
+                                                                 value, message):
+  """Every field is checked before any dataset is built or any file written; a rule that needs
+  the data (the batch against the training set) as soon as the data is loaded, still before any
+  file of the run is written."""
   cfg = tiny_config.copy_and_resolve_references()
   cfg.data.data_dir = str(tmp_path / "tfds")
   section, _, name = field.rpartition(".")
@@ -281,11 +298,15 @@ def test_config_errors_name_the_field_before_any_training(tiny_config, tmp_path,
   for part in filter(None, section.split(".")):
     target = target[part]
   target[name] = value
-  with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
+  with pytest.raises(ValueError, match=re.escape(message)):
     train.train_and_evaluate(cfg, str(tmp_path / "run"))
-  assert not os.path.exists(tmp_path / "run" / "checkpoints")
+  written = os.listdir(tmp_path / "run") if os.path.isdir(tmp_path / "run") else []
+  assert not [f for f in written if f != ".lock"], written
+  if field != "batch_size" or value < 4096:
+    assert not os.path.exists(tmp_path / "tfds"), "a dataset was built before the config check"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override,line", [
     ("--config.stage1.steps=5", "jfesgan: --config.stage1.steps: the config has no field 'stage1' "
      "there (Did you mean \"stages\" instead of \"stage1\"?)"),

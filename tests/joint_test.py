@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jfesgan import parallel, state as state_lib, steps
+from jfesgan import parallel, steps
+from jfesgan import state as state_lib
 from jfesgan.models import build_models
 
 K, SUBJECTS, N = 7, 6, 8
@@ -68,6 +69,7 @@ def _grad_norms(models, joint, batch, params, cfg, *terms):
   return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["rdbp", "plain"])
 def test_recogniser_losses_reach_encoder_and_decoder(setup, tiny_config, mode):
   models, joint, batch, params = setup
@@ -81,6 +83,7 @@ def test_recogniser_losses_reach_encoder_and_decoder(setup, tiny_config, mode):
   assert n["r"] > 0 and n["encoder"] == n["decoder"] == 0, n
 
 
+@pytest.mark.slow
 def test_new_identities_reach_the_decoder_only(setup, tiny_config):
   """x_p = G(z_p, c_p) does not pass through E: with prior images only, R's synthetic loss
   trains the decoder and not the encoder."""
@@ -101,6 +104,7 @@ def _changed(a, b):
   return any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
+@pytest.mark.slow
 def test_joint_update_trains_r_and_g_only_and_updates_centres(setup, tiny_config):
   models, joint, batch, _ = setup
   cfg = _cfg(tiny_config, train_discriminators=False)
@@ -120,6 +124,7 @@ def test_joint_update_trains_r_and_g_only_and_updates_centres(setup, tiny_config
   assert _changed(with_d.dimg.params, joint.dimg.params) and "dimg/loss" in m
 
 
+@pytest.mark.slow
 def test_generator_gets_beta_weighted_recogniser_gradient(setup, tiny_config):
   """With the stage-1 terms off and beta = 0 the generator does not move; with beta > 0 it does."""
   models, joint, batch, _ = setup
@@ -148,6 +153,7 @@ def test_r_can_start_from_phi(tiny_config):
   chex.assert_trees_all_equal(joint.r.params["trunk"], phi.params["trunk"])
 
 
+@pytest.mark.slow
 def test_sharded_joint_step_equals_single_device(tiny_config):
   cfg = _cfg(tiny_config)
   for section in (*(cfg.fesgan.optimizer[p] for p in ("g", "dimg", "dz")), cfg.joint.optimizer):

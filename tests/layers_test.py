@@ -22,6 +22,7 @@ def reference_conv_transpose(x, w):
   return out[:, 1:-1, 1:-1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("impl", ["phase", "matmul"])
 @pytest.mark.parametrize("stride,k,size,c,f", [(1, 3, 8, 3, 5), (1, 1, 6, 4, 2), (1, 5, 7, 2, 3),
                                                (2, 4, 8, 3, 4), (2, 2, 6, 2, 3), (2, 4, 2, 5, 2)])
@@ -53,6 +54,7 @@ def _resize_conv_reference(x, w3):
                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("impl", ["xla", "phase", "matmul"])
 @pytest.mark.parametrize("size,c,f", [(3, 2, 3), (4, 3, 16)])  # f >= 16: four phases
 def test_resize_conv_is_upsampling_then_3x3_conv(impl, size, c, f):
@@ -77,6 +79,7 @@ def test_resize_conv_is_upsampling_then_3x3_conv(impl, size, c, f):
     layers.resize_conv_kernel(jnp.zeros((4, 4, c, f)))
 
 
+@pytest.mark.slow
 def test_resize_conv_has_no_checkerboard():
   """A constant input through a random resize-convolution is constant away from the border: every
   output phase sums all nine taps.  A random 4x4 transposed kernel gives four different values."""
@@ -90,6 +93,7 @@ def test_resize_conv_has_no_checkerboard():
   assert float(jnp.max(jnp.abs(y - y[:1, :1]))) > 1e-2
 
 
+@pytest.mark.slow
 def test_gradients_agree_including_second_order():
   """WGAN-GP differentiates the critic twice: all implementations must agree there too."""
   key = jax.random.key(0)
@@ -144,6 +148,7 @@ def assert_matches_autodiff(fn, x, w, t):
 
 
 # f >= 16 runs the forward as four per-phase convolutions, below as one 3x3 to 4F channels.
+@pytest.mark.slow
 @pytest.mark.parametrize("n,size,c,f", [(2, 1, 3, 2), (3, 3, 2, 4), (1, 6, 4, 1), (2, 3, 3, 16),
                                         (1, 4, 17, 20)])
 def test_phase_transpose_backward_matches_autodiff(n, size, c, f):
@@ -158,6 +163,7 @@ def test_phase_transpose_backward_matches_autodiff(n, size, c, f):
 
 # The stride-2 convolution's input gradient is a transposed convolution to c channels: c >= 16
 # takes the four-phase form, thinner inputs the 3x3 one.
+@pytest.mark.slow
 @pytest.mark.parametrize("n,size,c,f", [(2, 2, 3, 2), (3, 6, 1, 4), (2, 4, 16, 3), (1, 4, 20, 17)])
 def test_phase_strided_conv_backward_matches_autodiff(n, size, c, f):
   key = jax.random.key(n * 100 + size * 10 + c)
@@ -178,8 +184,9 @@ def test_phase_strided_conv_backward_matches_autodiff(n, size, c, f):
     ({}, "0.8.0", None),
 ])
 def test_package_sets_the_xla_cpu_default_only_where_it_may(monkeypatch, env, version, expected):
-  import jfesgan
   from importlib import metadata
+
+  import jfesgan
   for name in ("XLA_FLAGS", "JFESGAN_XLA_DEFAULTS"):
     monkeypatch.delenv(name, raising=False)
   for name, value in env.items():

@@ -10,6 +10,7 @@ from jfesgan import models as M
 from jfesgan.models import build_models
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size,channels,num_down", [(32, 1, 3), (48, 1, 3), (64, 3, 3), (128, 3, 4)])
 def test_shapes_and_ranges(size, channels, num_down):
   key = jax.random.key(size)
@@ -43,7 +44,7 @@ def test_shapes_and_ranges(size, channels, num_down):
   chex.assert_shape([e, subj_logits], [(n, 8), (n, 5)])
   chex.assert_trees_all_close(jnp.linalg.norm(e, axis=-1), jnp.ones(n), atol=1e-4)
 
-  r = M.Recognizer(num_classes=k, embed_dim=8, **common)
+  r = M.Recogniser(num_classes=k, embed_dim=8, **common)
   f, r_logits = r.apply(r.init(key, x), x)
   chex.assert_shape([f, r_logits], [(n, 8), (n, k)])
   chex.assert_tree_all_finite([out, score, logits, e, f, r_logits])
@@ -67,6 +68,7 @@ def _generator_beside_default(tiny_config, **model_fields):
   return cfg, models, x, c, p0, p1
 
 
+@pytest.mark.slow
 def test_generator_capacity_options_change_the_generator_alone(tiny_config):
   """model.g_width and model.g_depth widen and deepen E and G (a FiLM-modulated 3x3 convolution
   per level in G, a 3x3 convolution per level in E), leave every other network as it is, and the
@@ -93,6 +95,7 @@ def test_generator_capacity_options_change_the_generator_alone(tiny_config):
         assert any(float(jnp.max(jnp.abs(g))) > 0 for g in leaves), (part, name)
 
 
+@pytest.mark.slow
 def test_resize_upsampling_changes_the_decoder_alone(tiny_config):
   """model.g_upsample='resize': every upsampling of G is a 3x3 resize-convolution (its parameters
   the 3x3 kernels), the encoder and every other network are unchanged, the output is an image and
@@ -111,11 +114,12 @@ def test_resize_upsampling_changes_the_decoder_alone(tiny_config):
     assert float(jnp.max(jnp.abs(grads["decoder"][k]["kernel"]))) > 0, k
 
 
-def test_recognizer_trunk_matches_phi_trunk():
+@pytest.mark.slow
+def test_recogniser_trunk_matches_phi_trunk():
   """R can start from Phi's trunk: the two trunks have the same parameter structure."""
   x = jnp.zeros((1, 32, 32, 1))
   phi = M.IdentityNet(num_subjects=3, embed_dim=8, width=4, max_width=8, num_down=2)
-  r = M.Recognizer(num_classes=7, embed_dim=8, width=4, max_width=8, num_down=2)
+  r = M.Recogniser(num_classes=7, embed_dim=8, width=4, max_width=8, num_down=2)
   pt = phi.init(jax.random.key(0), x)["params"]["trunk"]
   rt = r.init(jax.random.key(0), x)["params"]["trunk"]
   chex.assert_trees_all_equal_shapes(pt, rt)
@@ -133,11 +137,13 @@ def test_build_models_from_config(tiny_config):
   assert ms.latent_dim == tiny_config.model.latent_dim
 
 
+@pytest.mark.slow
 def test_bfloat16_compute_keeps_float32_parameters_and_outputs(tiny_config):
   """config.model.dtype='bfloat16': convolutions and dense layers run in bfloat16, while the
   parameters, the optimiser's updates and every network output stay float32, and a stage-1 step
   trains with finite values."""
-  from jfesgan import state as state_lib, steps  # pylint: disable=g-import-not-at-top
+  from jfesgan import state as state_lib  # pylint: disable=g-import-not-at-top
+  from jfesgan import steps
   cfg = tiny_config.copy_and_resolve_references()
   cfg.model.dtype = "bfloat16"
   # XLA:CPU emulates bf16 and compiles it slowly: the smallest networks that still have every
@@ -175,6 +181,7 @@ def test_unknown_dtype_is_named(tiny_config):
     build_models(cfg, 7, 6)
 
 
+@pytest.mark.slow
 def test_initialisers_compiled_for_speed_give_the_default_bits():
   """On CPU ``state._init`` compiles the initialisers at LLVM level 2 (several times faster than
   the default): every parameter is the same bits as the default compilation gives."""

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from jfesgan import checkpointing
+from jfesgan.run import checkpointing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The stages the two processes train: the GAN's (every cross-process reduction of a stage-1

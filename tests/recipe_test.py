@@ -12,11 +12,12 @@ import pytest
 
 from configs import default
 from jfesgan import augment as augment_lib
-from jfesgan import stages, state as state_lib, steps
+from jfesgan import stages, steps
+from jfesgan import state as state_lib
 from jfesgan.augment import Augment
 from jfesgan.data import pipeline
+from jfesgan.evaluation.restored import RestoredRecogniser
 from jfesgan.models import build_models
-from jfesgan.trained import Recogniser
 
 
 def _images(n=6, size=16, channels=1, seed=0):
@@ -28,6 +29,7 @@ def test_augment_off_is_the_identity():
   np.testing.assert_array_equal(Augment()(x, jax.random.key(1)), x)
 
 
+@pytest.mark.slow
 def test_warp_shift_and_rotation_are_exact():
   img = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (9, 9, 2)), jnp.float32)
   shifted = augment_lib._warp(img, jnp.float32(0), jnp.float32(1), jnp.array([2.0, -3.0]))
@@ -40,6 +42,7 @@ def test_warp_shift_and_rotation_are_exact():
   np.testing.assert_allclose(quarter, np.rot90(np.asarray(img), k=1, axes=(0, 1)), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_augmentation_stays_inside_the_image_and_varies_per_image():
   aug = Augment(rotate=15, scale=0.2, shift=0.15, contrast=0.4, brightness=0.3)
   x = _images(n=8)
@@ -62,6 +65,7 @@ def test_augment_config_errors_are_named():
     Augment.from_config(default.augment(rotate=-1.0))
 
 
+@pytest.mark.slow
 def test_recogniser_step_augments_images_but_not_labels(tiny_config):
   """The step trains on augmented images with the batch's own labels: its loss equals the loss
   of the same network on the augmented batch, computed by hand."""
@@ -71,11 +75,11 @@ def test_recogniser_step_augments_images_but_not_labels(tiny_config):
   batch = {"image": x, "label": jnp.arange(8) % 7}
   aug = Augment(rotate=20, shift=0.2)
   rng = jax.random.key(9)
-  _, m = steps.recognizer_step(state, batch, rng, model=models.r, augment=aug)
+  _, m = steps.recogniser_step(state, batch, rng, model=models.r, augment=aug)
   _, logits = models.r.apply({"params": state.params}, aug(x, rng))
   want = jnp.mean(-jax.nn.log_softmax(logits)[jnp.arange(8), batch["label"]])
   np.testing.assert_allclose(m["r/loss"], want, rtol=1e-5)
-  _, plain = steps.recognizer_step(state, batch, rng, model=models.r)
+  _, plain = steps.recogniser_step(state, batch, rng, model=models.r)
   assert abs(float(plain["r/loss"]) - float(want)) > 1e-4
 
 
@@ -83,6 +87,7 @@ def optax_norm(tree):
   return float(jnp.sqrt(sum(jnp.sum(a**2) for a in jax.tree.leaves(tree))))
 
 
+@pytest.mark.slow
 def test_real_only_intra_class_loss_is_a_centre_loss_on_real_features(tiny_config):
   """real.intra_weight (the control row): one step of CE + w * L_intra on the real features, the
   centres the batch's class means. Oracle written apart; with no synthetic images the centres as
@@ -90,7 +95,7 @@ def test_real_only_intra_class_loss_is_a_centre_loss_on_real_features(tiny_confi
   models = build_models(tiny_config, 7, 4)
   state = state_lib.create_r_state(models, tiny_config.real.optimizer, jax.random.key(0))
   x, y, w = _images(n=8, size=32), jnp.array([0, 0, 1, 1, 1, 2, 3, 3]), 0.5
-  step = jax.jit(functools.partial(steps.recognizer_step, model=models.r, intra_weight=w))
+  step = jax.jit(functools.partial(steps.recogniser_step, model=models.r, intra_weight=w))
   new, m = step(state, {"image": x, "label": y}, jax.random.key(3))
 
   def oracle(p, through_centres):
@@ -178,6 +183,7 @@ def _jit_fesgan_step(models, loss, update_g=True):
   return jax.jit(functools.partial(steps.fesgan_step, models=models, loss=loss, update_g=update_g))
 
 
+@pytest.mark.slow
 def test_ema_generator_is_the_one_that_samples(fesgan_setup):
   cfg, models, fes, batch = fesgan_setup
   loss = steps.FesganLoss.from_config(cfg.fesgan)
@@ -218,6 +224,7 @@ def test_fresh_states_hold_no_buffer_twice(fesgan_setup):
   jax.block_until_ready(step(jax.tree.map(jnp.copy, joint)))
 
 
+@pytest.mark.slow
 def test_ema_decay_zero_is_the_generator_itself(fesgan_setup):
   cfg, models, fes, batch = fesgan_setup
   loss = steps.FesganLoss.from_config(_with(cfg.fesgan, ema_decay=0.0))
@@ -232,6 +239,7 @@ def _with(section, **fields):
   return out
 
 
+@pytest.mark.slow
 def test_recogniser_starts_from_a_pretrained_run(tiny_config, fesgan_setup, tmp_path):
   """``real.init_from``: R's trunk and the head rows of the classes both runs know come from a
   finished real-only run on other data; other rows keep their fresh values; the joint R (tied
@@ -243,8 +251,8 @@ def test_recogniser_starts_from_a_pretrained_run(tiny_config, fesgan_setup, tmp_
   src_cfg.stages = ("real",)
   source = str(tmp_path / "pretrain")
   train.train_and_evaluate(src_cfg, source)
-  src_params = jax.device_get(Recogniser.load(source, "real").params)
-  src_names = Recogniser.load(source, "real").class_names
+  src_params = jax.device_get(RestoredRecogniser.load(source, "real").params)
+  src_names = RestoredRecogniser.load(source, "real").class_names
 
   cfg, models, fes, _ = fesgan_setup
   # This database: the source's classes reversed, one spelled differently, one it does not know.
@@ -294,8 +302,8 @@ def test_recogniser_starts_from_a_pretrained_run(tiny_config, fesgan_setup, tmp_
   run_cfg.real.init_from = source
   run = str(tmp_path / "run")
   train.train_and_evaluate(run_cfg, run)
-  first = jax.device_get(Recogniser.load(run, "real").params)
+  first = jax.device_get(RestoredRecogniser.load(run, "real").params)
   assert not np.allclose(first["trunk"]["Dense_0"]["kernel"],
                          src_params["trunk"]["Dense_0"]["kernel"])  # trained on from the source
   train.train_and_evaluate(run_cfg, run)
-  chex.assert_trees_all_equal(jax.device_get(Recogniser.load(run, "real").params), first)
+  chex.assert_trees_all_equal(jax.device_get(RestoredRecogniser.load(run, "real").params), first)

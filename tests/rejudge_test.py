@@ -4,7 +4,10 @@ judged run in train_test)."""
 import numpy as np
 import pytest
 
-from jfesgan import compare, judge, rejudge, report
+from jfesgan.data import classes
+from jfesgan.evaluation import html_report as report
+from jfesgan.evaluation import judge
+from jfesgan.research import compare, rejudge
 
 
 def test_table_reads_each_generator_beside_the_real_faces():
@@ -30,7 +33,7 @@ def test_table_reads_each_generator_beside_the_real_faces():
     lambda d: rejudge.rejudge(d, d), report.build, lambda d: compare.read_single_run(d, "method")],
     ids=["rejudge", "report", "compare"])
 def test_a_run_without_a_summary_is_named(tmp_path, reader):
-  # Every reader of a finished run's summary.json goes through trained.read_summary.
+  # Every reader of a finished run's summary.json goes through workdir_lib.read_summary.
   (tmp_path / "config.json").write_text("{}")
   with pytest.raises(FileNotFoundError, match=f"{tmp_path}: no summary.json; not the workdir of a "
                      "finished"):
@@ -44,8 +47,8 @@ class _FakeJudge:
     self.class_names, self.probs, self.workdir = tuple(class_names), np.asarray(probs), workdir
 
   def class_map(self, class_names):
-    mine = {judge.canonical(n): i for i, n in enumerate(self.class_names)}
-    return np.array([mine.get(judge.canonical(n), -1) for n in class_names])
+    mine = {classes.canonical(n): i for i, n in enumerate(self.class_names)}
+    return np.array([mine.get(classes.canonical(n), -1) for n in class_names])
 
   def probabilities(self, images):
     return self.probs[:len(images)]

@@ -67,8 +67,9 @@ def test_every_shipped_config_loads_and_validates(name):
   up-front checks of every field."""
   import importlib  # pylint: disable=g-import-not-at-top
   import inspect  # pylint: disable=g-import-not-at-top
-  from jfesgan import train  # pylint: disable=g-import-not-at-top
+
+  from jfesgan import validate  # pylint: disable=g-import-not-at-top
   module = importlib.import_module(f"configs.{name}")
   takes_arg = bool(inspect.signature(module.get_config).parameters)
   config = module.get_config("/nonexistent/folder") if takes_arg else module.get_config()
-  train._validate(config, stages.select(config))  # pylint: disable=protected-access
+  validate.validate(config, stages.select(config))

@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jfesgan import losses, parallel, state as state_lib, steps
+from jfesgan import losses, parallel, steps
+from jfesgan import state as state_lib
 from jfesgan.models import build_models
 
 K, SUBJECTS, N = 7, 6, 8
@@ -37,6 +38,7 @@ def norms(grads):
   return out
 
 
+@pytest.mark.slow
 def test_generator_terms_reach_the_right_networks(setup):
   _, models, _, batch, params = setup
   rng = jax.random.key(5)
@@ -54,6 +56,7 @@ def test_generator_terms_reach_the_right_networks(setup):
       assert n["dimg"] == 0 and n["dz"] == 0, (name, n)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("gan", steps.GAN_LOSSES)
 def test_discriminator_losses_never_reach_the_generator(setup, gan):
   loss, models, _, batch, params = setup
@@ -68,6 +71,7 @@ def test_discriminator_losses_never_reach_the_generator(setup, gan):
     assert n[name] > 0 and n["dz" if name == "dimg" else "dimg"] == 0, (name, n)
 
 
+@pytest.mark.slow
 def test_latent_discriminator_labels_prior_real_codes_fake(setup):
   """D_z is pushed up on prior samples and down on encoder codes (not the other way round)."""
   loss, models, states, batch, params = setup
@@ -86,6 +90,7 @@ def test_latent_discriminator_labels_prior_real_codes_fake(setup):
   assert after > before
 
 
+@pytest.mark.slow
 def test_gradient_penalty_second_order_is_real():
   """For a linear critic D(x) = <w, x>, ||grad_x D|| = ||w||, so GP = (||w|| - 1)^2 and
   d GP / dw = 2 (||w|| - 1) w / ||w||: only a real second-order gradient gets this right."""
@@ -113,6 +118,7 @@ def test_r1_penalty_second_order_is_real():
                               rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_r1_option_is_non_saturating_plus_r1_and_reaches_the_generator(setup):
   """fesgan.gan_loss='r1': D_img's loss is softplus(-D(real)) + softplus(D(fake)) + r1 * R1; the
   generator's adversarial term softplus(-D(fake)) trains the encoder and decoder (through D_img,
@@ -137,6 +143,7 @@ def _changed(a, b):
   return any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
+@pytest.mark.slow
 def test_each_step_updates_only_its_players(setup):
   loss, models, states, batch, _ = setup
   rng = jax.random.key(8)
@@ -154,6 +161,7 @@ def test_each_step_updates_only_its_players(setup):
   assert {f"g/{t}" for t in steps.GENERATOR_TERMS} <= set(g_metrics)
 
 
+@pytest.mark.slow
 def test_phi_step_learns_subjects_and_ignores_expressions(setup):
   """Stage 0 trains Phi (trunk and subject directions) on subject ids; expression labels play no
   part: relabelling the expressions changes nothing, relabelling the subjects does."""
@@ -171,6 +179,7 @@ def test_phi_step_learns_subjects_and_ignores_expressions(setup):
   assert _changed(resubjected.params, new.params)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("update_g", [True, False])
 def test_sharded_step_equals_single_device(setup, tiny_config, update_g):
   loss, models, _, batch, _ = setup
@@ -212,6 +221,7 @@ def test_batch_must_split_over_devices():
     parallel.check_batch_size(6, mesh)
 
 
+@pytest.mark.slow
 def test_dimg_augment_is_differentiable_and_reaches_the_same_networks(setup):
   """With fesgan.dimg_augment (DiffAugment), D_img sees warped images in both players' losses:
   the losses change, the generator's D_img terms still reach the generator through the warp,
@@ -224,8 +234,8 @@ def test_dimg_augment_is_differentiable_and_reaches_the_same_networks(setup):
   assert seen.shape == batch["image"].shape and not np.allclose(seen, batch["image"])
   np.testing.assert_array_equal(loss.dimg_view(batch["image"], rng), batch["image"])
   # Jitted (eager dispatch compiles every operation apart: 105 s for this test).
-  terms = lambda p, l: steps.generator_terms(p, batch, rng, models=models, loss=l)[0]
-  d = lambda p, l: steps.discriminator_losses(p, batch, rng, models=models, loss=l)[0]["dimg"]
+  terms = lambda p, lo: steps.generator_terms(p, batch, rng, models=models, loss=lo)[0]
+  d = lambda p, lo: steps.discriminator_losses(p, batch, rng, models=models, loss=lo)[0]["dimg"]
   values = jax.jit(lambda p: {"on": {**terms(p, on), "d": d(p, on)},
                               "off": {**terms(p, loss), "d": d(p, loss)}})(params)
   grads = jax.jit(lambda p: {k: jax.grad(lambda q: terms(q, on)[k])(p) for k in ("adv", "expr")}
@@ -238,3 +248,65 @@ def test_dimg_augment_is_differentiable_and_reaches_the_same_networks(setup):
   assert float(values["on"]["d"]) != pytest.approx(float(values["off"]["d"]))
   n = norms(grads["d"])
   assert n["dimg"] > 0 and n["encoder"] == 0 and n["decoder"] == 0, n
+
+
+@pytest.fixture(scope="module")
+def edit_setup(tiny_config):
+  """The setup with a generator that edits its input through a mask (model.g_edit)."""
+  cfg = tiny_config.copy_and_resolve_references()
+  cfg.model.g_edit = True
+  models = build_models(cfg, K, SUBJECTS)
+  rng = jax.random.key(0)
+  phi = state_lib.create_phi_state(models, cfg.phi.optimizer, jax.random.fold_in(rng, 1))
+  states = state_lib.create_fesgan_states(models, cfg.fesgan.optimizer, jax.random.fold_in(rng, 2),
+                                          phi)
+  x = jax.random.uniform(jax.random.fold_in(rng, 3), (N, 32, 32, 1), minval=-1, maxval=1)
+  batch = {"image": x, "label": jnp.arange(N) % K, "subject": jnp.arange(N) % SUBJECTS}
+  params = {"g": states.g.params, "dimg": states.dimg.params, "dz": states.dz.params,
+            "phi": states.phi.params}
+  return steps.FesganLoss.from_config(cfg.fesgan), models, states, batch, params
+
+
+@pytest.mark.slow
+def test_an_editing_generator_blends_translations_and_draws_new_identities_whole(edit_setup):
+  loss, models, _, batch, params = edit_setup
+  x, y = batch["image"], batch["label"]
+  rng = jax.random.key(9)
+  syn = steps.synthesise(params["g"], x, y, rng, models=models)
+  apply = lambda *a, **k: models.g.apply({"params": params["g"]}, *a, **k)
+  z = apply(x, method="encode")
+  drawing, mask = apply(z, jax.nn.one_hot(syn["c_t"], K), method="draw")
+  chex.assert_shape(mask, (N, 32, 32, 1))
+  assert float(mask.min()) >= 0 and float(mask.max()) <= 1
+  # x_t is the drawing edited into x through the mask; x_rec and x_p are full drawings.
+  chex.assert_trees_all_close(syn["x_t"], mask * drawing + (1 - mask) * x, atol=1e-5)
+  chex.assert_trees_all_close(syn["mask_t"], mask, atol=1e-6)
+  chex.assert_trees_all_close(syn["x_rec"], apply(z, jax.nn.one_hot(y, K), method="decode"),
+                              atol=1e-5)
+  chex.assert_trees_all_close(
+      syn["x_p"], apply(syn["z_p"], jax.nn.one_hot(syn["c_p"], K), method="decode"), atol=1e-5)
+  # The module's own translation is the same blend.
+  chex.assert_trees_all_close(apply(x, jax.nn.one_hot(syn["c_t"], K)), syn["x_t"], atol=1e-5)
+  # Where the mask is 0 the translation is the input, whatever the drawing.
+  chex.assert_trees_all_close(steps.blend(x, drawing, jnp.zeros_like(mask)), x)
+
+
+@pytest.mark.slow
+def test_an_editing_generators_terms_reach_the_right_networks(edit_setup):
+  loss, models, _, batch, params = edit_setup
+  rng = jax.random.key(5)
+  terms, _ = steps.generator_terms(params, batch, rng, models=models, loss=loss)
+  assert set(terms) == set(steps.GENERATOR_TERMS) | set(steps.EDIT_TERMS)
+  for name in ("mask", "adv", "expr", "identity", "rec"):
+    grads = jax.grad(lambda p: steps.generator_terms(p, batch, rng, models=models,
+                                                     loss=loss)[0][name])(params)
+    chex.assert_tree_all_finite(grads)
+    n = norms(grads)
+    assert n["encoder"] > 0 and n["decoder"] > 0, (name, n)
+    if name in ("mask", "rec", "identity"):
+      assert n["dimg"] == 0 and n["dz"] == 0, (name, n)
+  # The weighted total holds the mask term at its weight.
+  total = loss.generator_total(terms)
+  want = sum(loss.generator_weight(k) * v for k, v in terms.items())
+  chex.assert_trees_all_close(total, want)
+  assert loss.generator_weight("mask") == loss.mask

@@ -1,7 +1,11 @@
 """The tools on a tiny run made here: predict, evaluate on another database, export, synthesize."""
 
 import csv
+import json
+import logging
 import os
+import re
+import shutil
 import subprocess
 import sys
 
@@ -9,13 +13,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jfesgan import evaluate as evaluate_lib
-from jfesgan import export as export_lib
-from jfesgan import predict as predict_lib
-from jfesgan import synthesize
 from jfesgan.data import faces, pipeline
 from jfesgan.data.pipeline import to_float
-from jfesgan.trained import Recogniser, TrainedGenerator
+from jfesgan.evaluation.restored import RestoredGenerator, RestoredRecogniser
+from jfesgan.run import workdir as workdir_lib
+from jfesgan.tools import evaluate as evaluate_lib
+from jfesgan.tools import export as export_lib
+from jfesgan.tools import predict as predict_lib
+from jfesgan.tools import synthesize
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -37,7 +42,7 @@ def run(tiny_run, tmp_path_factory):
 
 def test_predict_writes_probabilities_and_labels(run):
   cfg, workdir, test, paths, tmp = run
-  rec = Recogniser.load(workdir)
+  rec = RestoredRecogniser.load(workdir)
   assert rec.stage == "joint"
   probs, rate = predict_lib.predict(rec, predict_lib.image_paths([os.path.dirname(paths[0])]))
   assert probs.shape == (5, 7) and rate > 0
@@ -50,12 +55,12 @@ def test_predict_writes_probabilities_and_labels(run):
   with open(out) as f:
     rows = list(csv.reader(f))
   assert rows[0][:2] == ["path", "label"] and len(rows) == 6 and rows[1][1] in rec.class_names
-  assert Recogniser.load(workdir, "real").stage == "real"
+  assert RestoredRecogniser.load(workdir, "real").stage == "real"
 
 
 def test_predict_and_load_errors_name_the_input(run, tmp_path):
   _, workdir, _, _, _ = run
-  rec = Recogniser.load(workdir)
+  rec = RestoredRecogniser.load(workdir)
   notes = tmp_path / "notes.png"
   notes.write_text("not an image")
   with pytest.raises(faces.BadInputError, match="notes.png: unreadable or corrupt image"):
@@ -63,14 +68,57 @@ def test_predict_and_load_errors_name_the_input(run, tmp_path):
   with pytest.raises(faces.BadInputError, match="nowhere.png: no such file"):
     predict_lib.image_paths([str(tmp_path / "nowhere.png")])
   with pytest.raises(FileNotFoundError, match="not the workdir of a finished jfesgan run"):
-    Recogniser.load(str(tmp_path))
+    RestoredRecogniser.load(str(tmp_path))
   with pytest.raises(ValueError, match="stage 'fesgan' has no recogniser"):
-    Recogniser.load(workdir, "fesgan")
+    RestoredRecogniser.load(workdir, "fesgan")
 
 
+def test_a_damaged_run_is_named_by_its_file(run, tmp_path):
+  """Every reader of a finished run names the file that is wrong and what is wrong with it: a
+  truncated config.json, a garbage summary.json, and a config.json whose network no longer fits
+  the checkpoint (an edited image size) are each one error naming the file, not a parser's or
+  Flax's traceback."""
+  _, workdir, _, _, _ = run
+  copy = str(tmp_path / "run")
+  shutil.copytree(workdir, copy)
+  config_path, summary_path = os.path.join(copy, "config.json"), os.path.join(copy, "summary.json")
+  config_text = open(config_path).read()
+  open(config_path, "w").write(config_text[:len(config_text) // 2])
+  with pytest.raises(ValueError, match=re.escape(config_path) + ": not a valid JSON file"):
+    RestoredRecogniser.load(copy)
+  with pytest.raises(ValueError, match=re.escape(config_path) + ": not a valid JSON file"):
+    RestoredGenerator.load(copy)
+  edited = json.loads(config_text)
+  edited["data"]["image_size"] = 2 * edited["data"]["image_size"]
+  json.dump(edited, open(config_path, "w"))
+  for load in (RestoredRecogniser.load, RestoredGenerator.load):
+    with pytest.raises(ValueError, match="does not fit the network that " + re.escape(config_path)):
+      load(copy)
+  open(config_path, "w").write(config_text)
+  open(summary_path, "wb").write(b"\x00garbage")
+  with pytest.raises(ValueError, match=re.escape(summary_path) + ": not a valid JSON file"):
+    RestoredRecogniser.load(copy)
+  with pytest.raises(ValueError, match=re.escape(summary_path)):
+    workdir_lib.read_summary(copy)
+
+
+def test_a_run_about_to_rewrite_an_unreadable_summary_says_so(tmp_path, caplog):
+  path = tmp_path / "summary.json"
+  path.write_text('{"cut')
+  with caplog.at_level(logging.WARNING):
+    workdir_lib.warn_if_unreadable(str(path))
+  assert f"{path}: not a valid JSON file" in caplog.text and "writes it anew" in caplog.text
+  caplog.clear()
+  path.write_text("{}")
+  workdir_lib.warn_if_unreadable(str(path))
+  workdir_lib.warn_if_unreadable(str(tmp_path / "absent.json"))
+  assert not caplog.text
+
+
+@pytest.mark.slow
 def test_predict_command_line(run, tmp_path):
   _, workdir, _, paths, _ = run
-  out = subprocess.run([sys.executable, "-m", "jfesgan.predict", "--workdir", workdir,
+  out = subprocess.run([sys.executable, "-m", "jfesgan.tools.predict", "--workdir", workdir,
                         "--out", str(tmp_path / "p.csv"), *paths[:2]], cwd=ROOT,
                        capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-2000:]
@@ -83,7 +131,7 @@ def test_evaluate_on_another_database_maps_and_reports_classes(run, tmp_path):
   other.data_seed = 5  # other faces: another "database"
   other.data_dir = str(tmp_path / "tfds")
   data = evaluate_lib.test_data(other)
-  rec = Recogniser.load(workdir, "real")
+  rec = RestoredRecogniser.load(workdir, "real")
   scores = evaluate_lib.evaluate(rec, data)
   assert scores["scored_images"] == scores["images"] == len(data)
   assert 0 <= scores["accuracy"] <= 1 and set(scores["per_class_accuracy"]) == set(rec.class_names)
@@ -104,7 +152,7 @@ def test_evaluate_on_another_database_maps_and_reports_classes(run, tmp_path):
 
 def test_export_equals_the_original_at_any_batch(run, tmp_path):
   _, workdir, test, _, _ = run
-  rec = Recogniser.load(workdir)
+  rec = RestoredRecogniser.load(workdir)
   meta = export_lib.export_recogniser(rec, str(tmp_path / "exp"))
   assert meta["class_names"] == list(rec.class_names)
   assert os.path.isfile(tmp_path / "exp" / "serve.py")
@@ -115,9 +163,10 @@ def test_export_equals_the_original_at_any_batch(run, tmp_path):
     np.testing.assert_allclose(predict(x), rec.probabilities(x), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_synthesize_sheets_interpolations_and_errors(run, tmp_path):
   _, workdir, test, paths, _ = run
-  gen = TrainedGenerator.load(workdir)
+  gen = RestoredGenerator.load(workdir)
   assert gen.stage == "joint"
   x = to_float(predict_lib.load_faces(paths[:2], gen.crop))
   ids = synthesize.expression_ids(gen, "happiness,surprise")
@@ -141,11 +190,12 @@ def test_synthesize_sheets_interpolations_and_errors(run, tmp_path):
     synthesize.expression_ids(gen, "joy")
   with pytest.raises(ValueError, match="needs two --images"):
     synthesize.interpolate(gen, x[:1], "identity", 4)
-  assert TrainedGenerator.load(workdir, "fesgan").stage == "fesgan"
+  assert RestoredGenerator.load(workdir, "fesgan").stage == "fesgan"
 
 
+@pytest.mark.slow
 def test_cross_database_protocol_trains_on_one_and_tests_on_another(tiny_config, tmp_path):
-  from jfesgan import crossval
+  from jfesgan.research import crossval
   cfg = tiny_config.copy_and_resolve_references()
   cfg.data.data_dir = str(tmp_path / "tfds")
   cfg.stages = ("real",)

@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 
 from configs import default  # noqa: E402
 from jfesgan import state as state_lib  # noqa: E402
-from jfesgan import torch_reference  # noqa: E402
+from jfesgan.bench import torch_reference  # noqa: E402
 from jfesgan.models import build_models  # noqa: E402
 
 

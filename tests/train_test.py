@@ -10,8 +10,13 @@ import jax
 import numpy as np
 import pytest
 
-from jfesgan import checkpointing, parallel, rejudge, stages, state as state_lib, train
+from jfesgan import parallel, stages, train
+from jfesgan import state as state_lib
+from jfesgan.evaluation.summary import format_summary
 from jfesgan.models import build_models
+from jfesgan.research import rejudge
+from jfesgan.run import checkpointing
+from jfesgan.run import workdir as workdir_lib
 
 
 def _config(tiny_config, data_dir, **fields):
@@ -80,7 +85,7 @@ def test_train_and_evaluate_resume_and_start_from(tiny_config, tmp_path):
   for name in stages.NAMES:
     assert _stage_steps(base, name) == [1, 2], name
     assert name in summary["wall_seconds"]
-  report = train.format_report(summary)
+  report = format_summary(summary)
   assert summary["paths"]["samples"] in report and "joint R" in report
 
   # The later stages' checkpoints were trained on the 2-step stage 1: resuming them under a
@@ -139,12 +144,20 @@ def test_train_and_evaluate_resume_and_start_from(tiny_config, tmp_path):
   plan = stages.select(row_cfg)
   other = row_cfg.copy_and_resolve_references()
   other.fesgan.adv_weight = 0.5
-  taken, why = train.start_from_stages(other, plan, str(tmp_path / "other"), base)
+  taken, why = workdir_lib.start_from_stages(other, plan, str(tmp_path / "other"), base)
   assert taken == ("phi",) and "fesgan.adv_weight" in why["fesgan"]
   assert "joint.intra_mode" in why["joint"]  # the base's own joint stage is another variant
-  assert "checkpoint of its own" in train.start_from_stages(row_cfg, plan, row, base)[1]["joint"]
+  assert "checkpoint of its own" in workdir_lib.start_from_stages(row_cfg, plan, row, base)[1]["joint"]
+  # A source none of whose stages fits (another model.width) is refused, naming the field, since
+  # the run would otherwise ignore --start_from; --accept_config_changes trains them here.
+  wider = row_cfg.copy_and_resolve_references()
+  wider.model.width = 2 * row_cfg.model.width
+  with pytest.raises(ValueError, match=r"no stage can start from there.*model\.width"):
+    workdir_lib.start_from_stages(wider, plan, str(tmp_path / "wider"), base)
+  taken, why = workdir_lib.start_from_stages(wider, plan, str(tmp_path / "wider"), base, accept=True)
+  assert taken == () and "model.width" in why["phi"]
   shutil.rmtree(os.path.join(base, "checkpoints", "fesgan", "4"))
-  taken, why = train.start_from_stages(row_cfg, plan, str(tmp_path / "late"), base)
+  taken, why = workdir_lib.start_from_stages(row_cfg, plan, str(tmp_path / "late"), base)
   assert taken == ("phi",) and why["fesgan"] == "not finished there (step 3 of 4)"
 
 
@@ -162,6 +175,7 @@ def test_bad_stages_are_named(tiny_config, tmp_path):
     train.train_and_evaluate(cfg, str(tmp_path / "run"))
 
 
+@pytest.mark.slow
 def test_checkpoint_restore_roundtrip(tiny_config, tmp_path):
   models = build_models(tiny_config, 7, 4)
   mesh = parallel.make_mesh()
@@ -179,11 +193,12 @@ def test_checkpoint_restore_roundtrip(tiny_config, tmp_path):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+@pytest.mark.slow
 def test_fused_loop_equals_step_loop(tiny_config, tmp_path):
   """Steps run K at a time (lax.scan over the device-resident dataset, in chunks cut at log and
   checkpoint steps) give the states and logs of one step per call."""
-  from jfesgan import metrics as metrics_lib
   from jfesgan.data import pipeline
+  from jfesgan.run import metrics as metrics_lib
   cfg = _config(tiny_config, tmp_path / "tfds", phi__steps=7)
   cfg.log_every, cfg.checkpoint_every = 3, 4  # chunks of 3, 1, 2 and 1 steps with K = 4
   train_data, _ = pipeline.train_test(cfg.data)

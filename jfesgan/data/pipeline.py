@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
-from jfesgan.data import procedural, splits
-
+from jfesgan.data import classes, procedural, splits
 
 # truth(subject, label, extras) -> float32 images in [0, 1]: the clean rendering of each person
 # with expression ``label``, in the pose and framing recorded in ``extras`` (the rows' extras).
@@ -53,7 +52,7 @@ class ArrayDataset:
   def num_classes(self) -> int:
     return len(self.class_names)
 
-  def take(self, index: np.ndarray) -> "ArrayDataset":
+  def take(self, index: np.ndarray) -> ArrayDataset:
     """The rows at ``index`` (ints or a boolean mask)."""
     return ArrayDataset(self.image[index], self.label[index], self.subject[index],
                         self.class_names, {k: v[index] for k, v in self.extras.items()},
@@ -181,6 +180,21 @@ def train_test(data_cfg) -> tuple[ArrayDataset, ArrayDataset]:
   return parts["train"], parts[split]
 
 
+def train_test_across_hosts(data_cfg) -> tuple[ArrayDataset, ArrayDataset]:
+  """:func:`train_test` in every process of a run; with several processes, process 0 prepares
+  the dataset (TFDS writes it once) while the others wait, then they read it."""
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.process_count() == 1:
+    return train_test(data_cfg)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  if jax.process_index() == 0:
+    data = train_test(data_cfg)
+    multihost_utils.sync_global_devices("jfesgan: dataset prepared")
+    return data
+  multihost_utils.sync_global_devices("jfesgan: dataset prepared")
+  return train_test(data_cfg)
+
+
 def cross_database_test(other_cfg, class_names: tuple[str, ...],
                         shape: tuple[int, int]) -> ArrayDataset:
   """Another database's test images (its official test split, or all of it) as a test set of
@@ -188,12 +202,10 @@ def cross_database_test(other_cfg, class_names: tuple[str, ...],
   resized and converted to this run's (size, channels).  Images of a class this run does not
   have are left out, and said so in the log with their counts."""
   from absl import logging  # pylint: disable=g-import-not-at-top
-  from jfesgan.judge import canonical  # pylint: disable=g-import-not-at-top
   from PIL import Image  # pylint: disable=g-import-not-at-top
   data = (load_splits(other_cfg)[other_cfg.test_split]
           if other_cfg.get("protocol", "folds") == "official" else load(other_cfg))
-  ours = {canonical(n): i for i, n in enumerate(class_names)}
-  cmap = np.array([ours.get(canonical(n), -1) for n in data.class_names])
+  cmap = classes.class_map(class_names, data.class_names)
   left_out = {n: int(np.sum(data.label == k)) for k, n in enumerate(data.class_names)
               if cmap[k] < 0}
   if left_out:
@@ -288,3 +300,22 @@ def gather_batch(arrays, index, flip):
   img = jnp.asarray(_FLOAT_OF_UINT8)[arrays["image"][index].astype(jnp.int32)]
   img = jnp.where(flip[:, None, None, None], img[:, :, ::-1], img)
   return dict(image=img, label=arrays["label"][index], subject=arrays["subject"][index])
+
+
+def check_config(data_cfg, need) -> None:
+  """Checks the ``data`` section's fields that need no data for :func:`jfesgan.validate.validate`:
+  ``need(ok, field, value, rule)`` records a problem."""
+  need(data_cfg.channels in (1, 3), "data.channels", data_cfg.channels, "must be 1 or 3")
+  need(data_cfg.get("heldout", "test") in HELDOUT, "data.heldout", data_cfg.get("heldout"),
+       f"must be one of {HELDOUT}")
+  protocol = data_cfg.get("protocol", "folds")
+  need(protocol in PROTOCOLS, "data.protocol", protocol, f"must be one of {PROTOCOLS}")
+  if protocol == "folds":
+    folds = data_cfg.num_folds
+    need(folds >= 2, "data.num_folds", folds, "must be >= 2 (one fold is held out)")
+    need(0 <= data_cfg.test_fold < max(folds, 1), "data.test_fold", data_cfg.test_fold,
+         f"must be in [0, data.num_folds={folds})")
+    if data_cfg.name == "procedural_faces":  # its subjects are known before it is rendered
+      need(data_cfg.num_identities >= max(folds, 2), "data.num_identities",
+           data_cfg.num_identities, f"must be >= data.num_folds={folds}: every fold holds whole "
+           "identities")

@@ -168,7 +168,7 @@ def _render_aus(spec: FaceSpec, idp: dict[str, np.ndarray], aus: np.ndarray,
   yn = (y - cy) / ry
   rx_y = rx * (1 - p["taper"] * np.clip(yn, 0, 1)**2)
   ry_y = np.where(y > cy, ry + jaw, ry)
-  face_d = 1 - np.sqrt(((x / rx_y)**2 + ((y - cy) / ry_y)**2))
+  face_d = 1 - np.sqrt((x / rx_y)**2 + ((y - cy) / ry_y)**2)
   face = _sig(face_d * rx, e)
   hair_back = _sig(1 - np.sqrt((x / (rx * p["hair_rx"]))**2 + ((y - cy + 0.06) / (ry * p["hair_ry"]))**2),
                    e / ry) * _sig(cy + 0.1 * ry - y, e)
@@ -224,8 +224,8 @@ def _render_aus(spec: FaceSpec, idp: dict[str, np.ndarray], aus: np.ndarray,
   fy = ey - erx * p["eye_ry"] * p["brow_h"] - 0.22 * ry
   for k in range(3):
     line = _sig(0.008 - np.abs(y - fy + k * 0.07 * ry - 0.02 * x**2 + 0.1 * a["brow_raise"] * 0), e)
-    lay(0.5 * np.clip(a["brow_raise"] - 0.2, 0, 1) * line * _sig(0.55 * rx - np.abs(x), e) * face * (1 - fringe),
-        skin_c * 0.6)
+    lay(0.5 * np.clip(a["brow_raise"] - 0.2, 0, 1) * line * _sig(0.55 * rx - np.abs(x), e) * face
+        * (1 - fringe), skin_c * 0.6)
   for s in (-1.0, 1.0):
     gl = _sig(0.008 - np.abs(x - s * 0.045), e) * _sig(0.07 * ry - np.abs(y - ey + 0.12 * ry), e)
     lay(0.7 * np.clip(-a["brow_inner"] - 0.2, 0, 1) * gl * face, skin_c * 0.6)

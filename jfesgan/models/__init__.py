@@ -6,15 +6,16 @@ import dataclasses
 
 import jax.numpy as jnp
 
+from jfesgan.models.common import check_resolution
 from jfesgan.models.discriminators import ImageDiscriminator, LatentDiscriminator
 from jfesgan.models.generator import Decoder, Encoder, Generator
 from jfesgan.models.identity import IdentityNet
 from jfesgan.models.layers import UPSAMPLERS, Conv, ConvTranspose2x, ResizeConv2x
-from jfesgan.models.recognizer import Recognizer
+from jfesgan.models.recogniser import Recogniser
 from jfesgan.models.trunk import ConvTrunk
 
 __all__ = ["UPSAMPLERS", "Conv", "ConvTranspose2x", "ConvTrunk", "Decoder", "Encoder", "Generator",
-           "IdentityNet", "ImageDiscriminator", "LatentDiscriminator", "Models", "Recognizer",
+           "IdentityNet", "ImageDiscriminator", "LatentDiscriminator", "Models", "Recogniser",
            "ResizeConv2x", "build_models"]
 
 
@@ -26,7 +27,7 @@ class Models:
   dimg: ImageDiscriminator
   dz: LatentDiscriminator
   phi: IdentityNet
-  r: Recognizer
+  r: Recogniser
   image_size: int
   channels: int
   num_classes: int
@@ -53,10 +54,29 @@ def build_models(config, num_classes: int, num_subjects: int) -> Models:
   return Models(
       g=Generator(image_size=d.image_size, channels=d.channels, latent_dim=m.latent_dim,
                   **{**common, "width": int(m.get("g_width", 0)) or m.width},
-                  depth=int(m.get("g_depth", 0)), upsample=m.get("g_upsample", "transpose")),
+                  depth=int(m.get("g_depth", 0)), upsample=m.get("g_upsample", "transpose"),
+                  edit=bool(m.get("g_edit", False))),
       dimg=ImageDiscriminator(num_classes=num_classes, **common),
       dz=LatentDiscriminator(hidden=tuple(m.dz_hidden), dtype=dtype),
       phi=IdentityNet(num_subjects=num_subjects, embed_dim=m.embed_dim, **common),
-      r=Recognizer(num_classes=num_classes, embed_dim=m.embed_dim, **common),
+      r=Recogniser(num_classes=num_classes, embed_dim=m.embed_dim, **common),
       image_size=d.image_size, channels=d.channels, num_classes=num_classes,
       latent_dim=m.latent_dim)
+
+
+def check_config(config, need) -> list[str]:
+  """Checks the ``model`` section (and the image size it must divide) for
+  :func:`jfesgan.validate.validate`: ``need(ok, field, value, rule)`` records a problem; returns
+  the problems that are not of that form (the resolution's)."""
+  m = config.model
+  need(m.get("dtype", "float32") in COMPUTE_DTYPES, "model.dtype", m.get("dtype"),
+       f"must be one of {tuple(COMPUTE_DTYPES)}")
+  need(m.g_width >= 0, "model.g_width", m.g_width, "must be >= 0 (0: model.width)")
+  need(m.g_depth >= 0, "model.g_depth", m.g_depth, "must be >= 0")
+  need(m.g_upsample in UPSAMPLERS, "model.g_upsample", m.g_upsample,
+       f"must be one of {tuple(UPSAMPLERS)}")
+  try:
+    check_resolution(config.data.image_size, m.num_down)
+  except ValueError as e:
+    return [str(e)]
+  return []

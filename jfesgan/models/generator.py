@@ -5,6 +5,13 @@ DCGAN-shaped: ``num_down`` stride-2 levels at R/2, ..., R/2**num_down with width
 layers, where a convolution costs the most and adds the least.  ``depth`` adds that many 3x3
 stride-1 convolutions at every level of both (``model.g_depth``; 0, the default, is the plain
 DCGAN shape, parameter for parameter).
+
+``edit`` (``model.g_edit``; off by default, the paper's shape) lets a *translation* edit its input
+instead of re-drawing it: the decoder also draws a mask m in [0, 1], and
+x_t = m * G(E(x), c) + (1 - m) * x, so that what the expression does not touch (hair, background,
+the shape of the face) is the input's own.  New identities have no input to edit: they are the
+decoder's full drawing G(z_p, c), as without ``edit``, and the reconstruction loss trains that
+full drawing (:func:`jfesgan.steps.synthesise`).
 """
 
 from __future__ import annotations
@@ -59,6 +66,8 @@ class Decoder(nn.Module):
   max_width: int = 256
   num_down: int = 3
   depth: int = 0  # 3x3 stride-1 convolutions (each FiLM-modulated) at every level below R
+  # Also draw an edit mask (one more output channel, a logit): see the module's docstring.
+  edit: bool = False
   # Each 2x upsampling: "transpose" (a 4x4 stride-2 transposed convolution) or "resize" (nearest
   # neighbour and a 3x3 convolution: no checkerboard; the same cost).
   upsample: str = "transpose"
@@ -68,7 +77,8 @@ class Decoder(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, z: jax.Array, c: jax.Array) -> jax.Array:
+  def __call__(self, z: jax.Array, c: jax.Array) -> tuple[jax.Array, jax.Array | None]:
+    """(image (N, R, R, channels) in [-1, 1], edit mask (N, R, R, 1) in [0, 1] or None)."""
     s = check_resolution(self.image_size, self.num_down)
     if self.upsample not in UPSAMPLERS:
       raise ValueError(f"model.g_upsample={self.upsample!r} must be one of {tuple(UPSAMPLERS)}")
@@ -94,7 +104,11 @@ class Decoder(nn.Module):
     h = deeper(film(h.reshape(-1, s, s, widths[0]), 0), 0)
     for i, w in enumerate(widths[1:], start=1):
       h = deeper(film(up(w, use_bias=False, impl=self.impl)(h), i), i)
-    return jnp.tanh(up(self.channels, impl=self.impl)(h)).astype(jnp.float32)
+    out = up(self.channels + int(self.edit), impl=self.impl)(h)
+    image = jnp.tanh(out[..., :self.channels]).astype(jnp.float32)
+    if not self.edit:
+      return image, None
+    return image, jax.nn.sigmoid(out[..., self.channels:]).astype(jnp.float32)
 
 
 class Generator(nn.Module):
@@ -108,6 +122,7 @@ class Generator(nn.Module):
   num_down: int = 3
   depth: int = 0
   upsample: str = "transpose"  # the decoder's (Decoder.upsample)
+  edit: bool = False  # translations edit their input through a mask (Decoder.edit)
   impl: str = "auto"
   dtype: Any = jnp.float32
 
@@ -116,16 +131,27 @@ class Generator(nn.Module):
                   depth=self.depth, impl=self.impl, dtype=self.dtype)
     self.encoder = Encoder(latent_dim=self.latent_dim, **widths)
     self.decoder = Decoder(image_size=self.image_size, channels=self.channels,
-                           upsample=self.upsample, **widths)
+                           upsample=self.upsample, edit=self.edit, **widths)
 
   def encode(self, x: jax.Array) -> jax.Array:
     """Identity code E(x)."""
     return self.encoder(x)
 
   def decode(self, z: jax.Array, c: jax.Array) -> jax.Array:
-    """Image G(z, c)."""
+    """Image G(z, c): the decoder's full drawing (a new identity from a prior code)."""
+    return self.decoder(z, c)[0]
+
+  def draw(self, z: jax.Array, c: jax.Array) -> tuple[jax.Array, jax.Array | None]:
+    """(G(z, c), its edit mask or None without ``edit``)."""
     return self.decoder(z, c)
 
   def __call__(self, x: jax.Array, c: jax.Array) -> jax.Array:
-    """G(E(x), c): ``x`` re-drawn with expression ``c``."""
-    return self.decode(self.encode(x), c)
+    """``x`` with expression ``c``: G(E(x), c), or with ``edit`` that drawing blended into x."""
+    image, mask = self.draw(self.encode(x), c)
+    return blend(x, image, mask)
+
+
+def blend(x: jax.Array, image: jax.Array, mask: jax.Array | None) -> jax.Array:
+  """``mask * image + (1 - mask) * x``: a drawing edited into its input; the drawing itself where
+  there is no mask."""
+  return image if mask is None else mask * image + (1.0 - mask) * x

@@ -3,7 +3,7 @@
 XLA:CPU runs plain stride-1 and strided forward convolutions fast, but differentiates a strided
 convolution in its input, and a transposed one in anything, as convolutions over zero-dilated
 inputs or with large windows, its slowest kinds.  Measured on 2 CPU cores (batch 16,
-``python -m jfesgan.benchmark``), so every layer here can run as:
+``jfesgan benchmark``), so every layer here can run as:
 
 - ``"xla"``: ``lax.conv_general_dilated`` with strides / ``lhs_dilation``; the reference, and the
   fastest on GPU and TPU.

@@ -5,7 +5,15 @@ from __future__ import annotations
 import os
 
 from jfesgan.data import faces
-from jfesgan.data.databases.base import DatabaseConfig, ExpressionDatabase, Sample, is_image, read_files, subject_ids, visible
+from jfesgan.data.databases.base import (
+  DatabaseConfig,
+  ExpressionDatabase,
+  Sample,
+  is_image,
+  read_files,
+  subject_ids,
+  visible,
+)
 
 
 class Ckplus(ExpressionDatabase):

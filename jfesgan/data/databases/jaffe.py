@@ -6,7 +6,15 @@ import os
 import re
 
 from jfesgan.data import faces
-from jfesgan.data.databases.base import DatabaseConfig, ExpressionDatabase, Sample, is_image, read_files, subject_ids, visible
+from jfesgan.data.databases.base import (
+  DatabaseConfig,
+  ExpressionDatabase,
+  Sample,
+  is_image,
+  read_files,
+  subject_ids,
+  visible,
+)
 
 
 class Jaffe(ExpressionDatabase):

@@ -5,12 +5,20 @@ from __future__ import annotations
 import os
 import re
 import xml.etree.ElementTree as ET
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from jfesgan.data import faces
-from jfesgan.data.databases.base import DatabaseConfig, ExpressionDatabase, Sample, is_image, read_files, subject_ids, visible
+from jfesgan.data.databases.base import (
+  DatabaseConfig,
+  ExpressionDatabase,
+  Sample,
+  is_image,
+  read_files,
+  subject_ids,
+  visible,
+)
 
 
 class Mmi(ExpressionDatabase):

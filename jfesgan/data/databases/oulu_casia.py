@@ -5,7 +5,15 @@ from __future__ import annotations
 import os
 
 from jfesgan.data import faces
-from jfesgan.data.databases.base import DatabaseConfig, ExpressionDatabase, Sample, is_image, read_files, subject_ids, visible
+from jfesgan.data.databases.base import (
+  DatabaseConfig,
+  ExpressionDatabase,
+  Sample,
+  is_image,
+  read_files,
+  subject_ids,
+  visible,
+)
 
 
 def _oulu_config(modality: str, light: str) -> DatabaseConfig:
@@ -34,7 +42,8 @@ class OuluCasia(ExpressionDatabase):
                                                         Happiness, Sadness, Surprise)
   4. Pick the modality and light with the builder config, e.g. `oulu_casia/vis_strong`.
   """
-  BUILDER_CONFIGS = [_oulu_config(m, l) for m in ("vis", "nir") for l in ("strong", "weak", "dark")]
+  BUILDER_CONFIGS = [_oulu_config(m, light) for m in ("vis", "nir")
+                     for light in ("strong", "weak", "dark")]
 
   @classmethod
   def options_from(cls, data_cfg):

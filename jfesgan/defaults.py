@@ -1,0 +1,224 @@
+"""The default configuration: every field, with a comment above it.  Stages ``phi``, ``fesgan``
+and ``real`` on the embedded procedural faces, sized for a laptop.
+
+``configs/default.py`` re-exports this module for the config files (variants import it and
+override a few fields); the library reads it from here, to tell a field added to the code since
+a run was saved (absent from that run's ``config.json``, at its default here) from a changed one.
+Any field can also be set from the command line, e.g. ``--config configs/joint.py
+--config.fesgan.steps=500``.  Each stage of the plan (``jfesgan/stages.py``) has a section named
+like it, holding its own ``steps`` and optimiser.
+"""
+
+import ml_collections
+
+
+def optimizer(lr: float, b1: float, b2: float = 0.999, name: str = "adam", grad_clip: float = 0.0,
+              weight_decay: float = 0.0, schedule: str = "constant",
+              warmup: int = 0) -> ml_collections.ConfigDict:
+  """An optimiser section: ``name`` "adam" (AdamW when weight_decay > 0) or "sgd" (momentum b1),
+  learning rate, betas, global-norm gradient clipping (0 = none), decoupled weight decay, and the
+  learning-rate schedule: "constant" or "cosine" (to 0 over the stage's steps), after a linear
+  warmup of ``warmup`` steps."""
+  return ml_collections.ConfigDict(dict(name=name, lr=lr, b1=b1, b2=b2, grad_clip=grad_clip,
+                                        weight_decay=weight_decay, schedule=schedule,
+                                        warmup=warmup))
+
+
+def augment(rotate: float = 0.0, scale: float = 0.0, shift: float = 0.0, contrast: float = 0.0,
+            brightness: float = 0.0) -> ml_collections.ConfigDict:
+  """An augmentation section (jfesgan/augment.py): per-image random ranges, 0 = off."""
+  return ml_collections.ConfigDict(dict(rotate=rotate, scale=scale, shift=shift,
+                                        contrast=contrast, brightness=brightness))
+
+
+def tied(section: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A section whose every field is a reference to ``section``'s: setting a field of either sets
+  both."""
+  return ml_collections.ConfigDict({k: section.get_ref(k) for k in section.keys()})
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """Returns the default configuration."""
+  c = ml_collections.ConfigDict()
+  # Root seed: every random stream (init, batches, sampling) is derived from it by stage.
+  c.seed = 0
+  # Global batch size (split over all devices; must be divisible by their number).
+  c.batch_size = 16
+
+  c.data = ml_collections.ConfigDict()
+  # Dataset: 'procedural_faces' is embedded and generated on first use (no download).
+  c.data.name = "procedural_faces"
+  # TFDS data_dir; '' means TFDS's default (~/tensorflow_datasets or $TFDS_DATA_DIR).
+  c.data.data_dir = ""
+  # Image side in pixels (32, 48, 64, 128 ...: divisible by 2**model.num_down) and channels (1 or 3).
+  c.data.image_size = 48
+  c.data.channels = 1
+  # Procedural faces: identities, frames per (identity, expression), neutral class or not.
+  c.data.num_identities = 120
+  c.data.frames = 3
+  c.data.include_neutral = False
+  # Seed of the procedural renderer (which faces exist) and its difficulty knobs.
+  c.data.data_seed = 0
+  c.data.idiosyncrasy = 0.3
+  c.data.au_noise = 0.12
+  c.data.pixel_noise = 0.04
+  # Subject-independent folds; `test_fold` is held out (identities never seen in training).
+  c.data.num_folds = 10
+  c.data.test_fold = 0
+  c.data.fold_seed = 0
+  # "folds" (subject-independent k-fold) or "official" (the database's own train/test splits).
+  c.data.protocol = "folds"
+  # What a run is scored on: "test" (the held-out fold / test split) or "validation" (subjects
+  # carved out of the training subjects, or the database's validation split): choose recipes,
+  # step counts and weights on "validation", never on "test".
+  c.data.heldout = "test"
+  # Random horizontal flips of real training images.
+  c.data.hflip = True
+
+  c.model = ml_collections.ConfigDict()
+  # Identity-code size d of E(x) and the prior U[-1, 1]^d.
+  c.model.latent_dim = 64
+  # Widths double at each of `num_down` stride-2 levels, from `width` up to `max_width`.
+  c.model.width = 32
+  c.model.max_width = 256
+  c.model.num_down = 3
+  # The generator's own capacity (E and G): its first width (0: model.width; it doubles per level
+  # up to max_width as the others do) and the 3x3 convolutions added at each level (0: none).
+  c.model.g_width = 0
+  c.model.g_depth = 0
+  # The decoder's 2x upsampling: 'transpose' (4x4 stride-2 transposed convolutions) or 'resize'
+  # (nearest neighbour + 3x3 convolution, no checkerboard artefacts; the same cost).
+  c.model.g_upsample = "transpose"
+  # Translations edit their input through a mask the decoder draws (x_t = m * G + (1 - m) * x)
+  # instead of re-drawing it; new identities are the full drawing either way.  False: the paper's
+  # shape.  fesgan.mask_weight keeps the edits small.
+  c.model.g_edit = False
+  # Embedding size of Phi and R.
+  c.model.embed_dim = 64
+  # Hidden widths of the latent discriminator D_z.
+  c.model.dz_hidden = (256, 256)
+  # Convolution implementation (jfesgan/models/layers.py): 'auto' picks 'xla' on GPU/TPU and
+  # 'phase' on CPU; or force one of 'xla', 'phase', 'matmul' everywhere.
+  c.model.conv_impl = "auto"
+  # Compute dtype of the activations: "float32", or "bfloat16" for GPUs and TPUs (parameters,
+  # optimiser states, normalisation statistics and losses stay float32). On CPU bfloat16 is
+  # emulated and slower.
+  c.model.dtype = "float32"
+
+  # Stage `phi` (stage 0): the identity network Phi learns the training subjects.
+  c.phi = ml_collections.ConfigDict()
+  c.phi.steps = 300
+  c.phi.optimizer = optimizer(1e-3, 0.9)
+
+  # Stage `fesgan` (stage 1): encoder + decoder (g), image and latent discriminators.
+  c.fesgan = ml_collections.ConfigDict()
+  c.fesgan.steps = 1200
+  # Discriminator steps per generator step.
+  c.fesgan.n_critic = 1
+  # D_img's adversarial loss: "wgan_gp" (METHOD.md: Wasserstein + gradient penalty + drift) or
+  # "r1" (non-saturating + R1 penalty on real images, r1_weight = gamma / 2).
+  c.fesgan.gan_loss = "wgan_gp"
+  c.fesgan.r1_weight = 5.0
+  # D_img: WGAN-GP penalty weight, drift (E[D(real)^2]) weight, real-image expression CE weight.
+  c.fesgan.gp_weight = 10.0
+  c.fesgan.drift_weight = 1e-3
+  c.fesgan.dimg_cls_weight = 3.0
+  # Generator term weights (see steps.generator_terms).
+  c.fesgan.adv_weight = 1.0
+  c.fesgan.latent_weight = 1.0
+  c.fesgan.expr_weight = 2.0
+  c.fesgan.rec_weight = 10.0
+  c.fesgan.identity_weight = 5.0
+  c.fesgan.tv_weight = 0.0
+  # With model.g_edit: the mean edit mask of translations (edit where the expression lives only).
+  c.fesgan.mask_weight = 0.1
+  # Decay of the generator's moving average g_ema (it samples, is scored and starts stage 2),
+  # ramped up as min(decay, (1 + t) / (10 + t)) over the generator's updates t; 0 = g_ema is g.
+  c.fesgan.ema_decay = 0.0
+  # Differentiable augmentation of everything D_img sees, real and synthetic, in both players'
+  # losses (DiffAugment): the critic and its expression head cannot lean on pixel-exact cues of
+  # a few hundred training faces, and the generator must draw what survives a small warp.
+  c.fesgan.dimg_augment = augment()
+  # One optimiser per player; stage `joint` continues them with the same settings (fresh moments).
+  c.fesgan.optimizer = ml_collections.ConfigDict(dict(
+      g=optimizer(2e-4, 0.5), dimg=optimizer(2e-4, 0.5), dz=optimizer(2e-4, 0.5)))
+
+  # Stage `real`: a recogniser trained on real images only, the real-only baseline and the judge
+  # of synthetic expressions.
+  c.real = ml_collections.ConfigDict()
+  c.real.steps = 800
+  c.real.optimizer = optimizer(3e-4, 0.9)
+  # On-device augmentation of the recogniser's input images (jfesgan/augment.py), on top of
+  # data.hflip.
+  c.real.augment = augment()
+  # Pre-training: the workdir of a finished stage-`real` run on another, larger database (e.g.
+  # configs/pretrain_fer2013.py) whose recogniser starts this one (trunk, and the head rows of the
+  # classes both know); '' = random initialisation.  Tied to joint.init_from: every ablation row's
+  # R starts alike.
+  c.real.init_from = ""
+  # A control, not one of METHOD.md's rows: the intra-class loss on the real features alone (a
+  # centre loss, L = CE + intra_weight * L_intra; with no synthetic images rdbp and plain are one
+  # loss), so that the joint rows' gain can be told from what the loss does without synthesis.
+  # 0 = cross-entropy only, the real-only baseline.
+  c.real.intra_weight = 0.0
+
+  # Stage `joint` (stage 2): the recogniser R learnt jointly with the generator.
+  c.joint = ml_collections.ConfigDict()
+  c.joint.steps = 500
+  # R's optimiser and augmentation (the stage-1 players keep their optimisers, c.fesgan.optimizer):
+  # tied to the real-only recogniser's, so one recipe trains R in every ablation row; setting a
+  # field of either section sets both.
+  c.joint.optimizer = tied(c.real.optimizer)
+  c.joint.augment = tied(c.real.augment)
+  # Synthetic images for R: "prior" (new identities G(z_p, c_p)) and/or "translation" (the real
+  # batch re-drawn with other expressions, G(E(x), c_t)), split evenly; `syn_ratio` synthetic
+  # images per real image.
+  c.joint.synthetic = ("prior", "translation")
+  c.joint.syn_ratio = 1.0
+  # L_R = CE(real) + syn_weight * CE(synthetic) + intra_weight * L_intra.
+  c.joint.syn_weight = 1.0
+  c.joint.intra_weight = 0.01
+  # Intra-class loss: "rdbp" (real-data-guided back-propagation), "plain" or "none".
+  c.joint.intra_mode = "rdbp"
+  # L_G = stage-1 generator terms (if `generator_terms`) + beta * (CE(synthetic) + intra_weight *
+  # L_intra): R's loss reaches the generator through the synthetic images.
+  c.joint.beta = 0.5
+  c.joint.generator_terms = True
+  # False freezes the stage-1 generator (R learns from its images: offline augmentation).
+  c.joint.update_generator = True
+  # Keep training D_img and D_z in stage 2.
+  c.joint.train_discriminators = True
+  # The intra-class loss on unit-length features (it then cannot drift with the features' scale).
+  c.joint.intra_normalise = False
+  # EMA decay of R's running real class centres.
+  c.joint.centre_decay = 0.9
+  # Start R's trunk from Phi's (a face-pretrained start).
+  c.joint.init_r_from_phi = False
+  # R's pre-trained start (a reference to real.init_from: setting either sets both).
+  c.joint.init_from = c.real.get_ref("init_from")
+
+  # Evaluation on the held-out subjects.
+  c.eval = ml_collections.ConfigDict()
+  # New identities drawn from the prior for the expression-accuracy score.
+  c.eval.num_prior_samples = 512
+  # Rows of held-out identities and of new identities in the sample grids.
+  c.eval.grid_rows = 6
+  c.eval.batch_size = 256
+  # The independent judge of synthetic expressions: the workdir of a finished stage-`real` run on
+  # ANOTHER database (configs/judge_fer2013.py), or several, comma-separated, read as one (mean of
+  # their probabilities); '' = no judge/* scores.
+  c.eval.judge = ""
+
+  # Steps per jitted call: K > 1 runs K steps as one lax.scan over the dataset kept on the
+  # devices (no Python dispatch or host transfers between them); 1 = one step per call.  The same
+  # batches and results either way.  For GPU/TPU (e.g. 50); on CPU the scan is unrolled (XLA:CPU
+  # runs convolutions in loops slowly), which buys little and compiles K copies of each step.
+  c.steps_per_call = 1
+  # Logging and checkpointing (in steps of the running stage).
+  c.log_every = 50
+  c.checkpoint_every = 500
+  c.sample_every = 500
+  # Stages to run (a subset of jfesgan.stages.PLAN, run in the plan's order; each needs the
+  # stages it builds on).
+  c.stages = ("phi", "fesgan", "real")
+  return c
