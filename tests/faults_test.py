@@ -320,3 +320,30 @@ def test_a_typo_in_a_config_flag_is_one_line_naming_it(override, line, tmp_path)
   assert out.returncode == 1
   assert out.stderr.strip().splitlines()[-1].startswith(line), out.stderr[-500:]
   assert not os.path.exists(tmp_path / "run")
+
+
+@pytest.mark.slow
+def test_a_full_disk_during_a_save_ends_with_one_traceback_and_one_clean_line(tiny_config,
+                                                                              tmp_path):
+  """A save that fails half-way (here: files may not grow past 48 KiB, RLIMIT_FSIZE, so the
+  checkpoint's writes fail with EFBIG as on a full disk) ends the run with exit status 1, the main
+  thread's traceback alone (none of the checkpointer's threads' ``Event loop is closed``), and
+  the failure as the last line, whole."""
+  import resource  # pylint: disable=g-import-not-at-top
+  cfg = tiny_config.copy_and_resolve_references()
+  cfg.data.data_dir = str(tmp_path / "tfds")
+  pipeline.train_test(cfg.data)  # prepared here: TFDS's own files are larger than the limit
+
+  def limited():
+    resource.setrlimit(resource.RLIMIT_FSIZE, (48 * 1024, 48 * 1024))
+
+  out = subprocess.run([sys.executable, "-m", "jfesgan.main", "--config", "configs/tiny.py",
+                        f"--config.data.data_dir={cfg.data.data_dir}", "--workdir",
+                        str(tmp_path / "run"), "--compilation_cache", ""], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300, preexec_fn=limited)
+  assert out.returncode == faults.EXIT_FAILED, out.stderr[-2000:]
+  assert out.stderr.count("Traceback") == 1, out.stderr[-4000:]
+  assert "Event loop is closed" not in out.stderr and "never retrieved" not in out.stderr
+  last = out.stderr.rstrip("\n").split("\n")[-1]
+  assert last.startswith("jfesgan: failed: ValueError: OUT_OF_RANGE: Error writing"), last
+  assert last.endswith("File too large [os_error_code='27']"), last

@@ -17,6 +17,8 @@ import jax
 import orbax.checkpoint as ocp
 from absl import logging
 
+from jfesgan.run import faults
+
 
 def _one_line(e: Exception) -> str:
   """An exception as one short line: its type and the first line of its message."""
@@ -55,8 +57,9 @@ class StageCheckpointer:
     """Saves ``state`` at ``step`` (blocking until it is on disk), and ``config`` (the run's
     config as a dict) as ``config.json`` beside the steps."""
     try:
-      self.manager.save(step, args=ocp.args.StandardSave(state))
-      self.manager.wait_until_finished()
+      with faults.background_failures_quiet():
+        self.manager.save(step, args=ocp.args.StandardSave(state))
+        self.manager.wait_until_finished()
     except BaseException:
       # A failed save (a full disk) leaves the manager's I/O threads failing one after another:
       # stop them now, so that the error that ends the run is the last thing it says.

@@ -15,6 +15,7 @@ same workdir.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -191,6 +192,30 @@ def _alive(pid) -> bool:
   except PermissionError:
     return True
   return True
+
+
+@contextlib.contextmanager
+def background_failures_quiet():
+  """While it is open, what the checkpointer's I/O threads report of a save that fails (a full
+  disk) is dropped: each pending tensorstore callback's ``RuntimeError: Event loop is closed``
+  (through ``sys.unraisablehook``), asyncio's "exception was never retrieved", and Orbax's own
+  report of each of its threads; after a failed save, for the rest of the process (the failure
+  ends the run).  The save's error itself still reaches the caller, in the main thread, once."""
+  saved = (sys.unraisablehook, sys.excepthook)
+  quiet_records = lambda record: threading.current_thread() is threading.main_thread()
+  handlers = [logging.getLogger("absl")] + list(logging.getLogger().handlers)
+  asyncio_log = logging.getLogger("asyncio")
+  was_disabled = asyncio_log.disabled
+  sys.unraisablehook = lambda args: None
+  sys.excepthook = lambda kind, value, tb: None
+  asyncio_log.disabled = True
+  for h in handlers:
+    h.addFilter(quiet_records)
+  yield  # not in a ``finally``: after a failed save the threads go on failing
+  sys.unraisablehook, sys.excepthook = saved
+  asyncio_log.disabled = was_disabled
+  for h in handlers:
+    h.removeFilter(quiet_records)
 
 
 def silence_background_threads() -> None:
