@@ -19,6 +19,8 @@ COMMANDS = {
                  "subject-independent cross-validation and the ablation table"),
     "compare": ("jfesgan.research.compare", "recipes compared paired, fold by fold and seed by seed"),
     "rejudge": ("jfesgan.research.rejudge", "a finished run's generators scored by another judge"),
+    "generators": ("jfesgan.research.generators",
+                   "generator recipes compared on their synthesis scores, paired by seed"),
     "synthesize": ("jfesgan.tools.synthesize",
                    "faces with other expressions, new identities, interpolations"),
     "predict": ("jfesgan.tools.predict", "a trained recogniser applied to face images (CSV)"),

@@ -78,7 +78,7 @@ def test_a_damaged_run_is_named_by_its_file(run, tmp_path):
   truncated config.json, a garbage summary.json, and a config.json whose network no longer fits
   the checkpoint (an edited image size) are each one error naming the file, not a parser's or
   Flax's traceback."""
-  _, workdir, _, _, _ = run
+  _, workdir, _, paths, _ = run
   copy = str(tmp_path / "run")
   shutil.copytree(workdir, copy)
   config_path, summary_path = os.path.join(copy, "config.json"), os.path.join(copy, "summary.json")
@@ -88,6 +88,12 @@ def test_a_damaged_run_is_named_by_its_file(run, tmp_path):
     RestoredRecogniser.load(copy)
   with pytest.raises(ValueError, match=re.escape(config_path) + ": not a valid JSON file"):
     RestoredGenerator.load(copy)
+  # The tools say it in one line, without a traceback.
+  out = subprocess.run([sys.executable, "-m", "jfesgan.tools.predict", "--workdir", copy,
+                        paths[0]], cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
+  assert out.stderr.strip().splitlines()[-1].startswith(
+      f"jfesgan: {config_path}: not a valid JSON file"), out.stderr[-500:]
   edited = json.loads(config_text)
   edited["data"]["image_size"] = 2 * edited["data"]["image_size"]
   json.dump(edited, open(config_path, "w"))

@@ -30,7 +30,7 @@ from absl import app, flags
 
 from jfesgan.research.stats import sign_flip_p
 from jfesgan.run import workdir as workdir_lib
-from jfesgan.run.flags import parse_flags
+from jfesgan.run.flags import one_line_errors, parse_flags
 
 
 def result_file(path: str) -> str | None:
@@ -172,7 +172,7 @@ def run() -> None:
                             "per seed; the first recipe is the reference.")
   flags.DEFINE_string("row", "method", "The row of each cross-validation to compare.")
   flags.DEFINE_string("out", "", "Write <out>.json and <out>.md.")
-  app.run(main, flags_parser=parse_flags)
+  app.run(one_line_errors(main), flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from jfesgan.evaluation import judge as judge_lib
 from jfesgan.evaluation import scores as scores_lib
 from jfesgan.models import build_models
 from jfesgan.run import workdir as workdir_lib
-from jfesgan.run.flags import parse_flags, quiet_tool
+from jfesgan.run.flags import one_line_errors, parse_flags, quiet_tool
 
 
 def generator_workdir(workdir: str, summary: dict, stage: str) -> str:
@@ -184,7 +184,7 @@ def run() -> None:
                       "run).")
   flags.DEFINE_string("out", "", "Also write every run's scores to FILE.json and a Markdown "
                       "table to FILE.md (numbers only).")
-  app.run(main, flags_parser=parse_flags)
+  app.run(one_line_errors(main), flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

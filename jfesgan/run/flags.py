@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 
@@ -34,3 +35,18 @@ def quiet_tool() -> None:
   """Logging for the tools (predict, export, synthesize, rejudge): warnings only, Orbax's too."""
   logging.set_verbosity(logging.WARNING)
   metrics.quiet_orbax_logs()
+
+
+def one_line_errors(main):
+  """``main`` of a tool, where a user's mistake (a missing or damaged run, a bad file, a bad
+  value: ``ValueError``, ``OSError``) ends the program with one line naming it instead of a
+  traceback.  Anything else is a bug and keeps its traceback."""
+
+  @functools.wraps(main)
+  def wrapped(argv):
+    try:
+      return main(argv)
+    except (ValueError, OSError) as e:
+      sys.exit(f"jfesgan: {e}")
+
+  return wrapped

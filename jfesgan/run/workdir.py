@@ -67,7 +67,7 @@ def warn_if_unreadable(path: str) -> None:
     try:
       read_json(path)
     except ValueError as e:
-      logging.warning("%s; this run writes it anew", e)
+      logging.warning("%s: not a valid JSON file (%s); this run writes it anew", path, e.__cause__)
 
 
 def read_run(workdir: str) -> tuple[ml_collections.ConfigDict, tuple[str, ...]]:

@@ -25,7 +25,7 @@ from jfesgan.data import pipeline
 from jfesgan.evaluation import scores as scores_lib
 from jfesgan.evaluation.restored import RestoredRecogniser
 from jfesgan.run import metrics
-from jfesgan.run.flags import parse_flags
+from jfesgan.run.flags import one_line_errors, parse_flags
 
 
 def evaluate(recogniser: RestoredRecogniser, data: pipeline.ArrayDataset) -> dict:
@@ -96,7 +96,7 @@ def run() -> None:
   flags.DEFINE_string("workdir", None, "Workdir of the trained run.", required=True)
   flags.DEFINE_string("stage", None, "RestoredRecogniser to test: 'joint' or 'real' (default: joint if "
                       "finished, else real).")
-  app.run(main, flags_parser=parse_flags)
+  app.run(one_line_errors(main), flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

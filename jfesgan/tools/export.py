@@ -25,7 +25,7 @@ from absl import app, flags
 from jax import export as jax_export
 
 from jfesgan.evaluation.restored import RestoredRecogniser
-from jfesgan.run.flags import parse_flags, quiet_tool
+from jfesgan.run.flags import one_line_errors, parse_flags, quiet_tool
 
 SERVE = '''"""Loader of a recogniser exported by jfesgan (needs only jax and numpy)."""
 import json
@@ -97,7 +97,7 @@ def run() -> None:
   flags.DEFINE_string("workdir", None, "Workdir of the trained run.", required=True)
   flags.DEFINE_string("out", None, "Folder to write the exported recogniser to.", required=True)
   flags.DEFINE_string("stage", None, "'joint' or 'real' (default: joint if finished, else real).")
-  app.run(main, flags_parser=parse_flags)
+  app.run(one_line_errors(main), flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from jfesgan.data import faces
 from jfesgan.data.databases.base import is_image, visible
 from jfesgan.data.pipeline import to_float
 from jfesgan.evaluation.restored import RestoredRecogniser
-from jfesgan.run.flags import parse_flags, quiet_tool
+from jfesgan.run.flags import one_line_errors, parse_flags, quiet_tool
 
 
 def image_paths(paths: list[str]) -> list[str]:
@@ -96,7 +96,7 @@ def run() -> None:
   flags.DEFINE_string("stage", None, "'joint' or 'real' (default: joint if finished, else real).")
   flags.DEFINE_string("out", "", "CSV path (default <workdir>/predictions.csv).")
   flags.DEFINE_integer("batch_size", 64, "Images per jitted call.")
-  app.run(main, flags_parser=parse_flags)
+  app.run(one_line_errors(main), flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import os
 from absl import app, flags
 
 from jfesgan.evaluation import html_report
-from jfesgan.run.flags import parse_flags
+from jfesgan.run.flags import one_line_errors, parse_flags
 
 
 def main(argv):
@@ -20,7 +20,7 @@ def main(argv):
 def run() -> None:
   """``python -m jfesgan.tools.report`` and ``jfesgan report``."""
   flags.DEFINE_string("workdir", None, "Workdir of a finished run.", required=True)
-  app.run(main, flags_parser=parse_flags)
+  app.run(one_line_errors(main), flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

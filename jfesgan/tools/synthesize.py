@@ -22,7 +22,7 @@ from PIL import Image
 from jfesgan.data.pipeline import to_float
 from jfesgan.evaluation import grids
 from jfesgan.evaluation.restored import RestoredGenerator
-from jfesgan.run.flags import parse_flags, quiet_tool
+from jfesgan.run.flags import one_line_errors, parse_flags, quiet_tool
 from jfesgan.tools.predict import image_paths, load_faces
 
 
@@ -139,7 +139,7 @@ def run() -> None:
   flags.DEFINE_integer("frames", 8, "Frames of an interpolation.")
   flags.DEFINE_integer("seed", 0, "Seed of the prior samples.")
   flags.DEFINE_string("out", "", "Output folder (default <workdir>/synthesize).")
-  app.run(main, flags_parser=parse_flags)
+  app.run(one_line_errors(main), flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,140 @@
+"""Generator recipes compared on their synthesis scores, paired by seed.
+
+  jfesgan generators --recipe default=<runs>/base_s0,<runs>/base_s1 \
+      --recipe edit=<runs>/edit_s0,<runs>/edit_s1 --out results/procedural/generator
+
+Each recipe is one or more finished runs (one per seed) of the same config but for the recipe's
+fields; the first recipe is the reference.  For every synthesis score of the runs' summaries
+(``synth/*``: on the procedural faces against the renderer's truth; ``judge/*`` where a judge read
+them) it writes each recipe's per-seed values and mean, and each other recipe's difference from
+the reference on the same seeds (mean, and on how many seeds it is higher).  Nothing is trained.
+Writes ``<out>.json`` (with the command and the commit it was made at) and ``<out>.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+from absl import app, flags
+
+from jfesgan.run import workdir as workdir_lib
+from jfesgan.run.flags import one_line_errors, parse_flags
+
+# Scores where lower is better; every other synth/judge score is better higher.
+LOWER_IS_BETTER = ("synth/l1", "synth/l1_copy", "synth/rec_l1", "synth/id_sim_prior",
+                   "synth/id_sim_other", "synth/id_nearest_chance")
+
+
+def read_recipe(spec: str) -> tuple[str, dict[int, dict[str, float]]]:
+  """``NAME=RUN[,RUN...]`` -> (name, {seed: scores}); raises naming a run that is not finished or
+  a seed given twice."""
+  name, sep, runs = spec.partition("=")
+  if not sep or not name or not runs:
+    raise ValueError(f"--recipe {spec!r}: expected NAME=RUN[,RUN...]")
+  out: dict[int, dict[str, float]] = {}
+  for run in runs.split(","):
+    seed = int(workdir_lib.read_config(run).seed)
+    if seed in out:
+      raise ValueError(f"--recipe {name}: two runs of seed {seed} ({run})")
+    summary = workdir_lib.read_summary(run)
+    out[seed] = {k: float(v) for k, v in summary.items()
+                 if k.startswith(("synth/", "judge/")) and isinstance(v, (int, float))}
+  return name, out
+
+
+def compare(recipes: dict[str, dict[int, dict[str, float]]]) -> dict[str, dict]:
+  """Per recipe and score: per-seed values and mean; for every recipe after the first, the
+  difference from the first on the seeds both have."""
+  names = list(recipes)
+  ref = recipes[names[0]]
+  keys = sorted(set.intersection(*(set(s) for runs in recipes.values() for s in runs.values())))
+  out = {}
+  for name, runs in recipes.items():
+    row = {}
+    for key in keys:
+      values = {seed: runs[seed][key] for seed in sorted(runs)}
+      entry = {"per_seed": values, "mean": float(np.mean(list(values.values())))}
+      if name != names[0]:
+        both = sorted(set(runs) & set(ref))
+        diff = [runs[s][key] - ref[s][key] for s in both]
+        sign = -1.0 if key in LOWER_IS_BETTER else 1.0
+        entry["minus_reference"] = {"mean": float(np.mean(diff)) if diff else float("nan"),
+                                    "better": int(sum(sign * d > 0 for d in diff)),
+                                    "of": len(diff)}
+      row[key] = entry
+    out[name] = row
+  return out
+
+
+def commit() -> str:
+  """The commit of the code that made a result (with ``+changes`` when the tree differs), or
+  'unknown' outside a git checkout."""
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  try:
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                          check=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                           capture_output=True, text=True, check=True).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    return "unknown"
+  return head + ("+changes" if dirty else "")
+
+
+def markdown(result: dict[str, dict], command: str, made_at: str) -> str:
+  """The table: one row per score, a column per recipe (mean, then per seed; differences from
+  the reference after the others' means)."""
+  names = list(result)
+  keys = list(result[names[0]])
+  lines = ["# Generator recipes, synthesis scores", "", f"Command: `{command}`", "",
+           f"Commit: `{made_at}`. Lower is better for {', '.join(f'`{k}`' for k in LOWER_IS_BETTER)};"
+           " higher for the rest.", "",
+           "| score | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
+  for key in keys:
+    cells = []
+    for name in names:
+      e = result[name][key]
+      seeds = ", ".join(f"{v:.4g}" for v in e["per_seed"].values())
+      cell = f"{e['mean']:.4g} ({seeds})"
+      if "minus_reference" in e:
+        d = e["minus_reference"]
+        cell += f"; {d['mean']:+.4g}, better on {d['better']} of {d['of']} seeds"
+      cells.append(cell)
+    lines.append(f"| `{key}` | " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  f = flags.FLAGS
+  if len(f.recipe) < 2:
+    raise ValueError("give at least two --recipe NAME=RUN[,RUN...] (the first is the reference)")
+  recipes = dict(read_recipe(spec) for spec in f.recipe)
+  result = compare(recipes)
+  command = "jfesgan generators " + " ".join(sys.argv[1:])
+  made_at = commit()
+  table = markdown(result, command, made_at)
+  print(table)
+  if f.out:
+    os.makedirs(os.path.dirname(os.path.abspath(f.out)), exist_ok=True)
+    with open(f.out + ".json", "w") as fh:
+      json.dump({"command": command, "commit": made_at, "recipes": result}, fh, indent=1,
+                sort_keys=True)
+    with open(f.out + ".md", "w") as fh:
+      fh.write(table)
+
+
+def run() -> None:
+  """``jfesgan generators`` (and ``python -m jfesgan.research.generators``)."""
+  flags.DEFINE_multi_string("recipe", [], "NAME=RUN[,RUN...]: a recipe's finished runs, one per "
+                            "seed; the first recipe is the reference.")
+  flags.DEFINE_string("out", "", "Write <out>.json and <out>.md.")
+  app.run(one_line_errors(main), flags_parser=parse_flags)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,66 @@
+"""jfesgan generators: recipes' synthesis scores paired by seed, on made-up finished runs."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from jfesgan.research import generators
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def fake_run(path, seed, **scores):
+  os.makedirs(path)
+  json.dump({"seed": seed, "data": {}, "model": {}}, open(os.path.join(path, "config.json"), "w"))
+  json.dump({"class_names": ["a"], "eval/real/acc": 0.5, **scores},
+            open(os.path.join(path, "summary.json"), "w"))
+  return str(path)
+
+
+def test_recipes_are_paired_by_seed_with_the_direction_of_each_score(tmp_path):
+  a0 = fake_run(tmp_path / "a0", 0, **{"synth/psnr": 20.0, "synth/l1": 0.08})
+  a1 = fake_run(tmp_path / "a1", 1, **{"synth/psnr": 21.0, "synth/l1": 0.07})
+  b1 = fake_run(tmp_path / "b1", 1, **{"synth/psnr": 24.0, "synth/l1": 0.09})
+  b0 = fake_run(tmp_path / "b0", 0, **{"synth/psnr": 23.0, "synth/l1": 0.05})
+  recipes = dict(generators.read_recipe(s) for s in (f"a={a0},{a1}", f"b={b1},{b0}"))
+  out = generators.compare(recipes)
+  assert set(out["a"]) == {"synth/psnr", "synth/l1"}  # eval/ scores are not synthesis scores
+  assert out["a"]["synth/psnr"]["per_seed"] == {0: 20.0, 1: 21.0}
+  assert out["b"]["synth/psnr"]["minus_reference"] == {"mean": 3.0, "better": 2, "of": 2}
+  # L1 is better lower: b is better on seed 0 (0.05 < 0.08) and worse on seed 1.
+  l1 = out["b"]["synth/l1"]["minus_reference"]
+  assert l1["better"] == 1 and l1["of"] == 2 and l1["mean"] == pytest.approx(-0.005)
+  table = generators.markdown(out, "cmd", "abc")
+  assert "| `synth/psnr` | 20.5 (20, 21) | 23.5 (23, 24); +3, better on 2 of 2 seeds |" in table
+
+
+def test_bad_recipes_are_named(tmp_path):
+  a0 = fake_run(tmp_path / "a0", 0)
+  with pytest.raises(ValueError, match="two runs of seed 0"):
+    generators.read_recipe(f"a={a0},{a0}")
+  with pytest.raises(ValueError, match="expected NAME=RUN"):
+    generators.read_recipe(a0)
+  with pytest.raises(FileNotFoundError, match="no summary.json"):
+    os.remove(os.path.join(a0, "summary.json"))
+    generators.read_recipe(f"a={a0}")
+
+
+@pytest.mark.slow
+def test_the_command_writes_both_files_with_its_command_and_commit(tmp_path):
+  a0 = fake_run(tmp_path / "a0", 0, **{"synth/psnr": 20.0})
+  b0 = fake_run(tmp_path / "b0", 0, **{"synth/psnr": 22.0})
+  out = str(tmp_path / "res" / "gen")
+  done = subprocess.run([sys.executable, "-m", "jfesgan.research.generators", "--recipe",
+                         f"a={a0}", "--recipe", f"b={b0}", "--out", out], cwd=ROOT,
+                        capture_output=True, text=True, timeout=120)
+  assert done.returncode == 0, done.stderr[-2000:]
+  saved = json.load(open(out + ".json"))
+  assert saved["command"].startswith("jfesgan generators --recipe a=") and saved["commit"]
+  assert saved["recipes"]["b"]["synth/psnr"]["minus_reference"]["mean"] == 2.0
+  assert os.path.isfile(out + ".md")
+  one = subprocess.run([sys.executable, "-m", "jfesgan.research.generators", "--recipe",
+                        f"a={a0}"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert one.returncode == 1 and one.stderr.strip().endswith("(the first is the reference)")
