@@ -329,18 +329,17 @@ def test_a_full_disk_during_a_save_ends_with_one_traceback_and_one_clean_line(ti
   checkpoint's writes fail with EFBIG as on a full disk) ends the run with exit status 1, the main
   thread's traceback alone (none of the checkpointer's threads' ``Event loop is closed``), and
   the failure as the last line, whole."""
-  import resource  # pylint: disable=g-import-not-at-top
   cfg = tiny_config.copy_and_resolve_references()
   cfg.data.data_dir = str(tmp_path / "tfds")
   pipeline.train_test(cfg.data)  # prepared here: TFDS's own files are larger than the limit
-
-  def limited():
-    resource.setrlimit(resource.RLIMIT_FSIZE, (48 * 1024, 48 * 1024))
-
-  out = subprocess.run([sys.executable, "-m", "jfesgan.main", "--config", "configs/tiny.py",
-                        f"--config.data.data_dir={cfg.data.data_dir}", "--workdir",
-                        str(tmp_path / "run"), "--compilation_cache", ""], cwd=ROOT,
-                       capture_output=True, text=True, timeout=300, preexec_fn=limited)
+  # The limit is set by a small launcher that then becomes the run (exec), so that this
+  # multithreaded process never forks to run Python code.
+  limited = ("import os, resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (49152, 49152));"
+             " os.execv(sys.executable, [sys.executable] + sys.argv[1:])")
+  out = subprocess.run([sys.executable, "-c", limited, "-m", "jfesgan.main", "--config",
+                        "configs/tiny.py", f"--config.data.data_dir={cfg.data.data_dir}",
+                        "--workdir", str(tmp_path / "run"), "--compilation_cache", ""], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
   assert out.returncode == faults.EXIT_FAILED, out.stderr[-2000:]
   assert out.stderr.count("Traceback") == 1, out.stderr[-4000:]
   assert "Event loop is closed" not in out.stderr and "never retrieved" not in out.stderr
