@@ -64,7 +64,7 @@ config_flags.DEFINE_config_file("config", "configs/joint.py", "Configuration fil
 flags.DEFINE_integer("steps", 10, "Timed calls per step function (median reported).")
 flags.DEFINE_string("shapes", "48x1,128x3", "Comma-separated SIZExCHANNELS image shapes, or "
                     "'config' for the config's data.image_size and data.channels.")
-flags.DEFINE_bool("torch", False, "Also time the same steps in PyTorch (jfesgan/torch_reference.py; "
+flags.DEFINE_bool("torch", False, "Also time the same steps in PyTorch (jfesgan/bench/torch_reference.py; "
                   "pip install -e '.[bench]'), alternating with jfesgan's, and report ratios.")
 flags.DEFINE_string("json", "", "Write the results to this JSON file.")
 flags.DEFINE_bool("memory", True, "Measure each step's peak memory in a fresh process.")
