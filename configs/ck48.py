@@ -5,8 +5,11 @@
 ``configs/expression_folder.py`` (CK+48's layout) with a longer, gentler stage 1 whose
 discriminator sees augmented images: 4,000 FESGAN iterations (5x the default), ``adv_weight``
 0.1, and differentiable augmentation of everything D_img sees (``fesgan.dimg_augment``:
-DiffAugment).  Chosen on validation subjects carved from the training subjects of folds 0 and 1
-(``results/ck48/validation/stage1_probe.json``), never on a test fold.  About 30 minutes of
+DiffAugment).  The steps and the augmentation were chosen on validation subjects carved from the
+training subjects of folds 0 and 1 (``results/ck48/validation/stage1_probe.json``).
+``adv_weight`` 0.1 was NOT: it was first measured on test folds 0-3, before validation subjects
+existed (docs/crossval.md, "Probe: ... adv_weight=0.1"), and has not been re-decided on validation
+subjects since; read every CK+48 table made with this config knowing that.  About 30 minutes of
 stage 1 per fold on 2 CPU cores, then ~2.5 minutes per joint row; the cross-validation resumes
 where it stopped.
 

@@ -3,7 +3,8 @@
 Each image gets its own random affine warp (rotation, isotropic scale, shift) and photometric
 jitter (contrast about its mean, additive brightness).  The warp resamples bilinearly and takes
 points that fall outside the image from its nearest edge pixel, so every output pixel comes from
-inside the image (no black borders for a recogniser to read), and values stay in [-1, 1].
+inside the image (no black borders for a recogniser to read), and values stay in [-1, 1] (but for
+``noise``, which is added last and not clipped: clipping would bias it at the extremes).
 Labels are untouched: a recogniser sees the same expression moved a few pixels, turned a few
 degrees, a little larger or smaller, lighter or darker.
 
@@ -30,6 +31,10 @@ class Augment:
     shift: largest shift along each axis, as a fraction of the image side.
     contrast: largest relative change of contrast about the image mean.
     brightness: largest additive change of brightness, in [-1, 1] image units.
+    noise: standard deviation of Gaussian noise added to every pixel, in [-1, 1] image units
+      ("instance noise" when it is D_img's view, ``fesgan.dimg_augment``: real and synthetic
+      images alike, so that the critic cannot tell a drawing from a photo by its fine grain and
+      the generator is not pushed to draw the camera's or renderer's noise).
   """
 
   rotate: float = 0.0
@@ -37,11 +42,14 @@ class Augment:
   shift: float = 0.0
   contrast: float = 0.0
   brightness: float = 0.0
+  noise: float = 0.0
 
   @classmethod
   def from_config(cls, section) -> Augment:
-    """From an ``augment`` config section (fields of the same names)."""
-    values = {f.name: float(section[f.name]) for f in dataclasses.fields(cls)}
+    """From an ``augment`` config section (fields of the same names; ``noise`` may be absent, as
+    in runs saved before it existed: 0)."""
+    values = {f.name: float(section.get(f.name, 0.0) if f.name == "noise" else section[f.name])
+              for f in dataclasses.fields(cls)}
     bad = {k: v for k, v in values.items() if v < 0}
     if bad:
       raise ValueError(f"augment: ranges must be >= 0, got {bad}")
@@ -53,7 +61,7 @@ class Augment:
 
   @property
   def enabled(self) -> bool:
-    return self.geometric or bool(self.contrast or self.brightness)
+    return self.geometric or bool(self.contrast or self.brightness or self.noise)
 
   def __call__(self, images: jax.Array, rng: jax.Array) -> jax.Array:
     """Augments a batch (N, H, W, C) of images in [-1, 1]; the identity when nothing is enabled."""
@@ -72,6 +80,9 @@ class Augment:
       mean = jnp.mean(images, axis=(1, 2, 3), keepdims=True)
       images = (images - mean) * (1.0 + self.contrast * u[:, 0]) + mean + self.brightness * u[:, 1]
       images = jnp.clip(images, -1.0, 1.0)
+    if self.noise:
+      noise = jax.random.normal(jax.random.fold_in(rng, 2), images.shape, images.dtype)
+      images = images + self.noise * noise
     return images
 
 

@@ -25,10 +25,11 @@ def optimizer(lr: float, b1: float, b2: float = 0.999, name: str = "adam", grad_
 
 
 def augment(rotate: float = 0.0, scale: float = 0.0, shift: float = 0.0, contrast: float = 0.0,
-            brightness: float = 0.0) -> ml_collections.ConfigDict:
-  """An augmentation section (jfesgan/augment.py): per-image random ranges, 0 = off."""
+            brightness: float = 0.0, noise: float = 0.0) -> ml_collections.ConfigDict:
+  """An augmentation section (jfesgan/augment.py): per-image random ranges, and the standard
+  deviation of added Gaussian pixel noise; 0 = off."""
   return ml_collections.ConfigDict(dict(rotate=rotate, scale=scale, shift=shift,
-                                        contrast=contrast, brightness=brightness))
+                                        contrast=contrast, brightness=brightness, noise=noise))
 
 
 def tied(section: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

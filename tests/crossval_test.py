@@ -67,8 +67,8 @@ def test_aggregate_collect_and_table(tiny_config, tmp_path):
     else:
       assert "minus_real" not in a
   table = crossval.markdown_table(agg, "t", "cmd", [f"c{k}" for k in range(K)])
-  assert "(`joint_rdbp`) | " in table and "| 2 |" in table and "`cmd`" in table
-  assert "better, " in table and "sign-flip p = " in table and "| row | c0 | c1 |" in table
+  assert "(`joint_rdbp`) | " in table and "| 2 (2 folds x 1 seeds) |" in table and "`cmd`" in table
+  assert "| `joint_rdbp` | real only | " in table and "| row | c0 | c1 |" in table
   assert "`synth/id_sim`" in table
   assert "`judge/joint/acc_t`" in table and "t/happy" not in table
 
@@ -120,8 +120,8 @@ def test_the_intra_class_loss_curve_of_rows_that_have_one(tiny_config, tmp_path)
                                               "1": [[50, 4.0], [100, 6.0]]}
   assert agg["real_intra"]["intra_curve"]["0"] == [[50, 60.0], [100, 18.0]]  # the real stage's
   table = crossval.markdown_table(agg, "t", "cmd")
-  assert "| `joint_rdbp` | 17 | 7.5 | 1 of 2 folds |" in table
-  assert "| `real_intra` | 34 | 15 | 1 of 2 folds |" in table
+  assert "| `joint_rdbp` | 17 | 7.5 | 1 of 2 runs |" in table
+  assert "| `real_intra` | 34 | 15 | 1 of 2 runs |" in table
   assert "| `joint_no_intra` |" not in table.split("intra-class loss while R trains")[1]
 
 
@@ -136,6 +136,95 @@ def test_sign_flip_p_is_the_exact_randomisation_test():
   assert stats.sign_flip_p([0.01] * 20) < 1e-3
   mixed = list(np.random.default_rng(1).normal(0.0, 1.0, 18))
   assert abs(stats.sign_flip_p(mixed, exact_up_to=20) - stats.sign_flip_p(mixed)) < 0.01
+
+
+def test_intervals_holm_and_verdicts():
+  # Student t, 3 degrees of freedom: t(0.975) = 3.182446 (printed tables).
+  lo, hi = stats.t_interval([1.0, 2.0, 3.0, 4.0])
+  half = 3.182446305 * np.std([1, 2, 3, 4], ddof=1) / 2
+  np.testing.assert_allclose([lo, hi], [2.5 - half, 2.5 + half], rtol=1e-8)
+  assert stats.t_interval([0.3]) == (None, None)
+  # Holm: 0.01 * 3 = 0.03; 0.03 * 2 = 0.06; 0.04 * 1 = 0.04, raised to the running max 0.06.
+  np.testing.assert_allclose(list(stats.holm({"a": 0.01, "b": 0.04, "c": 0.03}).values()),
+                             [0.03, 0.06, 0.06])
+  assert stats.holm({"a": 0.01, "b": 0.04, "c": 0.03}) == pytest.approx(
+      {"a": 0.03, "b": 0.06, "c": 0.06})
+  # Seeds of one fold are averaged before the folds are compared.
+  row = {(0, 0): 0.8, (1, 0): 0.9, (0, 1): 0.7, (1, 1): 0.7, (0, 2): 0.6}
+  ref = {(0, 0): 0.7, (1, 0): 0.7, (0, 1): 0.75, (1, 1): 0.65, (0, 2): 0.6, (1, 2): 0.5}
+  c = stats.paired_difference(row, ref)
+  assert c["pairs"] == [[0, 0], [0, 1], [0, 2], [1, 0], [1, 1]] and c["folds"] == [0, 1, 2]
+  np.testing.assert_allclose(c["diff"], [0.1, -0.05, 0.0, 0.2, 0.05], atol=1e-12)
+  np.testing.assert_allclose(c["fold_mean"], [0.15, 0.0, 0.0], atol=1e-12)
+  np.testing.assert_allclose(c["mean"], 0.05)
+  np.testing.assert_allclose(c["ci95"], stats.t_interval(c["fold_mean"]))
+  np.testing.assert_allclose(c["seed_sd"], np.std([0.1, 0.2], ddof=1))  # both folds' sd alike
+  assert (c["better"], c["worse"], c["of"]) == (3, 1, 5)
+  assert c["p_sign_flip"] == stats.sign_flip_p(c["fold_mean"])
+  assert stats.paired_difference(row, {(5, 5): 0.1}) is None
+  verdict = lambda lo, hi, p: stats.verdict({"ci95": [lo, hi], "p_sign_flip": 0.9, "p_holm": p})
+  assert verdict(0.005, 0.015, 0.01) == "better (by < 2 points)"
+  assert verdict(0.03, 0.08, 0.01) == "better" and verdict(-0.08, -0.03, 0.01) == "worse"
+  assert verdict(0.03, 0.08, 0.2) == "undecided"  # the interval excludes 0, Holm does not agree
+  assert verdict(-0.01, 0.015, 0.5) == "equivalent (within +-2 points)"
+  assert verdict(-0.01, 0.025, 0.5) == "undecided"
+  assert verdict(None, None, 0.5).startswith("undecided (one fold")
+
+
+def test_seeds_train_their_own_folds_and_rows_pair_on_seed_and_fold(tiny_config, tmp_path,
+                                                                     monkeypatch):
+  cfg = tiny_config.copy_and_resolve_references()
+  workdir, rng, seeds = str(tmp_path / "v"), np.random.default_rng(3), (0, 1)
+  # The command's loop: seed by seed, every fold of a seed first, each in its own root.
+  calls = []
+  monkeypatch.setattr(crossval, "run_fold", lambda c, w, f, a, r: calls.append((c.seed, w, f)))
+  crossval.run_all(cfg, workdir, [0, 2], seeds, True, after_fold=lambda: calls.append("table"))
+  assert calls == [(0, f"{workdir}/seed_0", 0), "table", (0, f"{workdir}/seed_0", 2), "table",
+                   (1, f"{workdir}/seed_1", 0), "table", (1, f"{workdir}/seed_1", 2), "table"]
+  calls.clear()
+  crossval.run_all(cfg, workdir, [1], None, True)
+  assert calls == [(cfg.seed, workdir, 1)]  # one seed: the workdir itself, as before seeds
+
+  written = {}
+  for s in seeds:
+    for f in (0, 1, 2):
+      for row in ("real", "joint_rdbp", "real_intra"):
+        written[s, f, row] = _write_row(crossval.seeded(cfg, s), crossval.seed_dir(workdir, s, seeds),
+                                        f, row, rng)
+  results = crossval.collect_finished(cfg, workdir, ablation=True, seeds=seeds)
+  assert sorted(results) == [(s, f) for s in seeds for f in (0, 1, 2)]
+  agg = crossval.aggregate(results)
+  acc = lambda s, f, row: written[s, f, row][f"eval/{crossval.ABLATION_ROWS[row][0]}/acc"]
+  a = agg["joint_rdbp"]
+  assert a["runs"] == [[s, f] for s in seeds for f in (0, 1, 2)] and a["seeds"] == [0, 1]
+  assert a["folds"] == [0, 1, 2] and set(a["synthesis"]) == {"0/0", "0/1", "0/2", "1/0", "1/1", "1/2"}
+  np.testing.assert_allclose(a["fold_mean"]["1"], (acc(0, 1, "joint_rdbp") + acc(1, 1, "joint_rdbp")) / 2)
+  np.testing.assert_allclose(a["seed_mean"]["1"], np.mean([acc(1, f, "joint_rdbp") for f in (0, 1, 2)]))
+  for name, ref in (("minus_real", "real"), ("minus_control", "real_intra")):
+    want = stats.paired_difference({(s, f): acc(s, f, "joint_rdbp") for s in seeds for f in (0, 1, 2)},
+                                   {(s, f): acc(s, f, ref) for s in seeds for f in (0, 1, 2)})
+    got = a[name]
+    for key in ("pairs", "diff", "fold_mean", "mean", "ci95", "p_sign_flip", "seed_sd"):
+      assert got[key] == want[key], key
+    family = {r: agg[r][name]["p_sign_flip"] for r in agg if name in agg[r]}
+    assert got["p_holm"] == stats.holm(family)["joint_rdbp"] and got["verdict"] == stats.verdict(got)
+    assert set(got["per_class"]) <= {str(j) for j in range(K)}
+  assert "minus_real" not in agg["real"] and "minus_control" in agg["real"]
+  assert "minus_control" not in agg["real_intra"]
+
+  table = crossval.write_tables(cfg, workdir, True, "cmd", seeds=seeds)
+  with open(os.path.join(workdir, "ablation.json")) as f:
+    saved = json.load(f)
+  assert saved["seeds"] == [0, 1] and "seed" not in saved and saved["commit"]
+  assert "| 6 (3 folds x 2 seeds) |" in table and "| `joint_rdbp` | the control | " in table
+  assert "Commit `" in table
+  with pytest.raises(ValueError, match="several seeds"):
+    compare_lib.read_run(workdir, "real")
+  # A run of another seed under a seed's folder is never mixed in.
+  with open(os.path.join(workdir, "seed_1", "fold_0", "config.json"), "w") as f:
+    json.dump(crossval.row_config(crossval.seeded(cfg, 0), 0, "real").to_dict(), f)
+  with pytest.raises(ValueError, match=r"seed_1/fold_0/config.json was run with another .*'seed'"):
+    crossval.collect_finished(cfg, workdir, ablation=True, seeds=seeds)
 
 
 def test_row_configs(tiny_config):
@@ -185,7 +274,7 @@ def test_base_rows_do_not_depend_on_the_joint_section(tiny_config, tmp_path):
   _write_row(cfg, str(tmp_path), 0, "real", rng)
   other = cfg.copy_and_resolve_references()
   other.joint.beta = 0.25
-  assert list(crossval.collect_finished(other, str(tmp_path), ablation=True)[0]) == ["real"]
+  assert list(crossval.collect_finished(other, str(tmp_path), ablation=True)[(0, 0)]) == ["real"]
   other.fesgan.adv_weight = 0.5
   with pytest.raises(ValueError, match=r"fold_0/config.json .*fesgan.adv_weight"):
     crossval.collect_finished(other, str(tmp_path), ablation=True)
@@ -206,14 +295,17 @@ def test_cross_database_tests_each_rows_recogniser_and_keeps_its_scores(tiny_run
     shutil.copytree(run, crossval.row_workdir(workdir, 0, row))
   with open(os.path.join(run, "summary.json")) as f:
     summary = json.load(f)  # the run's own scores, as collect_finished reads them
-  results = {0: {"real": dict(summary), "joint_rdbp": dict(summary)}}
+  def results_of(summary):
+    return {(0, 0): {row: dict(summary, run_dir=crossval.row_workdir(workdir, 0, row))
+                     for row in ("real", "joint_rdbp")}}
+  results = results_of(summary)
   other = cfg.copy_and_resolve_references()  # "another database": all of the tiny faces
   assert crossval.cross_database(results, workdir, other) == "procedural_faces"
   data = evaluate.test_data(other.data)
   for row, stage in (("real", "real"), ("joint_rdbp", "joint")):
     want = evaluate.evaluate(restored.RestoredRecogniser.load(crossval.row_workdir(workdir, 0, row), stage),
                              data)
-    got = results[0][row]
+    got = results[(0, 0)][row]
     assert got["xdb/procedural_faces/acc"] == want["accuracy"]
     assert got["xdb/procedural_faces/mean_class_acc"] == want["mean_class_accuracy"]
     with open(os.path.join(crossval.row_workdir(workdir, 0, row),
@@ -223,7 +315,7 @@ def test_cross_database_tests_each_rows_recogniser_and_keeps_its_scores(tiny_run
   def no_loading(*args, **kwargs):
     raise AssertionError("the kept scores should have been read back")
   monkeypatch.setattr(restored.RestoredRecogniser, "load", no_loading)
-  again = {0: {"real": dict(summary), "joint_rdbp": dict(summary)}}
+  again = results_of(summary)
   crossval.cross_database(again, workdir, other)
   assert again == results
   agg = crossval.aggregate(again)
@@ -263,19 +355,27 @@ def test_rejudged_replaces_the_runs_judge_scores_and_keeps_them(tiny_config, tmp
     return {"judge/real_acc": 0.5, "judge/fesgan/acc_t": 0.25 * len(calls)}
 
   monkeypatch.setattr(rejudge, "rejudge", fake_rejudge)
+  prints = {"a": "0123456789ab", "b": "ba9876543210"}
+  monkeypatch.setattr(crossval.judge_lib, "fingerprints_of", lambda spec: dict(prints))
   results = crossval.collect_finished(cfg, workdir, ablation=True)
   assert crossval.rejudged(results, workdir, "/j/a, /j/b") == "a+b"
   assert [c[1] for c in calls] == ["/j/a,/j/b"] * 2
   for k, row in enumerate(("real", "joint_rdbp")):
-    summary = results[0][row]
+    summary = results[(0, 0)][row]
     assert {x: v for x, v in summary.items() if x.startswith("judge/")} == {
         "judge/real_acc": 0.5, "judge/fesgan/acc_t": 0.25 * (k + 1)}  # the run's own are gone
+    assert summary["judge_fingerprints"] == prints
     with open(os.path.join(crossval.row_workdir(workdir, 0, row), "rejudge_a+b.json")) as f:
-      assert json.load(f)["judge"] == "/j/a,/j/b"
-  # Read back by a later call with the same judges; another judge is scored afresh.
+      kept = json.load(f)
+    assert kept["judge"] == "/j/a,/j/b" and kept["fingerprints"] == prints
+  assert crossval.aggregate(results)["joint_rdbp"]["judge_fingerprints"] == [prints]
+  # Read back by a later call with the same judges (with the fingerprints kept then, not
+  # today's); another judge is scored afresh.
+  prints["a"] = "retrained000"
   again = crossval.collect_finished(cfg, workdir, ablation=True)
   crossval.rejudged(again, workdir, "/j/a,/j/b")
-  assert len(calls) == 2 and again[0]["joint_rdbp"]["judge/fesgan/acc_t"] == 0.5
+  assert len(calls) == 2 and again[(0, 0)]["joint_rdbp"]["judge/fesgan/acc_t"] == 0.5
+  assert again[(0, 0)]["joint_rdbp"]["judge_fingerprints"]["a"] == "0123456789ab"
   crossval.rejudged(crossval.collect_finished(cfg, workdir, ablation=True), workdir, "/j/a")
   assert len(calls) == 4
   with pytest.raises(ValueError, match="names no judge"):
@@ -286,7 +386,7 @@ def test_rejudged_replaces_the_runs_judge_scores_and_keeps_them(tiny_config, tmp
   _write_row(real_only, str(tmp_path / "r"), 0, "method", rng)
   plain = crossval.collect_finished(real_only, str(tmp_path / "r"), ablation=False)
   crossval.rejudged(plain, str(tmp_path / "r"), "/j/a")
-  assert len(calls) == 4 and not any(k.startswith("judge/") for k in plain[0]["method"])
+  assert len(calls) == 4 and not any(k.startswith("judge/") for k in plain[(0, 0)]["method"])
 
 
 def test_compare_reads_single_runs(tmp_path):

@@ -194,3 +194,24 @@ def test_initialisers_compiled_for_speed_give_the_default_bits():
     key = jax.random.key(3)
     chex.assert_trees_all_equal(state._init(net, key, *args),  # pylint: disable=protected-access
                                 jax.jit(net.init)(key, *args)["params"])
+
+
+def test_restored_editing_generator_translates_by_its_mask():
+  """A restored generator's translations are what training scored: with ``model.g_edit`` the
+  drawing blended into the input through the decoder's mask, not the bare drawing."""
+  from jfesgan.data import faces
+  from jfesgan.evaluation.restored import RestoredGenerator
+  from jfesgan.models.generator import blend
+  g = M.Generator(image_size=16, channels=1, latent_dim=8, width=8, max_width=16, num_down=2,
+                edit=True)
+  x = jax.random.uniform(jax.random.key(1), (3, 16, 16, 1), minval=-1.0, maxval=1.0)
+  c = jax.nn.one_hot(jnp.array([0, 1, 2]), 3)
+  params = g.init(jax.random.key(0), x, c)["params"]
+  gen = RestoredGenerator(workdir="w", stage="fesgan", class_names=("a", "b", "c"), model=g,
+                          params=params, image_size=16, channels=1,
+                          crop=faces.CropSpec(16, 1, "none", 0.0), latent_dim=8)
+  drawing, mask = g.apply({"params": params}, g.apply({"params": params}, x, method="encode"), c,
+                          method="draw")
+  np.testing.assert_allclose(gen.translate(np.asarray(x), np.asarray(c)), blend(x, drawing, mask),
+                             atol=1e-6)
+  assert not np.allclose(gen.translate(np.asarray(x), np.asarray(c)), drawing, atol=1e-3)

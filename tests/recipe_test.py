@@ -60,6 +60,27 @@ def test_augmentation_stays_inside_the_image_and_varies_per_image():
   np.testing.assert_array_equal(out, geo(same, jax.random.key(4)))
 
 
+def test_instance_noise_is_added_to_every_image_alone():
+  """``noise``: Gaussian noise of that std on every pixel, drawn per image, nothing else changed;
+  a section saved before the field existed reads as 0 (off)."""
+  x = jnp.zeros((64, 16, 16, 1))
+  y = Augment(noise=0.15)(x, jax.random.key(0))
+  np.testing.assert_allclose(float(jnp.std(y)), 0.15, rtol=0.02)
+  np.testing.assert_allclose(float(jnp.mean(y)), 0.0, atol=0.005)
+  assert not np.allclose(y[0], y[1])
+  old = default.augment(rotate=3.0)
+  del old["noise"]
+  assert Augment.from_config(old) == Augment(rotate=3.0)
+  # Other ranges draw the same random numbers with or without noise (earlier runs reproduce).
+  both, alone = Augment(contrast=0.3, noise=0.1), Augment(contrast=0.3)
+  key = jax.random.key(5)
+  img = _images(n=4)
+  base = alone(img, key)
+  np.testing.assert_allclose(both(img, key) - base,
+                             0.1 * jax.random.normal(jax.random.fold_in(key, 2), img.shape),
+                             atol=1e-6)
+
+
 def test_augment_config_errors_are_named():
   with pytest.raises(ValueError, match="rotate"):
     Augment.from_config(default.augment(rotate=-1.0))

@@ -12,11 +12,13 @@ import pytest
 
 from jfesgan import parallel, stages, train
 from jfesgan import state as state_lib
+from jfesgan.evaluation.restored import RestoredRecogniser
 from jfesgan.evaluation.summary import format_summary
 from jfesgan.models import build_models
 from jfesgan.research import rejudge
 from jfesgan.run import checkpointing
 from jfesgan.run import workdir as workdir_lib
+from jfesgan.run.provenance import params_fingerprint
 
 
 def _config(tiny_config, data_dir, **fields):
@@ -125,6 +127,11 @@ def test_train_and_evaluate_resume_and_start_from(tiny_config, tmp_path):
   for key in ("judge/real_acc", "judge/joint/acc_t", "judge/joint/acc_p"):
     assert 0.0 <= judged[key] <= 1.0, key
   assert not any(k.startswith("judge/") for k in out)
+  # The summary names the judge's weights by content: its real-only R's parameters, hashed.
+  judge_params = RestoredRecogniser.load(judge_dir, "real").params
+  assert judged["judge_fingerprints"] == {"judge": params_fingerprint(judge_params)}
+  assert params_fingerprint(jax.tree.map(lambda a: a + 1e-6, judge_params)) != params_fingerprint(
+      judge_params)
   mine, theirs = (_final_params(d, judged_cfg, "joint") for d in (str(tmp_path / "judged"), row))
   chex.assert_trees_all_equal(jax.tree.leaves(mine), jax.tree.leaves(theirs))
   # A run trained without the judge, scored by it afterwards (jfesgan.rejudge: g_ema of both

@@ -22,6 +22,7 @@ from jfesgan.data.classes import canonical
 from jfesgan.data.pipeline import ArrayDataset, to_float
 from jfesgan.evaluation.restored import RestoredRecogniser
 from jfesgan.evaluation.scores import Evaluator, translation_targets
+from jfesgan.run.provenance import params_fingerprint
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +76,19 @@ def load(spec: str) -> RestoredRecogniser | Ensemble:
   ``spec``, or, for several workdirs separated by commas, their :class:`Ensemble`."""
   judges = [RestoredRecogniser.load(w, "real") for w in workdirs(spec)]
   return judges[0] if len(judges) == 1 else Ensemble(tuple(judges))
+
+
+def fingerprints(judge: RestoredRecogniser | Ensemble) -> dict[str, str]:
+  """{judge's folder name: the content fingerprint of its weights} of a judge or of every member
+  of an ensemble (:func:`jfesgan.run.provenance.params_fingerprint`): a result records which
+  networks read it, so a judge retrained under the same path is told apart."""
+  members = judge.members if isinstance(judge, Ensemble) else (judge,)
+  return {os.path.basename(m.workdir.rstrip("/")): params_fingerprint(m.params) for m in members}
+
+
+def fingerprints_of(spec: str) -> dict[str, str]:
+  """:func:`fingerprints` of the judge(s) in workdir(s) ``spec``, loaded for it."""
+  return fingerprints(load(spec))
 
 
 def judge_scores(judge: RestoredRecogniser | Ensemble, class_names, *, real: np.ndarray,

@@ -143,12 +143,22 @@ class RestoredGenerator(_Trained):
     return jax.jit(lambda p, x: self.model.apply({"params": p}, x, method="encode"))
 
   @functools.cached_property
+  def _translate(self):
+    return jax.jit(lambda p, x, c: self.model.apply({"params": p}, x, c))
+
+  @functools.cached_property
   def _decode(self):
     return jax.jit(lambda p, z, c: self.model.apply({"params": p}, z, c, method="decode"))
 
   def encode(self, x: np.ndarray) -> np.ndarray:
     """Identity codes E(x) of float images in [-1, 1] at the run's size and channels."""
     return batched(lambda b: self._encode(self.params, b), x, batch_size=64)
+
+  def translate(self, x: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Faces ``x`` (float images in [-1, 1] at the run's size and channels) with expression
+    weights ``c`` (N, K): G(E(x), c), or with ``model.g_edit`` that drawing edited into x through
+    its mask, as the run's translations were made and scored."""
+    return batched(lambda xb, cb: self._translate(self.params, xb, cb), x, c, batch_size=64)
 
   def decode(self, z: np.ndarray, c: np.ndarray) -> np.ndarray:
     """G(z, c) for codes (N, d) and expression weights (N, K) (one-hot, or mixed to interpolate)."""

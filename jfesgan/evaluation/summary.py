@@ -86,6 +86,7 @@ class RunSummary:
             rng=np.random.default_rng([self.config.seed, stages.EVAL_STREAM]),
             num_prior_samples=self.config.eval.num_prior_samples, prefix=f"judge/{stage.name}")
         self.summary.update(scores)
+        self.summary[JUDGE_FINGERPRINTS] = judge_lib.fingerprints(self.judge)
         self.writer.scalars(step, scores, "eval")
     if stage.recogniser is not None:
       scores, cm = scores_lib.recognition_scores(self.ev, stage.recogniser(state), self.test,
@@ -107,6 +108,10 @@ class RunSummary:
           num_prior_samples=self.config.eval.num_prior_samples, **synth)
       self.summary.update(scores)
       self.writer.scalars(step, scores, "eval")
+
+
+# The summary's record of which networks the judge/* scores came from ({name: fingerprint}).
+JUDGE_FINGERPRINTS = "judge_fingerprints"
 
 
 def format_summary(summary: dict[str, Any]) -> str:

@@ -54,6 +54,10 @@ def read_run(path: str, row: str) -> tuple[int, dict[int, float]]:
     raise FileNotFoundError(f"{path}: no crossval.json or ablation.json (run `jfesgan "
                             "crossval` there first), nor a finished run's summary.json")
   result = workdir_lib.read_json(file)
+  if "seeds" in result:
+    raise ValueError(f"{file}: a cross-validation of several seeds ({result['seeds']}); its table "
+                     "already pairs its rows seed by seed (minus_real, minus_control): compare "
+                     "recipes of one seed per workdir")
   if "seed" not in result:
     raise ValueError(f"{file}: no 'seed' field (written before seeds were recorded: rewrite it "
                      "with jfesgan crossval ... --table_only)")

@@ -47,9 +47,10 @@ from jfesgan import stages, train
 from jfesgan.evaluation import judge as judge_lib
 from jfesgan.evaluation import scores as scores_lib
 from jfesgan.evaluation.restored import RestoredRecogniser
+from jfesgan.evaluation.summary import JUDGE_FINGERPRINTS
 from jfesgan.research import rejudge as rejudge_lib
-from jfesgan.research.stats import sign_flip_p
-from jfesgan.run import host, metrics
+from jfesgan.research import stats
+from jfesgan.run import host, metrics, provenance
 from jfesgan.run import workdir as workdir_lib
 from jfesgan.run.flags import parse_flags
 from jfesgan.run.workdir import diff_sections
@@ -82,6 +83,20 @@ ROW_TITLES = {
 }
 # The stages of the fold's base run, which every joint row starts from.
 BASE_STAGES = (stages.PHI.name, stages.FESGAN.name, stages.REAL.name)
+
+
+def seed_dir(workdir: str, seed: int, seeds: tuple[int, ...] | None) -> str:
+  """The root of seed ``seed``'s folds: ``<workdir>/seed_<s>`` when the command runs several seeds
+  (``--seeds``), else ``workdir`` itself (one seed, ``config.seed``)."""
+  return workdir if seeds is None else os.path.join(workdir, f"seed_{seed}")
+
+
+def seeded(config, seed: int):
+  """``config`` with ``seed`` as its root seed (every stage of the fold trains with it: each seed
+  trains its own stage 1)."""
+  cfg = config.copy_and_resolve_references()
+  cfg.seed = seed
+  return cfg
 
 
 def fold_dir(workdir: str, fold: int) -> str:
@@ -168,34 +183,43 @@ def pooled_confusion(row: str, summaries: list[dict]) -> np.ndarray:
   return sum(np.asarray(s["confusion"][row_stage(row, s)]) for s in summaries)
 
 
-def collect_finished(config, workdir: str, ablation: bool) -> dict[int, dict[str, dict]]:
-  """{fold: {row: summary}} of every finished fold and row under ``workdir``.
+def collect_finished(config, workdir: str, ablation: bool,
+                     seeds: tuple[int, ...] | None = None) -> dict[tuple[int, int], dict[str, dict]]:
+  """{(seed, fold): {row: summary}} of every finished fold and row under ``workdir``: of
+  ``config.seed`` in ``workdir`` itself, or of each of ``seeds`` in ``seed_<s>/``.  Each summary
+  also names the run's folder (``RUN_DIR``).
 
   A row is finished when its ``summary.json`` exists.  Its ``config.json`` must agree with the
-  one this ``config`` gives that fold and row on every field its stages depend on (a run of
+  one this ``config`` gives that seed, fold and row on every field its stages depend on (a run of
   another configuration in the same workdir is an error naming the file, never silently mixed
   into the table; the base run does not depend on ``config.joint``).
   """
   rows = tuple(ABLATION_ROWS) if ablation else ("method",)
-  out: dict[int, dict[str, dict]] = {}
-  for fold in range(config.data.num_folds):
-    for row in rows:
-      d = row_workdir(workdir, fold, row)
-      if not os.path.isfile(os.path.join(d, "summary.json")):
-        continue
-      saved = workdir_lib.read_json(os.path.join(d, "config.json"))
-      cfg = row_config(config, fold, row)
-      want = json.loads(json.dumps(cfg.to_dict()))
-      diff = diff_sections(saved, want, stages.run_sections([st.name for st in stages.select(cfg)]))
-      if diff:
-        raise ValueError(f"{os.path.join(d, 'config.json')} was run with another configuration "
-                         f"(differs in {diff[:8]}); use another --workdir")
-      summary = workdir_lib.read_summary(d)
-      stage = row_stage(row, summary)
-      if ((stage == stages.JOINT.name and cfg.joint.intra_mode != "none")
-          or (stage == stages.REAL.name and cfg.real.get("intra_weight", 0.0))):
-        summary[INTRA_CURVE] = intra_curve(d, stage)
-      out.setdefault(fold, {})[row] = summary
+  out: dict[tuple[int, int], dict[str, dict]] = {}
+  for seed in (int(config.seed),) if seeds is None else seeds:
+    root, cfg_seed = seed_dir(workdir, seed, seeds), seeded(config, seed)
+    for fold in range(config.data.num_folds):
+      for row in rows:
+        d = row_workdir(root, fold, row)
+        if not os.path.isfile(os.path.join(d, "summary.json")):
+          continue
+        saved = workdir_lib.read_json(os.path.join(d, "config.json"))
+        cfg = row_config(cfg_seed, fold, row)
+        want = json.loads(json.dumps(cfg.to_dict()))
+        diff = diff_sections(saved, want,
+                             stages.run_sections([st.name for st in stages.select(cfg)]))
+        if saved.get("seed") != want["seed"]:
+          diff = ["seed"] + diff
+        if diff:
+          raise ValueError(f"{os.path.join(d, 'config.json')} was run with another configuration "
+                           f"(differs in {diff[:8]}); use another --workdir")
+        summary = workdir_lib.read_summary(d)
+        summary[RUN_DIR] = d
+        stage = row_stage(row, summary)
+        if ((stage == stages.JOINT.name and cfg.joint.intra_mode != "none")
+            or (stage == stages.REAL.name and cfg.real.get("intra_weight", 0.0))):
+          summary[INTRA_CURVE] = intra_curve(d, stage)
+        out.setdefault((seed, fold), {})[row] = summary
   return out
 
 
@@ -212,6 +236,8 @@ def intra_curve(run_dir: str, stage: str = stages.JOINT.name) -> list[list[float
 SYNTHESIS_PREFIXES = ("synth/", "judge/", "xdb/")
 # A summary's (added) key: the logged intra-class loss of a row that has one (joint or control).
 INTRA_CURVE = "intra_curve"
+# A summary's (added) key: the folder the run is in.
+RUN_DIR = "run_dir"
 
 
 def cross_database(results: dict[int, dict[str, dict]], workdir: str, test_config) -> str:
@@ -222,10 +248,10 @@ def cross_database(results: dict[int, dict[str, dict]], workdir: str, test_confi
   ``evaluate_<database>.json`` and read back from there by later calls.  Returns the database's
   name."""
   name, data = test_config.data.name, None
-  for fold, rows in sorted(results.items()):
+  for _, rows in sorted(results.items()):
     for row, summary in rows.items():
       stage = ABLATION_ROWS[row][0] if row in ABLATION_ROWS else None
-      d = row_workdir(workdir, fold, row)
+      d = summary[RUN_DIR]
       path = os.path.join(d, f"evaluate_{name}.json")
       scores = None
       if os.path.isfile(path):
@@ -253,56 +279,119 @@ def rejudged(results: dict[int, dict[str, dict]], workdir: str, judge: str) -> s
   ``jfesgan rejudge`` writes) and read back from there by later calls with the same
   judges.  A row without a generator keeps no ``judge/*`` scores.  Returns the judges' names."""
   dirs = ",".join(judge_lib.workdirs(judge, "--rejudge"))
-  for fold, rows in sorted(results.items()):
-    for row, summary in rows.items():
+  now = None  # the judges' fingerprints today, computed once if a row needs judging
+  for _, rows in sorted(results.items()):
+    for summary in rows.values():
       for key in [k for k in summary if k.startswith("judge/")]:
         del summary[key]
-      d = row_workdir(workdir, fold, row)
+      summary.pop(JUDGE_FINGERPRINTS, None)
+      d = summary[RUN_DIR]
       if not rejudge_lib.has_generator(d):
         continue
-      scores = rejudge_lib.saved(d, dirs)
-      if scores is None:
-        scores = rejudge_lib.rejudge(d, dirs)
-        rejudge_lib.save(d, dirs, scores)
-      summary.update(scores)
+      kept = rejudge_lib.saved_record(d, dirs)
+      if kept is None:
+        now = now or judge_lib.fingerprints_of(dirs)
+        kept = {"scores": rejudge_lib.rejudge(d, dirs), "fingerprints": now}
+        rejudge_lib.save(d, dirs, kept["scores"], now)
+      summary.update(kept["scores"])
+      if kept.get("fingerprints"):
+        summary[JUDGE_FINGERPRINTS] = kept["fingerprints"]
   return judge_lib.name(dirs)
 
 
-def aggregate(results: dict[int, dict[str, dict]]) -> dict[str, dict]:
-  """Per row (over the folds where it ran): fold accuracies, mean, std (population std over
-  folds), pooled confusion and per-class accuracy, the synthesis scores of each fold's run
-  (``synth/*``, ``judge/*``), the logged intra-class loss of rows that have one
-  (``intra_curve``: {fold: [[step, value], ...]}), and -- for every row but ``real`` -- the
-  paired comparison with
-  ``real`` on the folds both ran: per-fold differences, their mean and std, and on how many folds
-  the row is better."""
+# The control every row is also compared with: what the intra-class loss does without synthesis.
+CONTROL = "real_intra"
+# The comparisons of the tables: (key in a row's aggregate, reference row, in words).
+COMPARISONS = (("minus_real", "real", "real only"), ("minus_control", CONTROL, "the control"))
+
+
+def run_label(key: tuple[int, int], one_seed: bool) -> str:
+  """A run's name in the tables: its fold (one seed), or ``<seed>/<fold>``."""
+  return str(key[1]) if one_seed else f"{key[0]}/{key[1]}"
+
+
+def _class_accuracies(row: str, summary: dict) -> np.ndarray:
+  """Per-class accuracy of one run's recogniser (nan for a class with no held-out image)."""
+  cm = np.asarray(summary["confusion"][row_stage(row, summary)], np.float64)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    return np.diag(cm) / cm.sum(1)
+
+
+def aggregate(results: dict[tuple[int, int], dict[str, dict]]) -> dict[str, dict]:
+  """Per row, over the (seed, fold) runs where it ran: each run's accuracy (``runs``, ``acc``),
+  their mean and population std, the mean of each fold over its seeds and of each seed over its
+  folds, pooled confusion and per-class accuracy, the synthesis scores of each run (``synth/*``,
+  ``judge/*``, ``xdb/*``), the logged intra-class loss of rows that have one (``intra_curve``),
+  and the judges' fingerprints the runs recorded.  With one seed, ``folds`` lists each run's fold
+  in the order of ``acc``.
+
+  Every row is compared, paired on the runs both have, with real only (``minus_real``) and with
+  the control ``real_intra`` (``minus_control``) where they ran: :func:`stats.paired_difference`
+  (the mean, its 95 % interval over folds with seeds averaged within each fold, the fold-wise
+  sign-flip p), the p-value Holm-adjusted across the rows of that comparison (``p_holm``), the
+  verdict (:func:`stats.verdict`: better, worse, equivalent within +-2 points, or undecided), and
+  the same per class (``per_class``: {class index: mean, interval, p, Holm p across classes}).
+  """
   order = list(ABLATION_ROWS) + ["method"]
   rows = sorted({r for v in results.values() for r in v}, key=order.index)
+  one_seed = len({seed for seed, _ in results}) <= 1
+  acc = {row: {k: row_accuracy(row, v[row]) for k, v in results.items() if row in v}
+         for row in rows}
   out = {}
   for row in rows:
-    folds = sorted(f for f in results if row in results[f])
-    summaries = [results[f][row] for f in folds]
-    accs = [row_accuracy(row, s) for s in summaries]
+    keys = sorted(acc[row])
+    summaries = [results[k][row] for k in keys]
+    accs = [acc[row][k] for k in keys]
     cm = pooled_confusion(row, summaries)
-    out[row] = {"folds": folds, "acc": accs, "mean": float(np.mean(accs)),
-                "std": float(np.std(accs)), "confusion": cm.tolist(),
-                "per_class_accuracy": scores_lib.per_class_accuracy(cm).tolist(),
-                "synthesis": {str(f): {k: v for k, v in s.items()
-                                       if k.startswith(SYNTHESIS_PREFIXES)}
-                              for f, s in zip(folds, summaries)}}
-    curves = {str(f): s[INTRA_CURVE] for f, s in zip(folds, summaries) if INTRA_CURVE in s}
+    folds = sorted({f for _, f in keys})
+    seeds = sorted({s for s, _ in keys})
+    a = {"runs": [list(k) for k in keys], "seeds": seeds,
+         "folds": [f for _, f in keys] if one_seed else folds, "acc": accs,
+         "mean": float(np.mean(accs)), "std": float(np.std(accs)),
+         "fold_mean": {str(f): float(np.mean([acc[row][k] for k in keys if k[1] == f]))
+                       for f in folds},
+         "seed_mean": {str(sd): float(np.mean([acc[row][k] for k in keys if k[0] == sd]))
+                       for sd in seeds},
+         "confusion": cm.tolist(),
+         "per_class_accuracy": scores_lib.per_class_accuracy(cm).tolist(),
+         "synthesis": {run_label(k, one_seed): {n: v for n, v in sm.items()
+                                                 if n.startswith(SYNTHESIS_PREFIXES)}
+                       for k, sm in zip(keys, summaries)}}
+    curves = {run_label(k, one_seed): sm[INTRA_CURVE] for k, sm in zip(keys, summaries)
+              if INTRA_CURVE in sm}
     if curves:
-      out[row]["intra_curve"] = curves
-    if row != "real":
-      both = [f for f in folds if "real" in results[f]]
-      if both:
-        diff = [row_accuracy(row, results[f][row]) - row_accuracy("real", results[f]["real"])
-                for f in both]
-        out[row]["minus_real"] = {"folds": both, "diff": diff, "mean": float(np.mean(diff)),
-                                  "std": float(np.std(diff)),
-                                  "better": int(sum(d > 0 for d in diff)),
-                                  "worse": int(sum(d < 0 for d in diff)), "of": len(both),
-                                  "p_sign_flip": sign_flip_p(diff)}
+      a["intra_curve"] = curves
+    prints = {json.dumps(sm[JUDGE_FINGERPRINTS], sort_keys=True) for sm in summaries
+              if JUDGE_FINGERPRINTS in sm}
+    if prints:
+      a["judge_fingerprints"] = [json.loads(p) for p in sorted(prints)]
+    for name, ref, _ in COMPARISONS:
+      if row == ref or ref not in acc:
+        continue
+      c = stats.paired_difference(acc[row], acc[ref])
+      if c is None:
+        continue
+      both = [tuple(k) for k in c["pairs"]]
+      mine = {k: _class_accuracies(row, results[k][row]) for k in both}
+      theirs = {k: _class_accuracies(ref, results[k][ref]) for k in both}
+      per_class = {}
+      for j in range(len(cm)):
+        ok = [k for k in both if not (np.isnan(mine[k][j]) or np.isnan(theirs[k][j]))]
+        pc = stats.paired_difference({k: float(mine[k][j]) for k in ok},
+                                     {k: float(theirs[k][j]) for k in ok})
+        if pc is not None:
+          per_class[str(j)] = {f: pc[f] for f in ("mean", "ci95", "p_sign_flip", "of")}
+      adjusted = stats.holm({j: v["p_sign_flip"] for j, v in per_class.items()})
+      for j, v in per_class.items():
+        v["p_holm"] = adjusted[j]
+      c["per_class"] = per_class
+      a[name] = c
+    out[row] = a
+  for name, _, _ in COMPARISONS:
+    family = {row: a[name]["p_sign_flip"] for row, a in out.items() if name in a}
+    for row, p in stats.holm(family).items():
+      out[row][name]["p_holm"] = p
+      out[row][name]["verdict"] = stats.verdict(out[row][name])
   return out
 
 
@@ -314,22 +403,60 @@ def _headline(key: str) -> bool:
           or (parts[0] == "xdb" and len(parts) == 3))
 
 
+def _points(v: float) -> str:
+  return f"{100 * v:+.1f}"
+
+
 def markdown_table(agg: dict[str, dict], title: str, command: str,
-                   class_names: list[str] | None = None) -> str:
-  """The rows as a Markdown table: mean +- std held-out accuracy over folds, the per-fold values,
-  the paired difference from real only (with the folds better and worse, and the sign-flip test's
-p-value); then pooled per-class accuracy (with ``class_names``)."""
-  lines = [f"### {title}", "", f"`{command}`", "",
-           "| row | accuracy (mean +- std) | folds | per fold (%) | minus real only, same folds |",
-           "| --- | --- | --- | --- | --- |"]
+                   class_names: list[str] | None = None, provenance_line: str = "") -> str:
+  """The rows as Markdown: each row's held-out accuracy (mean +- std over its runs, per fold over
+  seeds, per seed over folds); each row's paired difference from real only and from the control
+  with its 95 % interval, sign-flip and Holm p and verdict; the per-class differences whose
+  interval excludes 0; pooled per-class accuracy (with ``class_names``); synthesis scores; the
+  intra-class loss curves."""
+  lines = [f"### {title}", "", f"`{command}`", ""] + ([provenance_line, ""] if provenance_line else [])
+  lines += ["| row | accuracy (mean +- std over runs) | runs | per fold (%, mean over seeds) | "
+            "per seed (%, mean over folds) |", "| --- | --- | --- | --- | --- |"]
   for row, a in agg.items():
-    per_fold = " ".join(f"{f}:{100 * v:.1f}" for f, v in zip(a["folds"], a["acc"]))
-    paired = a.get("minus_real")
-    vs = (f"{100 * paired['mean']:+.1f} +- {100 * paired['std']:.1f} ({paired['better']} of "
-          f"{paired['of']} better, {paired['worse']} worse; sign-flip p = "
-          f"{paired['p_sign_flip']:.3f})" if paired else "")
+    per_fold = " ".join(f"{f}:{100 * v:.1f}" for f, v in a["fold_mean"].items())
+    per_seed = " ".join(f"{sd}:{100 * v:.1f}" for sd, v in a["seed_mean"].items())
+    runs = f"{len(a['acc'])} ({len(a['fold_mean'])} folds x {len(a['seeds'])} seeds)"
     lines.append(f"| {ROW_TITLES[row]} (`{row}`) | {100 * a['mean']:.1f} +- {100 * a['std']:.1f} % "
-                 f"| {len(a['folds'])} | {per_fold} | {vs} |")
+                 f"| {runs} | {per_fold} | {per_seed} |")
+  compared = [(row, name, words) for row, a in agg.items() for name, _, words in COMPARISONS
+              if name in a]
+  if compared:
+    lines += ["", "Paired differences in points of accuracy, on the runs both rows have: the mean "
+              "of the folds' means over seeds, its 95 % interval (Student t over folds, seeds "
+              "averaged within each fold), the runs where the row is better / worse, the "
+              "fold-wise sign-flip p and its Holm adjustment across the rows, and the verdict "
+              f"(equivalent: the interval within +-{100 * stats.MARGIN:g} points; undecided: "
+              "neither a difference nor equivalence shown):", "",
+              "| row | against | mean | 95 % interval | better / worse of runs | seed sd | "
+              "sign-flip p | Holm p | verdict |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for row, name, words in compared:
+      c = agg[row][name]
+      lo, hi = c["ci95"]
+      interval = "" if lo is None else f"[{_points(lo)}, {_points(hi)}]"
+      seed_sd = "" if c["seed_sd"] is None else f"{100 * c['seed_sd']:.1f}"
+      lines.append(f"| `{row}` | {words} | {_points(c['mean'])} | {interval} | {c['better']} / "
+                   f"{c['worse']} of {c['of']} | {seed_sd} | {c['p_sign_flip']:.3f} | "
+                   f"{c['p_holm']:.3f} | {c['verdict']} |")
+    real_ones = [(row, words, j, v) for row, name, words in compared
+                 for j, v in agg[row][name]["per_class"].items()
+                 if v["ci95"][0] is not None and (v["ci95"][0] > 0 or v["ci95"][1] < 0)]
+    lines += ["", "Per-class differences whose 95 % interval excludes 0 (Holm p across the "
+              "classes of the row):", ""]
+    if real_ones:
+      lines += ["| row | against | class | mean | 95 % interval | Holm p |",
+                "| --- | --- | --- | --- | --- | --- |"]
+      for row, words, j, v in real_ones:
+        cls = class_names[int(j)] if class_names else j
+        lines.append(f"| `{row}` | {words} | {cls} | {_points(v['mean'])} | "
+                     f"[{_points(v['ci95'][0])}, {_points(v['ci95'][1])}] | {v['p_holm']:.3f} |")
+    else:
+      lines.append("None: no class's difference is shown either way.")
   if class_names:
     lines += ["", "Pooled per-class accuracy (%):", "",
               "| row | " + " | ".join(class_names) + " |",
@@ -341,7 +468,7 @@ p-value); then pooled per-class accuracy (with ``class_names``)."""
                        if _headline(k)})
   if synth_keys:
     lines += ["", "Synthesis scores (and `xdb/*`: the recogniser on another database), mean over "
-              "the folds of each row's runs:", "",
+              "each row's runs:", "",
               "| row | " + " | ".join(f"`{k}`" for k in synth_keys) + " |",
               "| --- |" + " --- |" * len(synth_keys)]
     for row, a in agg.items():
@@ -353,7 +480,7 @@ p-value); then pooled per-class accuracy (with ``class_names``)."""
   if intra:
     lines += ["", "The intra-class loss while R trains (`r/intra`, or `real/intra` for the "
               "control: one batch's value every `log_every` steps): its first and last logged "
-              "value, mean over folds, and on how many folds the last is below the first:", "",
+              "value, mean over runs, and on how many runs the last is below the first:", "",
               "| row | first | last | fell on |", "| --- | --- | --- | --- |"]
     for row, curves in intra.items():
       logged = [c for c in curves.values() if c]
@@ -361,7 +488,7 @@ p-value); then pooled per-class accuracy (with ``class_names``)."""
       first = f"{np.mean([c[0][1] for c in logged]):.3g}" if logged else ""
       last = f"{np.mean([c[-1][1] for c in logged]):.3g}" if logged else ""
       fell = sum(c[-1][1] < c[0][1] for c in logged)
-      lines.append(f"| `{row}` | {first} | {last} | {fell} of {len(logged)} folds"
+      lines.append(f"| `{row}` | {first} | {last} | {fell} of {len(logged)} runs"
                    + (f" ({missing} logged none)" if missing else "") + " |")
   return "\n".join(lines) + "\n"
 
@@ -387,36 +514,73 @@ def main(argv):
     print(json.dumps(run_cross_database(config, flags_.test_on, flags_.workdir), indent=1),
           flush=True)
     return
-  if not flags_.table_only:
-    for f in folds:
-      run_fold(config, flags_.workdir, f, flags_.ablation, rows)
+  seeds = tuple(int(x) for x in flags_.seeds.split(",")) if flags_.seeds else None
+  if seeds is not None and len(set(seeds)) != len(seeds):
+    raise app.UsageError(f"--seeds {flags_.seeds} names a seed twice")
   command = "jfesgan crossval " + " ".join(sys.argv[1:])
-  print(write_tables(config, flags_.workdir, flags_.ablation, command, flags_.out,
-                     flags_.evaluate_on, flags_.rejudge), flush=True)
+
+  def tables() -> str:
+    return write_tables(config, flags_.workdir, flags_.ablation, command, flags_.out,
+                        flags_.evaluate_on, flags_.rejudge, seeds)
+
+  if not flags_.table_only:
+    run_all(config, flags_.workdir, folds, seeds, flags_.ablation, rows, after_fold=tables)
+  print(tables(), flush=True)
+
+
+def run_all(config, workdir: str, folds: list[int], seeds: tuple[int, ...] | None, ablation: bool,
+            rows: tuple[str, ...] = tuple(ABLATION_ROWS), after_fold=lambda: None) -> None:
+  """Every fold of every seed (``None``: ``config.seed`` alone, in ``workdir``), seed by seed so
+  that the first seed covers every fold first, calling ``after_fold()`` after each (the command
+  rewrites its tables there: whenever it is stopped, what finished is in a table).  Each seed
+  trains its own stages 0-1 in ``seed_<s>/fold_<k>``; finished runs are read back, interrupted
+  ones resume."""
+  for seed in (int(config.seed),) if seeds is None else seeds:
+    for f in folds:
+      run_fold(seeded(config, seed), seed_dir(workdir, seed, seeds), f, ablation, rows)
+      after_fold()
 
 
 def write_tables(config, workdir: str, ablation: bool, command: str, out: str = "",
-                 evaluate_on=None, judge: str = "") -> str:
-  """Writes ``ablation.{json,md}`` (or ``crossval.*``) of every finished fold and row under
+                 evaluate_on=None, judge: str = "", seeds: tuple[int, ...] | None = None) -> str:
+  """Writes ``ablation.{json,md}`` (or ``crossval.*``) of every finished seed, fold and row under
   ``workdir`` (not only one call's) to ``workdir`` and ``out``, each row's recogniser also tested
   on the database of config ``evaluate_on`` if given (:func:`cross_database`), and its generators
   read by ``judge`` instead of the runs' own judge if given (:func:`rejudged`); returns the
-  Markdown table."""
+  Markdown table.  The files record the command, the commit of the code that wrote them and the
+  content fingerprints of the judges that read the generators (as each run recorded them)."""
   name = "ablation" if ablation else "crossval"
-  results = collect_finished(config, workdir, ablation)
+  results = collect_finished(config, workdir, ablation, seeds)
   if evaluate_on is not None:
     cross_database(results, workdir, evaluate_on)
   if judge:
     rejudged(results, workdir, judge)
   agg = aggregate(results)
-  class_names = next((s["class_names"] for v in results.values() for s in v.values()
-                      if "class_names" in s), None)
-  table = markdown_table(agg, f"{name}: held-out accuracy, folds by subject", command, class_names)
+  class_names = next((sm["class_names"] for v in results.values() for sm in v.values()
+                      if "class_names" in sm), None)
+  made_at = provenance.commit()
+  judged_by = judge or config.eval.judge
+  prints = [json.loads(p) for p in sorted({json.dumps(f, sort_keys=True) for a in agg.values()
+                                           for f in a.get("judge_fingerprints", [])})]
+  line = f"Commit `{made_at}`."
+  if judged_by:
+    line += (f" Judge `{judge_lib.name(judged_by)}`, weights "
+             + ("; ".join(", ".join(f"{k} `{v}`" for k, v in f.items()) for f in prints)
+                if prints else "not fingerprinted (runs judged before fingerprints were kept)")
+             + (" (MORE THAN ONE SET: the runs were judged by different networks)"
+                if len(prints) > 1 else "") + ".")
+  table = markdown_table(agg, f"{name}: held-out accuracy, folds by subject", command, class_names,
+                         line)
+  record = {"command": command, "commit": made_at, "class_names": class_names,
+            "judge": judged_by, "judge_fingerprints": prints, "rows": agg}
+  if seeds is None:
+    record["seed"] = int(config.seed)
+  else:
+    record["seeds"] = list(seeds)
   for out_dir in dict.fromkeys([workdir] + ([out] if out else [])):
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, f"{name}.json"), "w") as f:
-      json.dump({"command": command, "seed": int(config.seed), "class_names": class_names,
-                 "judge": judge or config.eval.judge, "rows": agg}, f, indent=2)
+      json.dump(record, f, indent=2)
     with open(os.path.join(out_dir, f"{name}.md"), "w") as f:
       f.write(table)
   return table
@@ -429,6 +593,10 @@ def define_flags() -> None:
   flags.DEFINE_string("workdir", None, "Root of the folds' workdirs (resumed if present).",
                       required=True)
   flags.DEFINE_string("folds", "", "Comma-separated folds to run (default: all data.num_folds).")
+  flags.DEFINE_string("seeds", "", "Comma-separated root seeds (e.g. 0,1,2): each trains every "
+                      "row of every fold, its own stage 1 included, in <workdir>/seed_<s>/, seed "
+                      "by seed; the tables pair rows on (seed, fold).  Default: config.seed alone, "
+                      "in <workdir> itself.")
   flags.DEFINE_bool("ablation", False, "Run the six ablation rows instead of the configured method.")
   flags.DEFINE_string("rows", "", "With --ablation: comma-separated rows to run (default: all six).")
   flags.DEFINE_string("out", "", "Also write <name>.json and <name>.md here (e.g. results/ck48: "

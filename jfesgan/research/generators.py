@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
 from absl import app, flags
 
+from jfesgan.run import provenance
 from jfesgan.run import workdir as workdir_lib
 from jfesgan.run.flags import one_line_errors, parse_flags
 
@@ -70,20 +70,6 @@ def compare(recipes: dict[str, dict[int, dict[str, float]]]) -> dict[str, dict]:
   return out
 
 
-def commit() -> str:
-  """The commit of the code that made a result (with ``+changes`` when the tree differs), or
-  'unknown' outside a git checkout."""
-  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  try:
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                          check=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                           capture_output=True, text=True, check=True).stdout.strip()
-  except (OSError, subprocess.CalledProcessError):
-    return "unknown"
-  return head + ("+changes" if dirty else "")
-
-
 def markdown(result: dict[str, dict], command: str, made_at: str) -> str:
   """The table: one row per score, a column per recipe (mean, then per seed; differences from
   the reference after the others' means)."""
@@ -116,7 +102,7 @@ def main(argv):
   recipes = dict(read_recipe(spec) for spec in f.recipe)
   result = compare(recipes)
   command = "jfesgan generators " + " ".join(sys.argv[1:])
-  made_at = commit()
+  made_at = provenance.commit()
   table = markdown(result, command, made_at)
   print(table)
   if f.out:

@@ -30,6 +30,7 @@ from jfesgan.data import pipeline
 from jfesgan.evaluation import judge as judge_lib
 from jfesgan.evaluation import scores as scores_lib
 from jfesgan.models import build_models
+from jfesgan.run import provenance
 from jfesgan.run import workdir as workdir_lib
 from jfesgan.run.flags import one_line_errors, parse_flags, quiet_tool
 
@@ -85,22 +86,36 @@ def saved_path(workdir: str, judge: str) -> str:
   return os.path.join(os.path.abspath(workdir), f"rejudge_{judge_lib.name(judge)}.json")
 
 
-def save(workdir: str, judge: str, scores: dict[str, float]) -> str:
-  """Keeps a run's scores by ``judge`` in its workdir (with the judges' workdirs); the path."""
+def save(workdir: str, judge: str, scores: dict[str, float],
+         fingerprints: dict[str, str] | None = None) -> str:
+  """Keeps a run's scores by ``judge`` in its workdir (with the judges' workdirs and the content
+  fingerprints of their weights, :func:`jfesgan.evaluation.judge.fingerprints`); the path."""
   path = saved_path(workdir, judge)
   with open(path, "w") as f:
     json.dump({"workdir": os.path.abspath(workdir), "judge": ",".join(judge_lib.workdirs(judge)),
-               "scores": scores}, f, indent=2)
+               "fingerprints": fingerprints, "scores": scores}, f, indent=2)
   return path
 
 
-def saved(workdir: str, judge: str) -> dict[str, float] | None:
-  """The run's scores kept by :func:`save` for exactly these judges, or None."""
+def saved_record(workdir: str, judge: str) -> dict | None:
+  """What :func:`save` kept for exactly these judges (``scores``, and ``fingerprints`` when the
+  file was written since they are recorded), or None."""
   path = saved_path(workdir, judge)
   if not os.path.isfile(path):
     return None
   kept = workdir_lib.read_json(path)
-  return kept["scores"] if kept.get("judge") == ",".join(judge_lib.workdirs(judge)) else None
+  return kept if kept.get("judge") == ",".join(judge_lib.workdirs(judge)) else None
+
+
+def saved(workdir: str, judge: str) -> dict[str, float] | None:
+  """The run's scores kept by :func:`save` for exactly these judges, or None."""
+  kept = saved_record(workdir, judge)
+  return None if kept is None else kept["scores"]
+
+
+def describe_fingerprints(fingerprints: dict[str, str]) -> str:
+  """``name fingerprint, ...`` for a table's header."""
+  return ", ".join(f"{k} `{v}`" for k, v in fingerprints.items())
 
 
 def _percent(v: float) -> str:
@@ -152,11 +167,12 @@ def main(argv):
   quiet_tool()
   f = flags.FLAGS
   judge_dir = ",".join(judge_lib.workdirs(f.judge, "--judge"))
+  fingerprints = judge_lib.fingerprints_of(judge_dir)
   runs = {}
   for workdir in f.workdir:
     workdir = os.path.abspath(workdir)
     scores = rejudge(workdir, judge_dir, data_dir=f.data_dir, manual_dir=f.manual_dir)
-    path = save(workdir, judge_dir, scores)
+    path = save(workdir, judge_dir, scores, fingerprints)
     print(f"{workdir} judged by {judge_dir}:")
     for k, v in sorted(scores.items()):
       print(f"  {k:32s} {v:.4f}")
@@ -166,9 +182,11 @@ def main(argv):
     base = f.out[:-len(".json")] if f.out.endswith(".json") else f.out
     command = "jfesgan rejudge " + " ".join(sys.argv[1:])
     with open(base + ".json", "w") as fh:
-      json.dump({"command": command, "judge": judge_dir, "runs": runs}, fh, indent=2)
+      json.dump({"command": command, "commit": provenance.commit(), "judge": judge_dir,
+                 "judge_fingerprints": fingerprints, "runs": runs}, fh, indent=2)
     with open(base + ".md", "w") as fh:
-      fh.write(f"Judge: `{judge_dir}`. Command:\n\n```\n{command}\n```\n\n{table(runs)}")
+      fh.write(f"Judge: `{judge_dir}` (weights {describe_fingerprints(fingerprints)}). Commit "
+               f"`{provenance.commit()}`. Command:\n\n```\n{command}\n```\n\n{table(runs)}")
     print(f"written to {base}.json and {base}.md", flush=True)
 
 

@@ -42,9 +42,8 @@ def translate_sheet(gen: RestoredGenerator, x: np.ndarray, ids: list[int]) -> tu
   """(translations (N, len(ids), H, W, C) in [-1, 1], contact sheet RGB uint8): each face with
   each expression of ``ids``."""
   k = len(gen.class_names)
-  z = gen.encode(x)
   onehot = np.eye(k, dtype=np.float32)[ids]
-  out = gen.decode(np.repeat(z, len(ids), 0), np.tile(onehot, (len(x), 1)))
+  out = gen.translate(np.repeat(x, len(ids), 0), np.tile(onehot, (len(x), 1)))
   out = out.reshape((len(x), len(ids)) + out.shape[1:])
   cells = [[grids.to_uint8(x[i])] + [grids.to_uint8(t) for t in out[i]]
            for i in range(len(x))]
@@ -80,7 +79,7 @@ def interpolate(gen: RestoredGenerator, x: np.ndarray, what: str, frames: int,
     raise ValueError(f"--interpolate {what!r}: give two expressions 'a,b' or 'identity'")
   eye = np.eye(k, dtype=np.float32)
   c = (1 - t) * eye[a] + t * eye[b]
-  return gen.decode(np.repeat(z[:1], frames, 0), c.astype(np.float32))
+  return gen.translate(np.repeat(x[:1], frames, 0), c.astype(np.float32))
 
 
 def write_gif(frames: np.ndarray, path: str, scale: int = 3) -> None:
