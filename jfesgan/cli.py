@@ -27,6 +27,7 @@ COMMANDS = {
     "evaluate": ("jfesgan.tools.evaluate", "a trained recogniser tested on another database"),
     "export": ("jfesgan.tools.export", "a trained recogniser exported for serving without jfesgan"),
     "report": ("jfesgan.tools.report", "(re)write a run's self-contained HTML report"),
+    "demo": ("jfesgan.tools.demo", "a local web page: a photo's expression, re-drawn faces, new people"),
     "benchmark": ("jfesgan.bench.benchmark", "speed and memory of the train steps (vs PyTorch)"),
 }
 

@@ -35,6 +35,7 @@ DEFERRED = {
     ("jfesgan.bench.benchmark", "jfesgan.bench.torch_reference"): "PyTorch, only for --torch",
     ("jfesgan.data.pipeline", "jfesgan.data.databases"): "TFDS builders, only for a real database",
     ("jfesgan.data.pipeline", "jfesgan.data.procedural_tfds"): "TFDS, only when building the data",
+    ("jfesgan.tools.export", "jfesgan.tools.onnx_graph"): "the onnx package, only for --format onnx",
 }
 
 

@@ -1,4 +1,6 @@
-"""The loss-free identity score: nearest real face in pixels."""
+"""Evaluation: the loss-free identity score (nearest real face in pixels) and the run's report."""
+
+import json
 
 import numpy as np
 import pytest
@@ -48,3 +50,38 @@ def test_mismatched_inputs_are_refused_with_what_differs():
     pixel_nearest_person(np.zeros((2, 8, 8, 3)), np.zeros(2, int), real, np.zeros(4, int))
   with pytest.raises(ValueError, match="one source per image"):
     pixel_nearest_person(np.zeros((2, 8, 8, 1)), np.zeros(3, int), real, np.zeros(4, int))
+
+
+def test_the_report_says_what_each_score_means(tmp_path):
+  """Every score with a plain name, its meaning, its direction and who reads it; chance beside
+  accuracies; confusion matrices with the classes' full names; every stage's loss curves."""
+  from jfesgan.evaluation import html_report
+  names = ["anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise"]
+  cm = np.eye(7, dtype=int) * 3 + 1
+  summary = {"eval/real/acc": 0.5, "synth/psnr": 22.0, "synth/psnr_copy": 25.8,
+             "synth/expr_acc_t": 0.9, "synth/id_nearest": 0.86, "synth/id_nearest_chance": 0.0833,
+             "judge/fesgan/acc_t": 0.4, "judge/real_acc": 0.6, "synth/new_score": 1.0,
+             "class_names": names, "confusion": {"real": cm.tolist()}, "paths": {},
+             "wall_seconds": {"phi": 1.0}}
+  (tmp_path / "summary.json").write_text(json.dumps(summary))
+  (tmp_path / "config.json").write_text(json.dumps({"stages": ["phi", "fesgan", "real"],
+                                                    "data": {"name": "x", "image_size": 48}}))
+  (tmp_path / "metrics.jsonl").write_text("".join(
+      json.dumps({"stage": "fesgan", "step": s, "dimg/loss": 1.0 / s, "g/loss": 2.0, "g/rec": 0.3})
+      + "\n" for s in (1, 2, 3)))
+  page = html_report.build(str(tmp_path))
+  assert "translation PSNR (dB)" in page and "PSNR of copying the input (dB)" in page
+  row = page.split("translation PSNR (dB)")[1].split("</tr>")[0]
+  assert "higher is better" in row and "renderer" in row
+  row = page.split("expression read in translations")[1].split("</tr>")[0]
+  assert "14.3 %" in row and "in-domain" in row  # chance: 1 of 7 classes
+  row = page.split("judge reads translations (fesgan generator)")[1].split("</tr>")[0]
+  assert "independent" in row
+  row = page.split("right person, by Phi")[1].split("</tr>")[0]
+  assert "8.3 %" in row
+  assert "synth/new_score" in page  # a score the glossary does not know is shown by its key
+  confusion = page.split("Confusion: the real recogniser")[1]
+  assert all(f"<th>{n}</th>" in confusion for n in names) and "<td>40 %</td>" in confusion  # 4 of 10 right
+  curves = page.split("Training curves: fesgan")[1]
+  assert "alt='dimg/loss'" in curves and "alt='g/loss'" in curves and "alt='g/rec'" in curves
+  assert html_report.describe("eval/joint/acc")[0] == "recognition accuracy (joint R)"

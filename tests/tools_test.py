@@ -216,3 +216,52 @@ def test_cross_database_protocol_trains_on_one_and_tests_on_another(tiny_config,
     summary = json.load(f)
   # Trained on all 8 identities of one database, tested on all 56 images of the other.
   assert int(np.sum(summary["confusion"]["real"])) == len(pipeline.load(other.data)) == 56
+
+
+def test_onnx_export_serves_with_onnxruntime_and_numpy_alone(run, tmp_path):
+  """`jfesgan export --format onnx`: the recogniser and the generator's two graphs, loaded by the
+  written serve_onnx.py in a process where jax, flax and jfesgan cannot be imported, equal the
+  restored networks to 1e-4 at several batch sizes."""
+  pytest.importorskip("onnxruntime")
+  _, workdir, test, _, _ = run
+  out = str(tmp_path / "onnx")
+  done = subprocess.run([sys.executable, "-m", "jfesgan.tools.export", "--workdir", workdir,
+                         "--out", out, "--format", "onnx"], capture_output=True, text=True, cwd=ROOT)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert "generator_decode.onnx" in done.stdout
+  rec, gen = RestoredRecogniser.load(workdir), RestoredGenerator.load(workdir)
+  k = len(gen.class_names)
+  x = to_float(test.image[:5])
+  c = np.eye(k, dtype=np.float32)[np.arange(5) % k]
+  c[2] = 0.5 * c[2] + 0.5 * c[3]
+  z = np.random.default_rng(0).uniform(-1, 1, (5, gen.latent_dim)).astype(np.float32)
+  np.savez(tmp_path / "in.npz", x=x, c=c, z=z)
+  script = f"""
+import sys
+class NoJax:
+  def find_spec(self, name, path=None, target=None):
+    if name.split(".")[0] in ("jax", "jaxlib", "flax", "jfesgan", "optax"):
+      raise ImportError("not for serving: " + name)
+sys.meta_path.insert(0, NoJax())
+sys.path.insert(0, {out!r})
+import numpy as np
+from serve_onnx import load, load_generator
+predict, meta = load({out!r})
+translate, decode = load_generator({out!r})
+d = np.load({str(tmp_path / "in.npz")!r})
+outs = {{}}
+for n in (1, 2, 5):
+  outs[f"p{{n}}"] = predict(d["x"][:n])
+  outs[f"t{{n}}"] = translate(d["x"][:n], d["c"][:n])
+  outs[f"d{{n}}"] = decode(d["z"][:n], d["c"][:n])
+np.savez({str(tmp_path / "out.npz")!r}, **outs)
+print(meta["class_names"])
+"""
+  served = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=str(tmp_path))
+  assert served.returncode == 0, served.stderr[-2000:]
+  got = np.load(tmp_path / "out.npz")
+  for n in (1, 2, 5):
+    np.testing.assert_allclose(got[f"p{n}"], rec.probabilities(x[:n]), atol=1e-4)
+    np.testing.assert_allclose(got[f"t{n}"], gen.translate(x[:n], c[:n]), atol=1e-4)
+    np.testing.assert_allclose(got[f"d{n}"], gen.decode(z[:n], c[:n]), atol=1e-4)

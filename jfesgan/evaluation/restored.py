@@ -169,7 +169,7 @@ def crop_spec(data_cfg) -> faces.CropSpec:
   """How the run's dataset cut faces out (procedural faces: they are faces already)."""
   detector = data_cfg.get("detector", "none")
   return faces.CropSpec(int(data_cfg.image_size), int(data_cfg.channels), detector,
-                        float(data_cfg.get("margin", 0.0)))
+                        float(data_cfg.get("margin", 0.0)), bool(data_cfg.get("align", False)))
 
 
 _FNS: dict = {}

@@ -49,7 +49,7 @@ BUILDERS: dict[str, type[ExpressionDatabase]] = {
 def config_from(data_cfg) -> DatabaseConfig:
   """The builder config described by a ``config.data`` section of a real database."""
   crop = faces.CropSpec(data_cfg.image_size, data_cfg.channels, data_cfg.detector,
-                        data_cfg.margin)
+                        data_cfg.margin, bool(data_cfg.get("align", False)))
   return DatabaseConfig(crop=crop, frames=data_cfg.frames, include_neutral=data_cfg.include_neutral,
                         skip_bad_input=data_cfg.skip_bad_input,
                         options=BUILDERS[data_cfg.name].options_from(data_cfg))

@@ -182,6 +182,9 @@ class ExpressionDatabase(tfds.core.GeneratorBasedBuilder):
                                 f"must follow the layout in the instructions:\n"
                                 f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
     self.info.metadata["skipped"] = self._skipped
+    # With data.align: the sequences cut unaligned because OpenCV did not find both eyes.
+    self._unaligned = []
+    self.info.metadata["unaligned"] = self._unaligned
     self.info.metadata["manual_dir"] = root
     return {split: self._generate_examples(samples[split], root) for split in splits}
 
@@ -193,6 +196,9 @@ class ExpressionDatabase(tfds.core.GeneratorBasedBuilder):
           raise faces.BadInputError(s.source, "no frames")
         box = self._cropper.box(frames[-1], s.source)
         crops = [self._cropper.crop(f, box) for f in frames]
+        if self.builder_config.crop.align and box.eyes is None:
+          self._unaligned.append(os.path.relpath(s.source, root) if os.path.isabs(s.source)
+                                 else s.source)
       except faces.BadInputError as e:
         self._bad(e.path, e.reason)
         continue
