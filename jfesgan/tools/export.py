@@ -78,18 +78,27 @@ def export_recogniser(rec: RestoredRecogniser, out_dir: str) -> dict:
           "crop": dataclasses.asdict(rec.crop), "source": {"workdir": rec.workdir,
                                                            "stage": rec.stage},
           "platforms": list(exported.platforms)}
+  return _write_meta_and_loader(out_dir, meta, "serve.py", SERVE)
+
+
+def _write_meta_and_loader(out_dir: str, meta: dict, loader: str, text: str) -> dict:
   with open(os.path.join(out_dir, "recogniser.json"), "w") as f:
     json.dump(meta, f, indent=2)
-  with open(os.path.join(out_dir, "serve.py"), "w") as f:
-    f.write(SERVE)
+  with open(os.path.join(out_dir, loader), "w") as f:
+    f.write(text)
   return meta
+
+
+def _loader(text: str, name: str) -> dict:
+  """The namespace of a loader compiled from the very text that was written out."""
+  namespace: dict = {}
+  exec(compile(text, name, "exec"), namespace)
+  return namespace
 
 
 def load(out_dir: str):
   """The exported recogniser in ``out_dir``: (predict, meta), as ``serve.py`` gives it."""
-  namespace: dict = {}
-  exec(compile(SERVE, "serve.py", "exec"), namespace)  # the very loader that was written out
-  return namespace["load"](out_dir)
+  return _loader(SERVE, "serve.py")["load"](out_dir)
 
 
 SERVE_ONNX = '''"""Loader of networks exported by jfesgan as ONNX (needs only onnxruntime and numpy)."""
@@ -161,19 +170,13 @@ def export_onnx(rec: RestoredRecogniser, gen: RestoredGenerator | None, out_dir:
   for name, model in graphs.items():
     with open(os.path.join(out_dir, name), "wb") as f:
       f.write(model.SerializeToString())
-  with open(os.path.join(out_dir, "recogniser.json"), "w") as f:
-    json.dump(meta, f, indent=2)
-  with open(os.path.join(out_dir, "serve_onnx.py"), "w") as f:
-    f.write(SERVE_ONNX)
-  return meta
+  return _write_meta_and_loader(out_dir, meta, "serve_onnx.py", SERVE_ONNX)
 
 
-def load_onnx(out_dir: str):
-  """``serve_onnx.py``'s module namespace for the export in ``out_dir`` (its ``load`` and
-  ``load_generator``), compiled from the very loader that was written out."""
-  namespace: dict = {}
-  exec(compile(SERVE_ONNX, "serve_onnx.py", "exec"), namespace)
-  return namespace
+def onnx_loader() -> dict:
+  """``serve_onnx.py``'s namespace (its ``load(folder)`` and ``load_generator(folder)``),
+  compiled from the very loader that is written out."""
+  return _loader(SERVE_ONNX, "serve_onnx.py")
 
 
 def main(argv):
@@ -195,7 +198,7 @@ def main(argv):
   except FileNotFoundError:
     gen = None  # a recogniser-only run
   meta = export_onnx(rec, gen, f.out)
-  serve = load_onnx(f.out)
+  serve = onnx_loader()
   predict, _ = serve["load"](f.out)
   lines = [f"recogniser.onnx ({rec.stage} R): max |ONNX - JAX| "
            f"{np.max(np.abs(predict(x) - rec.probabilities(x))):.2e}"]
