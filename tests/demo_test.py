@@ -153,6 +153,7 @@ def test_a_browser_clicks_through_the_page(server, tmp_path):
   photo.write_bytes(_png((np.random.default_rng(1).random((300, 400, 3)) * 255).astype(np.uint8)))
   truncated = tmp_path / "truncated.png"
   truncated.write_bytes(photo.read_bytes()[:5000])
+  expect.set_options(timeout=60_000)  # the first request of each kind compiles its networks
   with sync_playwright() as p:
     browser = p.chromium.launch(executable_path=chromium, args=[
         "--no-sandbox", "--disable-gpu", "--disable-background-networking",
