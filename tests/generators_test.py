@@ -37,6 +37,20 @@ def test_recipes_are_paired_by_seed_with_the_direction_of_each_score(tmp_path):
   assert "| `synth/psnr` | 20.5 (20, 21) | 23.5 (23, 24); +3, better on 2 of 2 seeds |" in table
 
 
+def test_runs_scored_on_other_subjects_are_never_paired(tmp_path):
+  a0 = fake_run(tmp_path / "a0", 0)
+  b0 = fake_run(tmp_path / "b0", 0)
+  assert generators.held_out([f"a={a0}", f"b={b0}"]) == "test"  # the default
+  config = json.load(open(os.path.join(b0, "config.json")))
+  config["data"]["heldout"] = "validation"
+  json.dump(config, open(os.path.join(b0, "config.json"), "w"))
+  with pytest.raises(ValueError, match=r"different subjects: .*a0: test, .*b0: validation"):
+    generators.held_out([f"a={a0}", f"b={b0}"])
+  assert generators.held_out([f"b={b0}"]) == "validation"
+  one = generators.compare({"a": {0: {"synth/psnr": 1.0}}})
+  assert "VALIDATION subjects" in generators.markdown(one, "cmd", "abc", "validation")
+
+
 def test_bad_recipes_are_named(tmp_path):
   a0 = fake_run(tmp_path / "a0", 0)
   with pytest.raises(ValueError, match="two runs of seed 0"):

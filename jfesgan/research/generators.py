@@ -46,6 +46,28 @@ def read_recipe(spec: str) -> tuple[str, dict[int, dict[str, float]]]:
   return name, out
 
 
+def held_out(specs: list[str]) -> str:
+  """What every run of the recipes ``specs`` was scored on (``data.heldout``: "test" or
+  "validation"); an error naming the runs when they differ (a choice made on validation subjects
+  is never paired with test scores)."""
+  seen = {}
+  for spec in specs:
+    for run in spec.partition("=")[2].split(","):
+      seen[run] = str(workdir_lib.read_config(run).data.get("heldout", "test"))
+  kinds = set(seen.values())
+  if len(kinds) > 1:
+    raise ValueError("the runs were scored on different subjects: " + ", ".join(
+        f"{run}: {kind}" for run, kind in seen.items()))
+  return kinds.pop()
+
+
+HELD_OUT_WORDS = {
+    "test": "the held-out TEST subjects of fold `data.test_fold`: a probe to report, never a "
+            "choice of recipe",
+    "validation": "VALIDATION subjects carved from the training subjects: where recipes are chosen",
+}
+
+
 def compare(recipes: dict[str, dict[int, dict[str, float]]]) -> dict[str, dict]:
   """Per recipe and score: per-seed values and mean; for every recipe after the first, the
   difference from the first on the seeds both have."""
@@ -70,15 +92,17 @@ def compare(recipes: dict[str, dict[int, dict[str, float]]]) -> dict[str, dict]:
   return out
 
 
-def markdown(result: dict[str, dict], command: str, made_at: str) -> str:
+def markdown(result: dict[str, dict], command: str, made_at: str, heldout: str = "") -> str:
   """The table: one row per score, a column per recipe (mean, then per seed; differences from
   the reference after the others' means)."""
   names = list(result)
   keys = list(result[names[0]])
-  lines = ["# Generator recipes, synthesis scores", "", f"Command: `{command}`", "",
-           f"Commit: `{made_at}`. Lower is better for {', '.join(f'`{k}`' for k in LOWER_IS_BETTER)};"
-           " higher for the rest.", "",
-           "| score | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
+  lines = ["# Generator recipes, synthesis scores", "", f"Command: `{command}`", ""]
+  if heldout:
+    lines += [f"Scored on {HELD_OUT_WORDS.get(heldout, heldout)}.", ""]
+  lines += [f"Commit: `{made_at}`. Lower is better for "
+            f"{', '.join(f'`{k}`' for k in LOWER_IS_BETTER)}; higher for the rest.", "",
+            "| score | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
   for key in keys:
     cells = []
     for name in names:
@@ -100,16 +124,17 @@ def main(argv):
   if len(f.recipe) < 2:
     raise ValueError("give at least two --recipe NAME=RUN[,RUN...] (the first is the reference)")
   recipes = dict(read_recipe(spec) for spec in f.recipe)
+  heldout = held_out(f.recipe)
   result = compare(recipes)
   command = "jfesgan generators " + " ".join(sys.argv[1:])
   made_at = provenance.commit()
-  table = markdown(result, command, made_at)
+  table = markdown(result, command, made_at, heldout)
   print(table)
   if f.out:
     os.makedirs(os.path.dirname(os.path.abspath(f.out)), exist_ok=True)
     with open(f.out + ".json", "w") as fh:
-      json.dump({"command": command, "commit": made_at, "recipes": result}, fh, indent=1,
-                sort_keys=True)
+      json.dump({"command": command, "commit": made_at, "heldout": heldout, "recipes": result},
+                fh, indent=1, sort_keys=True)
     with open(f.out + ".md", "w") as fh:
       fh.write(table)
 
