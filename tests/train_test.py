@@ -69,7 +69,7 @@ def test_train_and_evaluate_resume_and_start_from(tiny_config, tmp_path):
   assert os.listdir(summary["paths"]["tensorboard"])
   with open(summary["paths"]["report"]) as f:
     page = f.read()
-  for part in ("eval/joint/acc", "confusion: confusion_joint", "samples: fesgan", "samples: joint",
+  for part in ("eval/joint/acc", "Confusion: the joint recogniser", "samples: fesgan", "samples: joint",
                "Training curves: fesgan", "g/rec", "data:image/png;base64,", "config.json"):
     assert part in page, part
   for key in ("eval/real/acc", "eval/joint/acc", "synth/expr_acc_t", "synth/expr_acc_p"):
