@@ -300,7 +300,7 @@ def test_cross_database_tests_each_rows_recogniser_and_keeps_its_scores(tiny_run
                      for row in ("real", "joint_rdbp")}}
   results = results_of(summary)
   other = cfg.copy_and_resolve_references()  # "another database": all of the tiny faces
-  assert crossval.cross_database(results, workdir, other) == "procedural_faces"
+  assert crossval.cross_database(results, other) == "procedural_faces"
   data = evaluate.test_data(other.data)
   for row, stage in (("real", "real"), ("joint_rdbp", "joint")):
     want = evaluate.evaluate(restored.RestoredRecogniser.load(crossval.row_workdir(workdir, 0, row), stage),
@@ -316,7 +316,7 @@ def test_cross_database_tests_each_rows_recogniser_and_keeps_its_scores(tiny_run
     raise AssertionError("the kept scores should have been read back")
   monkeypatch.setattr(restored.RestoredRecogniser, "load", no_loading)
   again = results_of(summary)
-  crossval.cross_database(again, workdir, other)
+  crossval.cross_database(again, other)
   assert again == results
   agg = crossval.aggregate(again)
   table = crossval.markdown_table(agg, "t", "cmd")
@@ -358,7 +358,7 @@ def test_rejudged_replaces_the_runs_judge_scores_and_keeps_them(tiny_config, tmp
   prints = {"a": "0123456789ab", "b": "ba9876543210"}
   monkeypatch.setattr(crossval.judge_lib, "fingerprints_of", lambda spec: dict(prints))
   results = crossval.collect_finished(cfg, workdir, ablation=True)
-  assert crossval.rejudged(results, workdir, "/j/a, /j/b") == "a+b"
+  assert crossval.rejudged(results, "/j/a, /j/b") == "a+b"
   assert [c[1] for c in calls] == ["/j/a,/j/b"] * 2
   for k, row in enumerate(("real", "joint_rdbp")):
     summary = results[(0, 0)][row]
@@ -373,19 +373,19 @@ def test_rejudged_replaces_the_runs_judge_scores_and_keeps_them(tiny_config, tmp
   # today's); another judge is scored afresh.
   prints["a"] = "retrained000"
   again = crossval.collect_finished(cfg, workdir, ablation=True)
-  crossval.rejudged(again, workdir, "/j/a,/j/b")
+  crossval.rejudged(again, "/j/a,/j/b")
   assert len(calls) == 2 and again[(0, 0)]["joint_rdbp"]["judge/fesgan/acc_t"] == 0.5
   assert again[(0, 0)]["joint_rdbp"]["judge_fingerprints"]["a"] == "0123456789ab"
-  crossval.rejudged(crossval.collect_finished(cfg, workdir, ablation=True), workdir, "/j/a")
+  crossval.rejudged(crossval.collect_finished(cfg, workdir, ablation=True), "/j/a")
   assert len(calls) == 4
   with pytest.raises(ValueError, match="names no judge"):
-    crossval.rejudged(again, workdir, " ,")
+    crossval.rejudged(again, " ,")
   # A run without a generator keeps no judge scores.
   real_only = tiny_config.copy_and_resolve_references()
   real_only.stages = ("real",)
   _write_row(real_only, str(tmp_path / "r"), 0, "method", rng)
   plain = crossval.collect_finished(real_only, str(tmp_path / "r"), ablation=False)
-  crossval.rejudged(plain, str(tmp_path / "r"), "/j/a")
+  crossval.rejudged(plain, "/j/a")
   assert len(calls) == 4 and not any(k.startswith("judge/") for k in plain[(0, 0)]["method"])
 
 

@@ -35,6 +35,8 @@ class RunSummary:
     self.ev = scores_lib.Evaluator(models, config.eval.batch_size)
     # The independent judge of synthesis: loaded here, by the evaluation alone (no stage sees it).
     self.judge = judge_lib.load(config.eval.judge) if config.eval.judge else None
+    self.judge_fingerprints = (judge_lib.fingerprints(self.judge) if self.judge is not None
+                               else None)
     self.paths = {"workdir": workdir, "metrics": writer.jsonl_path, "tensorboard": writer.tb_dir,
                   "checkpoints": os.path.join(workdir, "checkpoints")}
     self.summary: dict[str, Any] = {"confusion": {}, "paths": self.paths,
@@ -86,7 +88,7 @@ class RunSummary:
             rng=np.random.default_rng([self.config.seed, stages.EVAL_STREAM]),
             num_prior_samples=self.config.eval.num_prior_samples, prefix=f"judge/{stage.name}")
         self.summary.update(scores)
-        self.summary[JUDGE_FINGERPRINTS] = judge_lib.fingerprints(self.judge)
+        self.summary[JUDGE_FINGERPRINTS] = self.judge_fingerprints
         self.writer.scalars(step, scores, "eval")
     if stage.recogniser is not None:
       scores, cm = scores_lib.recognition_scores(self.ev, stage.recogniser(state), self.test,

@@ -91,6 +91,11 @@ def seed_dir(workdir: str, seed: int, seeds: tuple[int, ...] | None) -> str:
   return workdir if seeds is None else os.path.join(workdir, f"seed_{seed}")
 
 
+def seed_list(config, seeds: tuple[int, ...] | None) -> tuple[int, ...]:
+  """The root seeds a command covers: ``seeds``, or ``config.seed`` alone."""
+  return (int(config.seed),) if seeds is None else seeds
+
+
 def seeded(config, seed: int):
   """``config`` with ``seed`` as its root seed (every stage of the fold trains with it: each seed
   trains its own stage 1)."""
@@ -196,7 +201,7 @@ def collect_finished(config, workdir: str, ablation: bool,
   """
   rows = tuple(ABLATION_ROWS) if ablation else ("method",)
   out: dict[tuple[int, int], dict[str, dict]] = {}
-  for seed in (int(config.seed),) if seeds is None else seeds:
+  for seed in seed_list(config, seeds):
     root, cfg_seed = seed_dir(workdir, seed, seeds), seeded(config, seed)
     for fold in range(config.data.num_folds):
       for row in rows:
@@ -240,13 +245,13 @@ INTRA_CURVE = "intra_curve"
 RUN_DIR = "run_dir"
 
 
-def cross_database(results: dict[int, dict[str, dict]], workdir: str, test_config) -> str:
+def cross_database(results: dict[tuple[int, int], dict[str, dict]], test_config) -> str:
   """Tests every finished row's recogniser on another database (``jfesgan.evaluate``: classes
   matched by name, the database's official test split or all of it) and adds its accuracy and
   mean per-class accuracy to the row's summary in ``results`` as ``xdb/<database>/acc`` and
-  ``xdb/<database>/mean_class_acc``.  Each row's scores are kept in its workdir as
-  ``evaluate_<database>.json`` and read back from there by later calls.  Returns the database's
-  name."""
+  ``xdb/<database>/mean_class_acc``.  Each row's scores are kept in its run's folder
+  (``RUN_DIR``) as ``evaluate_<database>.json`` and read back from there by later calls.
+  Returns the database's name."""
   name, data = test_config.data.name, None
   for _, rows in sorted(results.items()):
     for row, summary in rows.items():
@@ -271,11 +276,11 @@ def cross_database(results: dict[int, dict[str, dict]], workdir: str, test_confi
   return name
 
 
-def rejudged(results: dict[int, dict[str, dict]], workdir: str, judge: str) -> str:
+def rejudged(results: dict[tuple[int, int], dict[str, dict]], judge: str) -> str:
   """Replaces every finished row's ``judge/*`` scores in ``results`` by those of ``judge`` (one
   workdir, or several comma-separated: an ensemble), computed from the row's saved generators
   (:func:`jfesgan.rejudge.rejudge`: exactly what a run trained with that judge reports).  Each
-  row's scores are kept in its workdir as ``rejudge_<judge names>.json`` (the file
+  row's scores are kept in its run's folder as ``rejudge_<judge names>.json`` (the file
   ``jfesgan rejudge`` writes) and read back from there by later calls with the same
   judges.  A row without a generator keeps no ``judge/*`` scores.  Returns the judges' names."""
   dirs = ",".join(judge_lib.workdirs(judge, "--rejudge"))
@@ -303,6 +308,12 @@ def rejudged(results: dict[int, dict[str, dict]], workdir: str, judge: str) -> s
 CONTROL = "real_intra"
 # The comparisons of the tables: (key in a row's aggregate, reference row, in words).
 COMPARISONS = (("minus_real", "real", "real only"), ("minus_control", CONTROL, "the control"))
+
+
+def _distinct(dicts) -> list[dict]:
+  """The different dicts among ``dicts`` (e.g. the judges' fingerprints of several runs), in a
+  fixed order."""
+  return [json.loads(d) for d in sorted({json.dumps(x, sort_keys=True) for x in dicts})]
 
 
 def run_label(key: tuple[int, int], one_seed: bool) -> str:
@@ -361,10 +372,9 @@ def aggregate(results: dict[tuple[int, int], dict[str, dict]]) -> dict[str, dict
               if INTRA_CURVE in sm}
     if curves:
       a["intra_curve"] = curves
-    prints = {json.dumps(sm[JUDGE_FINGERPRINTS], sort_keys=True) for sm in summaries
-              if JUDGE_FINGERPRINTS in sm}
+    prints = _distinct(sm[JUDGE_FINGERPRINTS] for sm in summaries if JUDGE_FINGERPRINTS in sm)
     if prints:
-      a["judge_fingerprints"] = [json.loads(p) for p in sorted(prints)]
+      a["judge_fingerprints"] = prints
     for name, ref, _ in COMPARISONS:
       if row == ref or ref not in acc:
         continue
@@ -519,13 +529,17 @@ def main(argv):
     raise app.UsageError(f"--seeds {flags_.seeds} names a seed twice")
   command = "jfesgan crossval " + " ".join(sys.argv[1:])
 
-  def tables() -> str:
-    return write_tables(config, flags_.workdir, flags_.ablation, command, flags_.out,
-                        flags_.evaluate_on, flags_.rejudge, seeds)
+  written: list[str] = []
+
+  def tables() -> None:
+    written.append(write_tables(config, flags_.workdir, flags_.ablation, command, flags_.out,
+                                flags_.evaluate_on, flags_.rejudge, seeds))
 
   if not flags_.table_only:
     run_all(config, flags_.workdir, folds, seeds, flags_.ablation, rows, after_fold=tables)
-  print(tables(), flush=True)
+  if not written:  # --table_only, or no fold to run
+    tables()
+  print(written[-1], flush=True)
 
 
 def run_all(config, workdir: str, folds: list[int], seeds: tuple[int, ...] | None, ablation: bool,
@@ -535,7 +549,7 @@ def run_all(config, workdir: str, folds: list[int], seeds: tuple[int, ...] | Non
   rewrites its tables there: whenever it is stopped, what finished is in a table).  Each seed
   trains its own stages 0-1 in ``seed_<s>/fold_<k>``; finished runs are read back, interrupted
   ones resume."""
-  for seed in (int(config.seed),) if seeds is None else seeds:
+  for seed in seed_list(config, seeds):
     for f in folds:
       run_fold(seeded(config, seed), seed_dir(workdir, seed, seeds), f, ablation, rows)
       after_fold()
@@ -552,20 +566,19 @@ def write_tables(config, workdir: str, ablation: bool, command: str, out: str = 
   name = "ablation" if ablation else "crossval"
   results = collect_finished(config, workdir, ablation, seeds)
   if evaluate_on is not None:
-    cross_database(results, workdir, evaluate_on)
+    cross_database(results, evaluate_on)
   if judge:
-    rejudged(results, workdir, judge)
+    rejudged(results, judge)
   agg = aggregate(results)
   class_names = next((sm["class_names"] for v in results.values() for sm in v.values()
                       if "class_names" in sm), None)
   made_at = provenance.commit()
   judged_by = judge or config.eval.judge
-  prints = [json.loads(p) for p in sorted({json.dumps(f, sort_keys=True) for a in agg.values()
-                                           for f in a.get("judge_fingerprints", [])})]
+  prints = _distinct(f for a in agg.values() for f in a.get("judge_fingerprints", []))
   line = f"Commit `{made_at}`."
   if judged_by:
     line += (f" Judge `{judge_lib.name(judged_by)}`, weights "
-             + ("; ".join(", ".join(f"{k} `{v}`" for k, v in f.items()) for f in prints)
+             + ("; ".join(rejudge_lib.describe_fingerprints(f) for f in prints)
                 if prints else "not fingerprinted (runs judged before fingerprints were kept)")
              + (" (MORE THAN ONE SET: the runs were judged by different networks)"
                 if len(prints) > 1 else "") + ".")

@@ -181,12 +181,13 @@ def main(argv):
   if f.out:
     base = f.out[:-len(".json")] if f.out.endswith(".json") else f.out
     command = "jfesgan rejudge " + " ".join(sys.argv[1:])
+    made_at = provenance.commit()
     with open(base + ".json", "w") as fh:
-      json.dump({"command": command, "commit": provenance.commit(), "judge": judge_dir,
+      json.dump({"command": command, "commit": made_at, "judge": judge_dir,
                  "judge_fingerprints": fingerprints, "runs": runs}, fh, indent=2)
     with open(base + ".md", "w") as fh:
       fh.write(f"Judge: `{judge_dir}` (weights {describe_fingerprints(fingerprints)}). Commit "
-               f"`{provenance.commit()}`. Command:\n\n```\n{command}\n```\n\n{table(runs)}")
+               f"`{made_at}`. Command:\n\n```\n{command}\n```\n\n{table(runs)}")
     print(f"written to {base}.json and {base}.md", flush=True)
 
 

@@ -88,7 +88,6 @@ class Demo:
     self.classes = list(self.gen.class_names)
     self.size, self.channels = self.gen.image_size, self.gen.channels
     self._lock = threading.Lock()
-    self._detector = None
     self.heldout, self.heldout_labels, self.heldout_note = self._heldout(heldout)
 
   def _heldout(self, n: int) -> tuple[np.ndarray, list[str], str]:
@@ -127,24 +126,24 @@ class Demo:
       raise DemoError(400, f"{e.reason}: send another photo") from e
     spec = self.gen.crop
     if spec.detector == "none" and max(rgb.shape[:2]) <= 2 * self.size:
-      return faces.FaceCropper(spec).crop(rgb, faces.FaceCropper(spec).box(rgb, "upload"))
-    cropper = faces.FaceCropper(faces.CropSpec(self.size, self.channels, "haar",
-                                               max(spec.margin, 0.1)), self._haar())
+      return faces.FaceCropper(spec)(rgb, "the upload")
     try:
-      box = cropper.box(rgb, "the upload")
+      return self._photo_cropper(rgb, "the upload")
     except faces.BadInputError as e:
       raise DemoError(422, "no face found in this photo: try a frontal face, well lit, that "
                       "fills more of the picture") from e
-    return cropper.crop(rgb, box)
 
-  def _haar(self):
-    if self._detector is None:
-      try:
-        self._detector = faces.HaarDetector()
-      except ImportError as e:
-        raise DemoError(501, "finding a face in a photo needs OpenCV: pip install "
-                        "'jfesgan[faces]' (or send a crop of the run's size)") from e
-    return self._detector
+  @functools.cached_property
+  def _photo_cropper(self) -> faces.FaceCropper:
+    """The cut for photos: OpenCV's face detector, the run's margin (at least 10 %) and its
+    alignment; made on the first photo, kept for the next ones."""
+    spec = self.gen.crop
+    try:
+      return faces.FaceCropper(faces.CropSpec(self.size, self.channels, "haar",
+                                              max(spec.margin, 0.1), spec.align))
+    except ImportError as e:
+      raise DemoError(501, "finding a face in a photo needs OpenCV: pip install "
+                      "'jfesgan[faces]' (or send a crop of the run's size)") from e
 
   def face_from_crop(self, data: bytes) -> np.ndarray:
     """A crop the page sent back (the one :meth:`analyse` returned), checked to be one."""

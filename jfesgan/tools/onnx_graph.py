@@ -98,6 +98,13 @@ def _known(g: _Graph, var) -> np.ndarray | None:
   return value if isinstance(value, np.ndarray) else None
 
 
+def _value(g: _Graph, var) -> str | np.ndarray:
+  """What ``var`` is, to pass into or out of an inlined call: its constant (kept foldable), or
+  its tensor's name."""
+  known = _known(g, var)
+  return known if known is not None else g.tensor(var)
+
+
 def _onnx_dtype(dtype) -> int:
   return helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
 
@@ -168,10 +175,10 @@ def _emit(g: _Graph, jaxpr) -> None:
       for var, const in zip(inner.constvars, closed.consts if closed is not None else ()):
         g.env[var] = np.asarray(const)
       for var, outer in zip(inner.invars, eqn.invars):
-        g.env[var] = _known(g, outer) if _known(g, outer) is not None else g.tensor(outer)
+        g.env[var] = _value(g, outer)
       _emit(g, inner)
       for var, outer in zip(eqn.outvars, inner.outvars):
-        g.env[var] = _known(g, outer) if _known(g, outer) is not None else g.tensor(outer)
+        g.env[var] = _value(g, outer)
       continue
     known = [_known(g, v) for v in eqn.invars]
     if all(k is not None for k in known):
