@@ -90,10 +90,13 @@ def get_config() -> ml_collections.ConfigDict:
   # The decoder's 2x upsampling: 'transpose' (4x4 stride-2 transposed convolutions) or 'resize'
   # (nearest neighbour + 3x3 convolution, no checkerboard artefacts; the same cost).
   c.model.g_upsample = "transpose"
-  # Translations edit their input through a mask the decoder draws (x_t = m * G + (1 - m) * x)
-  # instead of re-drawing it; new identities are the full drawing either way.  False: the paper's
-  # shape.  fesgan.mask_weight keeps the edits small.
-  c.model.g_edit = False
+  # How a translation is made (jfesgan/models/generator.py): "none", the paper's shape, re-draws
+  # it, x_t = G(E(x), c); "mask" edits the input through a mask the decoder draws,
+  # x_t = m * G + (1 - m) * x (fesgan.mask_weight keeps the edits small); "difference" adds to the
+  # input the change the decoder draws from the input's expression, as the encoder estimates it,
+  # to c: x_t = x + G(E(x), c) - G(E(x), s(x)) (fesgan.source_weight trains the estimate).  New
+  # identities are the decoder's full drawing with any of them.
+  c.model.g_edit = "none"
   # Embedding size of Phi and R.
   c.model.embed_dim = 64
   # Hidden widths of the latent discriminator D_z.
@@ -133,6 +136,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.fesgan.tv_weight = 0.0
   # With model.g_edit: the mean edit mask of translations (edit where the expression lives only).
   c.fesgan.mask_weight = 0.1
+  # With model.g_edit="difference": cross-entropy of the encoder's estimate of a real face's
+  # expression against its label (it trains the encoder only).
+  c.fesgan.source_weight = 1.0
   # Decay of the generator's moving average g_ema (it samples, is scored and starts stage 2),
   # ramped up as min(decay, (1 + t) / (10 + t)) over the generator's updates t; 0 = g_ema is g.
   c.fesgan.ema_decay = 0.0

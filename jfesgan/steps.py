@@ -19,15 +19,16 @@ import optax
 from jfesgan import losses
 from jfesgan.augment import Augment
 from jfesgan.models import Models
-from jfesgan.models.generator import blend
+from jfesgan.models.generator import blend, shift
 from jfesgan.state import FesganStates, JointStates, TrainState
 
 Params = dict[str, Any]
 Batch = dict[str, jax.Array]
 
 GENERATOR_TERMS = ("adv", "latent", "expr", "rec", "identity", "tv")
-# Terms of a generator that edits its input (model.g_edit): the mean edit mask of translations.
-EDIT_TERMS = ("mask",)
+# The terms a generator's way of making translations (model.g_edit) adds: "mask", the mean edit
+# mask of translations; "source", the encoder's expression estimate's cross-entropy on real faces.
+EDIT_TERMS = {"none": (), "mask": ("mask",), "difference": ("source",)}
 # D_img's adversarial loss (config.fesgan.gan_loss): METHOD.md's WGAN-GP, or non-saturating + R1.
 GAN_LOSSES = ("wgan_gp", "r1")
 
@@ -49,6 +50,7 @@ class FesganLoss:
   identity: float = 5.0
   tv: float = 0.0
   mask: float = 0.1
+  source: float = 1.0
   ema_decay: float = 0.0
   dimg_augment: Augment = Augment()
 
@@ -105,7 +107,7 @@ class FesganLoss:
     return jax.tree.map(lambda a, p: d * a + (1.0 - d) * p, average, params)
 
   def generator_weight(self, term: str) -> float:
-    """The weight of generator term ``term`` (one of GENERATOR_TERMS or EDIT_TERMS)."""
+    """The weight of generator term ``term`` (one of GENERATOR_TERMS or EDIT_TERMS')."""
     return getattr(self, term)
 
   def generator_total(self, terms: dict[str, jax.Array]) -> jax.Array:
@@ -164,28 +166,37 @@ def synthesise(g_params: Params, x: jax.Array, y: jax.Array, rng: jax.Array, *,
   Returns the identity code ``z = E(x)``, the reconstruction ``x_rec = G(z, y)``, the translation
   ``x_t = G(z, c_t)`` to a random *other* expression ``c_t``, and a new identity
   ``x_p = G(z_p, c_p)`` with ``z_p ~ U[-1, 1]^d`` and ``c_p`` uniform; plus ``c_t``, ``z_p``, ``c_p``.
-  With ``model.g_edit`` the translation is the drawing edited into x through the decoder's mask
-  (``mask_t``, also returned), while the reconstruction stays the full drawing, so that the
-  reconstruction loss keeps teaching the decoder to draw whole faces (new identities need it).
-  With ``reconstruct=False`` the reconstruction is skipped (the discriminators never see it).
+  With ``model.g_edit="mask"`` the translation is the drawing edited into x through the decoder's
+  mask (``mask_t``, also returned); with ``"difference"`` it is x plus the drawn change from the
+  encoder's estimate of x's expression (whose logits are returned as ``source_logits``) to c_t.
+  Either way the reconstruction stays the full drawing, so that the reconstruction loss keeps
+  teaching the decoder to draw whole faces (new identities need it).  With ``reconstruct=False``
+  the reconstruction is skipped (the discriminators never see it).
   """
   k, n = models.num_classes, x.shape[0]
   keys = named_keys(rng, "c_t", "z_p", "c_p")
   c_t = (y + jax.random.randint(keys["c_t"], (n,), 1, k)) % k
   z_p = jax.random.uniform(keys["z_p"], (n, models.latent_dim), minval=-1.0, maxval=1.0)
   c_p = jax.random.randint(keys["c_p"], (n,), 0, k)
-  z = models.g.apply({"params": g_params}, x, method="encode")
+  z, source = models.g.apply({"params": g_params}, x, method="encode_source")
   # One decoder pass over all (code, expression) pairs.
-  codes, labels = [z, z_p], [c_t, c_p]
+  codes, labels = [z, z_p], [jax.nn.one_hot(c_t, k), jax.nn.one_hot(c_p, k)]
   if reconstruct:
-    codes, labels = [z] + codes, [y] + labels
+    codes, labels = [z] + codes, [jax.nn.one_hot(y, k)] + labels
+  if source is not None:  # "difference": also x's identity with its estimated expression
+    codes.append(z)
+    labels.append(jax.nn.softmax(jax.lax.stop_gradient(source), axis=-1))
   out, mask = models.g.apply({"params": g_params}, jnp.concatenate(codes),
-                             jax.nn.one_hot(jnp.concatenate(labels), k), method="draw")
+                             jnp.concatenate(labels), method="draw")
   out = jnp.split(out, len(codes))
-  syn = dict(z=z, x_t=out[-2], x_p=out[-1], c_t=c_t, z_p=z_p, c_p=c_p)
-  if mask is not None:  # model.g_edit: the translation is the drawing edited into x
-    syn["mask_t"] = jnp.split(mask, len(codes))[-2]
+  i_t = int(reconstruct)  # where the translations' drawings are
+  syn = dict(z=z, x_t=out[i_t], x_p=out[i_t + 1], c_t=c_t, z_p=z_p, c_p=c_p)
+  if mask is not None:  # "mask": the translation is the drawing edited into x
+    syn["mask_t"] = jnp.split(mask, len(codes))[i_t]
     syn["x_t"] = blend(x, syn["x_t"], syn["mask_t"])
+  if source is not None:  # "difference": x plus the drawn change
+    syn["source_logits"] = source
+    syn["x_t"] = shift(x, syn["x_t"], out[-1])
   if reconstruct:
     syn["x_rec"] = out[0]  # the full drawing G(E(x), y), with or without edit
   return syn
@@ -234,7 +245,9 @@ def generator_terms(params: Params, batch: Batch, rng: jax.Array, *, models: Mod
   adv: WGAN terms on x_t and x_p; latent: non-saturating D_z term on E(x); expr: D_img's expression
   cross-entropy on x_t (target c_t) and x_p (target c_p); rec: L1(x, x_rec); identity:
   L1(Phi(x), Phi(x_t)) + L1(Phi(x), Phi(x_rec)) on unit embeddings; tv: total variation of x_t, x_p;
-  with ``model.g_edit`` also mask: the mean edit mask of the translations.
+  with ``model.g_edit="mask"`` also mask: the mean edit mask of the translations; with
+  ``"difference"`` also source: cross-entropy of the encoder's estimate of x's expression against y
+  (it reaches the encoder only).
   ``syn`` reuses images already drawn with ``params["g"]`` (stage 2 shares them with R).
   D_img sees x_t and x_p as ``loss.dimg_view`` makes them (``fesgan.dimg_augment``).
   """
@@ -258,6 +271,8 @@ def generator_terms(params: Params, batch: Batch, rng: jax.Array, *, models: Mod
   }
   if "mask_t" in syn:
     terms["mask"] = jnp.mean(syn["mask_t"])
+  if "source_logits" in syn:
+    terms["source"] = losses.cross_entropy(syn["source_logits"], y)
   aux = dict(syn, expr_acc_t=losses.accuracy(logits[:n], syn["c_t"]),
              expr_acc_p=losses.accuracy(logits[n:], syn["c_p"]))
   return terms, aux

@@ -196,22 +196,40 @@ def test_initialisers_compiled_for_speed_give_the_default_bits():
                                 jax.jit(net.init)(key, *args)["params"])
 
 
-def test_restored_editing_generator_translates_by_its_mask():
-  """A restored generator's translations are what training scored: with ``model.g_edit`` the
-  drawing blended into the input through the decoder's mask, not the bare drawing."""
+@pytest.mark.parametrize("edit", ["mask", "difference"])
+def test_restored_editing_generator_translates_as_it_trained(edit):
+  """A restored generator's translations are what training scored: with ``model.g_edit="mask"``
+  the drawing blended into the input through the decoder's mask, with ``"difference"`` the input
+  plus the drawn change from its estimated expression; not the bare drawing."""
   from jfesgan.data import faces
   from jfesgan.evaluation.restored import RestoredGenerator
-  from jfesgan.models.generator import blend
+  from jfesgan.models.generator import blend, shift
   g = M.Generator(image_size=16, channels=1, latent_dim=8, width=8, max_width=16, num_down=2,
-                edit=True)
+                  edit=edit, num_classes=3)
   x = jax.random.uniform(jax.random.key(1), (3, 16, 16, 1), minval=-1.0, maxval=1.0)
   c = jax.nn.one_hot(jnp.array([0, 1, 2]), 3)
   params = g.init(jax.random.key(0), x, c)["params"]
   gen = RestoredGenerator(workdir="w", stage="fesgan", class_names=("a", "b", "c"), model=g,
                           params=params, image_size=16, channels=1,
                           crop=faces.CropSpec(16, 1, "none", 0.0), latent_dim=8)
-  drawing, mask = g.apply({"params": params}, g.apply({"params": params}, x, method="encode"), c,
-                          method="draw")
-  np.testing.assert_allclose(gen.translate(np.asarray(x), np.asarray(c)), blend(x, drawing, mask),
-                             atol=1e-6)
+  apply = lambda *a, **k: g.apply({"params": params}, *a, **k)
+  z, source = apply(x, method="encode_source")
+  drawing, mask = apply(z, c, method="draw")
+  if edit == "mask":
+    want = blend(x, drawing, mask)
+  else:
+    want = shift(x, drawing, apply(z, jax.nn.softmax(source), method="decode"))
+  np.testing.assert_allclose(gen.translate(np.asarray(x), np.asarray(c)), want, atol=1e-6)
   assert not np.allclose(gen.translate(np.asarray(x), np.asarray(c)), drawing, atol=1e-3)
+
+
+def test_legacy_and_unknown_edit_modes():
+  """Runs written when ``model.g_edit`` was a switch still build; an unknown mode is refused by
+  name."""
+  from jfesgan.models import edit_mode
+  assert (edit_mode(True), edit_mode(False), edit_mode("difference")) == ("mask", "none",
+                                                                         "difference")
+  g = M.Generator(image_size=16, channels=1, latent_dim=8, width=8, max_width=16, num_down=2,
+                  edit="blend")
+  with pytest.raises(ValueError, match="model.g_edit='blend' must be one of"):
+    g.init(jax.random.key(0), jnp.zeros((1, 16, 16, 1)), jnp.zeros((1, 7)))

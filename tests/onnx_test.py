@@ -22,8 +22,9 @@ def _run(model, feeds):
 
 @pytest.mark.parametrize("variant", [
     dict(),  # the paper's generator: transposed convolutions
-    # Resize-convolutions, edit mask, depth; colour at another size.
-    pytest.param(dict(g_upsample="resize", g_edit=True, g_depth=1), marks=pytest.mark.slow),
+    # Resize-convolutions, edit mask, depth; the drawn change; colour at another size.
+    pytest.param(dict(g_upsample="resize", g_edit="mask", g_depth=1), marks=pytest.mark.slow),
+    pytest.param(dict(g_edit="difference"), marks=pytest.mark.slow),
     pytest.param(dict(channels=3, image_size=16, num_down=2), marks=pytest.mark.slow),
 ])
 def test_onnx_equals_jax_at_every_batch_size(tiny_config, variant):

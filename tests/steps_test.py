@@ -250,11 +250,9 @@ def test_dimg_augment_is_differentiable_and_reaches_the_same_networks(setup):
   assert n["dimg"] > 0 and n["encoder"] == 0 and n["decoder"] == 0, n
 
 
-@pytest.fixture(scope="module")
-def edit_setup(tiny_config):
-  """The setup with a generator that edits its input through a mask (model.g_edit)."""
+def _edit_setup(tiny_config, edit):
   cfg = tiny_config.copy_and_resolve_references()
-  cfg.model.g_edit = True
+  cfg.model.g_edit = edit
   models = build_models(cfg, K, SUBJECTS)
   rng = jax.random.key(0)
   phi = state_lib.create_phi_state(models, cfg.phi.optimizer, jax.random.fold_in(rng, 1))
@@ -265,6 +263,18 @@ def edit_setup(tiny_config):
   params = {"g": states.g.params, "dimg": states.dimg.params, "dz": states.dz.params,
             "phi": states.phi.params}
   return steps.FesganLoss.from_config(cfg.fesgan), models, states, batch, params
+
+
+@pytest.fixture(scope="module")
+def edit_setup(tiny_config):
+  """The setup with a generator that edits its input through a mask (model.g_edit="mask")."""
+  return _edit_setup(tiny_config, "mask")
+
+
+@pytest.fixture(scope="module")
+def difference_setup(tiny_config):
+  """The setup with a generator that adds the drawn change to its input (g_edit="difference")."""
+  return _edit_setup(tiny_config, "difference")
 
 
 @pytest.mark.slow
@@ -292,21 +302,64 @@ def test_an_editing_generator_blends_translations_and_draws_new_identities_whole
 
 
 @pytest.mark.slow
-def test_an_editing_generators_terms_reach_the_right_networks(edit_setup):
-  loss, models, _, batch, params = edit_setup
+@pytest.mark.parametrize("reconstruct", [True, False])
+def test_a_difference_generator_adds_the_drawn_change_and_draws_new_identities_whole(
+    difference_setup, reconstruct):
+  _, models, _, batch, params = difference_setup
+  x, y = batch["image"], batch["label"]
+  syn = steps.synthesise(params["g"], x, y, jax.random.key(9), models=models,
+                         reconstruct=reconstruct)
+  apply = lambda *a, **k: models.g.apply({"params": params["g"]}, *a, **k)
+  z, logits = apply(x, method="encode_source")
+  chex.assert_shape(logits, (N, K))
+  chex.assert_trees_all_close(syn["source_logits"], logits, atol=1e-5)
+  source = apply(z, jax.nn.softmax(logits), method="decode")
+  target = apply(z, jax.nn.one_hot(syn["c_t"], K), method="decode")
+  # x_t is x plus the change between the two drawings of x's code, clipped to the image range.
+  want = jnp.clip(x + target - source, -1, 1)
+  chex.assert_trees_all_close(syn["x_t"], want, atol=1e-5)
+  assert float(jnp.max(jnp.abs(want - x))) > 1e-3  # it does change x
+  assert float(jnp.min(syn["x_t"])) >= -1 and float(jnp.max(syn["x_t"])) <= 1
+  chex.assert_trees_all_close(
+      syn["x_p"], apply(syn["z_p"], jax.nn.one_hot(syn["c_p"], K), method="decode"), atol=1e-5)
+  if reconstruct:
+    chex.assert_trees_all_close(syn["x_rec"], apply(z, jax.nn.one_hot(y, K), method="decode"),
+                                atol=1e-5)
+  else:
+    assert "x_rec" not in syn
+  # The module's own translation is the same; to x's own estimated expression it is x itself.
+  chex.assert_trees_all_close(apply(x, jax.nn.one_hot(syn["c_t"], K)), syn["x_t"], atol=1e-5)
+  chex.assert_trees_all_close(apply(x, jax.nn.softmax(logits)), jnp.clip(x, -1, 1), atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("edit", ["mask", "difference"])
+def test_an_editing_generators_terms_reach_the_right_networks(edit_setup, difference_setup, edit):
+  loss, models, _, batch, params = edit_setup if edit == "mask" else difference_setup
   rng = jax.random.key(5)
   terms, _ = steps.generator_terms(params, batch, rng, models=models, loss=loss)
-  assert set(terms) == set(steps.GENERATOR_TERMS) | set(steps.EDIT_TERMS)
-  for name in ("mask", "adv", "expr", "identity", "rec"):
+  assert set(terms) == set(steps.GENERATOR_TERMS) | set(steps.EDIT_TERMS[edit])
+  for name in steps.EDIT_TERMS[edit] + ("adv", "expr", "identity", "rec"):
     grads = jax.grad(lambda p: steps.generator_terms(p, batch, rng, models=models,
                                                      loss=loss)[0][name])(params)
     chex.assert_tree_all_finite(grads)
     n = norms(grads)
-    assert n["encoder"] > 0 and n["decoder"] > 0, (name, n)
-    if name in ("mask", "rec", "identity"):
+    if name == "source":
+      # The expression estimate trains the encoder only: its head, and the trunk under it.
+      assert n["decoder"] == 0 and n["encoder"] > 0, n
+      assert float(jnp.abs(grads["g"]["encoder"]["source"]["kernel"]).max()) > 0
+    else:
+      assert n["encoder"] > 0 and n["decoder"] > 0, (name, n)
+    if name in ("mask", "source", "rec", "identity"):
       assert n["dimg"] == 0 and n["dz"] == 0, (name, n)
-  # The weighted total holds the mask term at its weight.
+    if name in ("mask", "source", "rec"):
+      assert n["phi"] == 0, (name, n)
+    if edit == "difference" and name != "source":
+      # The translation reads the estimate through a stop-gradient: only `source` trains the head.
+      assert float(jnp.abs(grads["g"]["encoder"]["source"]["kernel"]).max()) == 0, name
+  # The weighted total holds the edit's term at its weight.
   total = loss.generator_total(terms)
   want = sum(loss.generator_weight(k) * v for k, v in terms.items())
   chex.assert_trees_all_close(total, want)
-  assert loss.generator_weight("mask") == loss.mask
+  for name in steps.EDIT_TERMS[edit]:
+    assert loss.generator_weight(name) == getattr(loss, name)

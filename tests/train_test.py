@@ -77,9 +77,15 @@ def test_train_and_evaluate_resume_and_start_from(tiny_config, tmp_path):
   for key in ("synth/l1", "synth/psnr", "synth/id_sim", "synth/id_sim_rec", "synth/id_sim_other",
               "synth/rec_l1", "synth/id_nearest", "synth/id_sim_prior", "synth/id_nearest_pixel",
               "synth/id_nearest_chance",
-              "synth/l1_copy", "synth/psnr_copy"):
+              "synth/l1_copy", "synth/psnr_copy", "synth/l1_edit", "synth/psnr_edit",
+              "synth/l1_denoised", "synth/psnr_denoised"):
     assert np.isfinite(summary[key]), key
   assert summary["synth/psnr_copy"] > summary["synth/psnr"]  # an untrained G is worse than a copy
+  # The ideal edit (the input plus the truth's change) beats copying: it makes the change.
+  assert summary["synth/psnr_edit"] > summary["synth/psnr_copy"] + 1.0
+  assert summary["synth/l1_edit"] < summary["synth/l1_copy"]
+  # The input denoised, expression unchanged, beats copying too: the truth has no noise.
+  assert summary["synth/psnr_denoised"] > summary["synth/psnr_copy"]
   # Every held-out image is counted once in each recogniser's confusion matrix.
   test_images = 2 * 7  # 2 held-out subjects x 7 expressions x 1 frame
   assert {k: np.sum(v) for k, v in summary["confusion"].items()} == {"real": test_images,

@@ -59,12 +59,12 @@ def check_config(config) -> None:
                      "--torch")
   if (config.model.get("g_width", 0) or config.model.get("g_depth", 0)
       or config.model.get("g_upsample", "transpose") != "transpose"
-      or config.model.get("g_edit", False)):
+      or config.model.get("g_edit", "none") not in ("none", False)):
     raise ValueError(f"the PyTorch reference mirrors the default generator only; "
                      f"config.model.g_width={config.model.g_width}, "
                      f"g_depth={config.model.g_depth} must be 0, "
                      f"g_upsample={config.model.get('g_upsample', 'transpose')!r} 'transpose' and "
-                     f"g_edit={config.model.get('g_edit', False)} False")
+                     f"g_edit={config.model.get('g_edit', 'none')!r} 'none'")
   if config.real.get("intra_weight", 0.0):
     raise ValueError(f"the PyTorch reference's real-only R learns from cross-entropy only; "
                      f"config.real.intra_weight={config.real.intra_weight} must be 0")

@@ -55,6 +55,16 @@ GLOSSARY = {
                  "(images in [0, 1])", "lower", "renderer"),
     "synth/l1_copy": ("L1 of copying the input", "the do-nothing baseline of the L1", "",
                       "renderer"),
+    "synth/psnr_edit": ("PSNR of the ideal edit (dB)", "the input plus the truth's own change of "
+                        "expression: the best a generator that keeps the input's pixels (and "
+                        "their noise) can do", "", "renderer"),
+    "synth/l1_edit": ("L1 of the ideal edit", "the ideal edit's L1 against the truth", "",
+                      "renderer"),
+    "synth/psnr_denoised": ("PSNR of the input denoised (dB)", "the person's clean rendering "
+                            "with the input's own expression: perfect denoising, no change of "
+                            "expression; PSNR rewards it, so a translation must beat it to show "
+                            "an expression change", "", "renderer"),
+    "synth/l1_denoised": ("L1 of the input denoised", "its L1 against the truth", "", "renderer"),
     "synth/change_cos": ("change agreement", "cosine between how the translation changes the face "
                          "and how the truth does (1: the same change; 0: copying)", "higher",
                          "renderer"),

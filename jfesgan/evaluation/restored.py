@@ -156,8 +156,9 @@ class RestoredGenerator(_Trained):
 
   def translate(self, x: np.ndarray, c: np.ndarray) -> np.ndarray:
     """Faces ``x`` (float images in [-1, 1] at the run's size and channels) with expression
-    weights ``c`` (N, K): G(E(x), c), or with ``model.g_edit`` that drawing edited into x through
-    its mask, as the run's translations were made and scored."""
+    weights ``c`` (N, K): G(E(x), c), or as ``model.g_edit`` says (that drawing edited into x
+    through its mask, or x plus the drawn change), as the run's translations were made and
+    scored."""
     return batched(lambda xb, cb: self._translate(self.params, xb, cb), x, c, batch_size=64)
 
   def decode(self, z: np.ndarray, c: np.ndarray) -> np.ndarray:

@@ -5,6 +5,13 @@ Synthesis is judged on held-out identities (never seen in training):
   with expression c_t in the same pose (datasets with a ground truth, ``ArrayDataset.truth``: the
   procedural faces), images in [0, 1]; ``synth/l1_copy``
   and ``synth/psnr_copy`` score the unchanged input against that truth, the do-nothing baseline;
+  ``synth/l1_edit``, ``synth/psnr_edit`` score the *ideal edit*: the input plus the truth's own
+  change, x + truth(c_t) - truth(y), the best any generator can do that keeps the input's pixels
+  (its pixel noise and the frame's intensity stay; ``model.g_edit``'s ceiling);
+  ``synth/l1_denoised``, ``synth/psnr_denoised`` score the input's own truth, truth(y): the person
+  perfectly denoised with the expression *unchanged*.  The truth is noiseless, so PSNR rewards
+  denoising as much as changing the expression: a translation must beat this to show by PSNR that
+  it changed the expression, not only cleaned the face;
   ``synth/change_cos``: whether x_t changes x where and as the truth does (the cosine of the two
   changes, :func:`change_agreement`: 1 the same change, 0 for copying the input);
 - ``synth/expr_acc_t``, ``synth/expr_acc_p``: expression accuracy of translations and of new
@@ -79,7 +86,7 @@ class Evaluator:
     self._translate = jax.jit(lambda p, x, c: models.g.apply({"params": p}, x, jax.nn.one_hot(c, k)))
     # A generator that edits its input (model.g_edit) is scored on its full drawing for the
     # reconstruction: blended into x, a reconstruction could score by copying the input.
-    self._redraw = self._translate if not models.g.edit else jax.jit(
+    self._redraw = self._translate if models.g.edit == "none" else jax.jit(
         lambda p, x, c: models.g.apply({"params": p}, x, jax.nn.one_hot(c, k),
                                        method=lambda g, x, c: g.decode(g.encode(x), c)))
     self._decode = jax.jit(lambda p, z, c: models.g.apply({"params": p}, z, jax.nn.one_hot(c, k),
@@ -190,7 +197,9 @@ def synthesis_scores(ev: Evaluator, *, g_params, phi_params, r_params, test: Arr
     truth = test.render_truth(idx, c_t)
     fake01 = (x_t + 1) / 2
     real01 = (x[idx] + 1) / 2
-    for name, img in (("", fake01), ("_copy", real01)):
+    own = test.render_truth(idx, test.label[idx])
+    ideal = np.clip(real01 + truth - own, 0.0, 1.0)
+    for name, img in (("", fake01), ("_copy", real01), ("_edit", ideal), ("_denoised", own)):
       err = (img - truth).reshape(img.shape[0], -1)
       mse = np.maximum(np.mean(err**2, -1), 1e-10)
       scores[f"synth/l1{name}"] = float(np.mean(np.abs(err)))

@@ -8,13 +8,13 @@ import jax.numpy as jnp
 
 from jfesgan.models.common import check_resolution
 from jfesgan.models.discriminators import ImageDiscriminator, LatentDiscriminator
-from jfesgan.models.generator import Decoder, Encoder, Generator
+from jfesgan.models.generator import EDITS, Decoder, Encoder, Generator
 from jfesgan.models.identity import IdentityNet
 from jfesgan.models.layers import UPSAMPLERS, Conv, ConvTranspose2x, ResizeConv2x
 from jfesgan.models.recogniser import Recogniser
 from jfesgan.models.trunk import ConvTrunk
 
-__all__ = ["UPSAMPLERS", "Conv", "ConvTranspose2x", "ConvTrunk", "Decoder", "Encoder", "Generator",
+__all__ = ["EDITS", "UPSAMPLERS", "Conv", "ConvTranspose2x", "ConvTrunk", "Decoder", "Encoder", "Generator",
            "IdentityNet", "ImageDiscriminator", "LatentDiscriminator", "Models", "Recogniser",
            "ResizeConv2x", "build_models"]
 
@@ -55,13 +55,21 @@ def build_models(config, num_classes: int, num_subjects: int) -> Models:
       g=Generator(image_size=d.image_size, channels=d.channels, latent_dim=m.latent_dim,
                   **{**common, "width": int(m.get("g_width", 0)) or m.width},
                   depth=int(m.get("g_depth", 0)), upsample=m.get("g_upsample", "transpose"),
-                  edit=bool(m.get("g_edit", False))),
+                  edit=edit_mode(m.get("g_edit", "none")), num_classes=num_classes),
       dimg=ImageDiscriminator(num_classes=num_classes, **common),
       dz=LatentDiscriminator(hidden=tuple(m.dz_hidden), dtype=dtype),
       phi=IdentityNet(num_subjects=num_subjects, embed_dim=m.embed_dim, **common),
       r=Recogniser(num_classes=num_classes, embed_dim=m.embed_dim, **common),
       image_size=d.image_size, channels=d.channels, num_classes=num_classes,
       latent_dim=m.latent_dim)
+
+
+def edit_mode(value) -> str:
+  """``model.g_edit`` as one of EDITS; runs written before it named modes say True for "mask"
+  and False for "none"."""
+  if isinstance(value, bool):
+    return "mask" if value else "none"
+  return value
 
 
 def check_config(config, need) -> list[str]:
@@ -73,6 +81,7 @@ def check_config(config, need) -> list[str]:
        f"must be one of {tuple(COMPUTE_DTYPES)}")
   need(m.g_width >= 0, "model.g_width", m.g_width, "must be >= 0 (0: model.width)")
   need(m.g_depth >= 0, "model.g_depth", m.g_depth, "must be >= 0")
+  need(edit_mode(m.g_edit) in EDITS, "model.g_edit", m.g_edit, f"must be one of {EDITS}")
   need(m.g_upsample in UPSAMPLERS, "model.g_upsample", m.g_upsample,
        f"must be one of {tuple(UPSAMPLERS)}")
   try:

@@ -25,7 +25,8 @@ from jfesgan.run import workdir as workdir_lib
 from jfesgan.run.flags import one_line_errors, parse_flags
 
 # Scores where lower is better; every other synth/judge score is better higher.
-LOWER_IS_BETTER = ("synth/l1", "synth/l1_copy", "synth/rec_l1", "synth/id_sim_prior",
+LOWER_IS_BETTER = ("synth/l1", "synth/l1_copy", "synth/l1_edit", "synth/l1_denoised",
+                   "synth/rec_l1", "synth/id_sim_prior",
                    "synth/id_sim_other", "synth/id_nearest_chance")
 
 
