@@ -45,16 +45,38 @@ def test_every_step_is_timed_with_ratios_when_torch_is_there(tiny_config):
   with_torch = importlib.util.find_spec("torch") is not None
   cfg = tiny_config.copy_and_resolve_references()
   names = ("phi", "fesgan_g")  # a plain step and a GAN update (all six take minutes here)
-  rows = benchmark.shape_benchmarks(cfg, 2, with_torch, names=names)
+  # Each framework (and PyTorch variant) timed in a process of its own, as training runs it.
+  rows = benchmark.shape_benchmarks(cfg, 2, with_torch, names=names,
+                                    argv_config=["--config", "configs/tiny.py"],
+                                    torch_variants=("eager", "tuned"))
   assert tuple(rows) == names
   for row in rows.values():
     assert row["jfesgan_s"] > 0 and row["jfesgan_compile_plus_first_s"] >= row["jfesgan_s"]
     assert row["gflops_per_step"] > 0 and "jfesgan_mfu" not in row  # no peak known for a CPU
     if with_torch:
-      assert row["ratio"] == pytest.approx(row["jfesgan_s"] / row["torch_s"], rel=0.01, abs=2e-3)
+      assert row["jfesgan_train_s"] > 0 and row["threads"] >= 1
+      best = min(row["torch_eager_s"], row["torch_tuned_s"])
+      assert row["torch_best_s"] == best and row[f"torch_{row['torch_best']}_s"] == best
+      assert row["ratio"] == pytest.approx(row["jfesgan_train_s"] / best, rel=0.01, abs=2e-3)
+      assert row["ratio_eager"] == pytest.approx(row["jfesgan_train_s"] / row["torch_eager_s"],
+                                                 rel=0.01, abs=2e-3)
   report = {"torch": "x" if with_torch else None, "shapes": {"32x32x1": rows}}
   lines = benchmark.table(report).splitlines()
   assert len(lines) == 2 + len(rows) and lines[2].startswith("| 32x32x1 | phi |")
+  if with_torch:
+    assert "PyTorch tuned s" in lines[0] and "ratio vs best" in lines[0]
+
+
+def test_timing_runs_back_to_back_and_waits_once_per_round():
+  from jfesgan.bench import timing
+  events = []
+  out = timing.as_training_runs(lambda: events.append("call") or len(events),
+                                lambda _: events.append("sync"), steps=4, warmup=2, rounds=3)
+  # Two warm-ups each waited for, then 3 rounds of 4 calls with one wait at the end of each.
+  assert events == ["call", "sync"] * 2 + (["call"] * 4 + ["sync"]) * 3
+  assert len(out["round_step_s"]) == 3 and out["step_s"] == sorted(out["round_step_s"])[1]
+  with pytest.raises(ValueError, match="steps, warmup and rounds must be >= 1"):
+    timing.as_training_runs(lambda: None, lambda _: None, steps=0)
 
 
 @pytest.mark.slow

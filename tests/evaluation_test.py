@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from jfesgan.evaluation.scores import pixel_nearest_person
+from jfesgan.evaluation.scores import change_made, pixel_nearest_person
 
 
 def _people(rng, subjects, size=8):
@@ -50,6 +50,24 @@ def test_mismatched_inputs_are_refused_with_what_differs():
     pixel_nearest_person(np.zeros((2, 8, 8, 3)), np.zeros(2, int), real, np.zeros(4, int))
   with pytest.raises(ValueError, match="one source per image"):
     pixel_nearest_person(np.zeros((2, 8, 8, 1)), np.zeros(3, int), real, np.zeros(4, int))
+
+
+def test_change_made_counts_the_expressions_change_and_not_denoising():
+  """The ideal edit makes all of the change, copying none, denoising alone none (its change is
+  noise, unrelated to the expression's), half the edit half; a change elsewhere adds nothing."""
+  rng = np.random.default_rng(0)
+  own = rng.uniform(0.2, 0.8, (64, 8, 8, 1))
+  target = own.copy()
+  target[:, 5:7, 2:6] += 0.3  # the mouth changes
+  x = own + rng.normal(0, 0.05, own.shape)  # the input: its own truth and pixel noise
+  change = target - own
+  assert change_made(x, x + change, change) == pytest.approx(1.0)
+  assert change_made(x, x, change) == 0.0
+  assert change_made(x, own, change) == pytest.approx(0.0, abs=0.05)  # denoised, not changed
+  assert change_made(x, x + 0.5 * change, change) == pytest.approx(0.5)
+  elsewhere = np.zeros_like(x)
+  elsewhere[:, 0:2] = 0.3
+  assert change_made(x, x + change + elsewhere, change) == pytest.approx(1.0)
 
 
 def test_the_report_says_what_each_score_means(tmp_path):

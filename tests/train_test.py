@@ -78,7 +78,7 @@ def test_train_and_evaluate_resume_and_start_from(tiny_config, tmp_path):
               "synth/rec_l1", "synth/id_nearest", "synth/id_sim_prior", "synth/id_nearest_pixel",
               "synth/id_nearest_chance",
               "synth/l1_copy", "synth/psnr_copy", "synth/l1_edit", "synth/psnr_edit",
-              "synth/l1_denoised", "synth/psnr_denoised"):
+              "synth/l1_denoised", "synth/psnr_denoised", "synth/change_made"):
     assert np.isfinite(summary[key]), key
   assert summary["synth/psnr_copy"] > summary["synth/psnr"]  # an untrained G is worse than a copy
   # The ideal edit (the input plus the truth's change) beats copying: it makes the change.

@@ -1,24 +1,31 @@
 """Speed and memory of the train steps, side by side with the same steps in PyTorch.
 
-  jfesgan benchmark --config configs/joint.py [--torch] [--json FILE]
-      [--shapes 48x1,128x3] [--steps 10] [--loop K] [--layers] [--only fesgan,joint]
+  jfesgan benchmark --config configs/joint.py [--torch] [--torch_variants eager,tuned,compiled]
+      [--json FILE] [--shapes 48x1,128x3] [--steps 10] [--threads N] [--loop K] [--layers]
+      [--only fesgan,joint]
 
 For every shape (``--shapes``: ``SIZExCHANNELS`` pairs, or ``config`` for the config's own), every
 stage's train step with the config's networks, losses, batch and sharding, plus stage 1's
-discriminator and generator updates alone (``fesgan_d``, ``fesgan_g``): the median seconds per
-call over ``--steps`` calls after a first call (compile, reported apart).  With ``--torch`` the
-same steps of :mod:`jfesgan.bench.torch_reference` (PyTorch, eager) are timed in the same process,
-alternating call by call with jfesgan's so that both see the same machine load, and each row gets
-``ratio`` = jfesgan seconds / PyTorch seconds (below 1: jfesgan is faster).  Before timing, the
-PyTorch networks are loaded with jfesgan's initial parameters and checked to compute the same
-outputs (and to have the same parameter counts).
+discriminator and generator updates alone (``fesgan_d``, ``fesgan_g``): the first call (compile,
+reported apart) and the median seconds of ``--steps`` calls, each after an idle pause.
 
-On a GPU the PyTorch steps run on the GPU too (CUDA, synchronised before each timer stops), under
-``torch.autocast(bfloat16)`` when the config's ``model.dtype`` is ``bfloat16``; TF32 matmuls are
-allowed in PyTorch as XLA's default precision allows them in jfesgan.  Every row reports images
-per second, the step's FLOPs (XLA's cost analysis of the lowered step, the same count for both
-frameworks since they compute the same function) and, where the device's dense peak is known
-(``PEAK_TFLOPS``, or ``--peak_tflops``), the model FLOPs utilisation (MFU) of each.
+With ``--torch`` the same steps of :mod:`jfesgan.bench.torch_reference` are the yardstick.  The
+PyTorch networks, loaded with jfesgan's initial parameters, are first checked to compute the same
+outputs (and to have the same parameter counts).  Then each step is timed *as training runs
+it*, in a fresh process per framework and per PyTorch variant (``--torch_variants``: eager,
+tuned = fused Adam + channels-last, compiled = tuned + ``torch.compile``), with the same thread
+count (``--threads``, default the CPUs the process may use, which is XLA:CPU's own choice):
+3 warm-up steps, then rounds of ``--steps`` back-to-back steps with one wait at the end of each
+(:func:`jfesgan.bench.timing.as_training_runs`), both sides computing the same metrics.  Each row
+gets ``ratio`` = jfesgan seconds / the fastest PyTorch variant's (below 1: jfesgan is faster) and
+``ratio_eager``.
+
+On a GPU the PyTorch steps run on the GPU too (CUDA, synchronised at the end of each round),
+under ``torch.autocast(bfloat16)`` when the config's ``model.dtype`` is ``bfloat16``; TF32
+matmuls are allowed in PyTorch as XLA's default precision allows them in jfesgan.  Every row
+reports images per second, the step's FLOPs (XLA's cost analysis of the lowered step, the same
+count for both frameworks since they compute the same function) and, where the device's dense
+peak is known (``PEAK_TFLOPS``, or ``--peak_tflops``), the model FLOPs utilisation (MFU).
 
 Peak memory (``--memory``, on by default): each (framework, step) runs in a fresh process of its
 own (the PyTorch one never imports JAX), which reports its resident set before the first step,
@@ -30,7 +37,8 @@ steps' own.
 ``--loop K`` also times K steps per call as the fused loop runs them (``lax.scan`` over a
 device-resident dataset, ``config.steps_per_call``), per step.  ``--layers`` times each
 convolution implementation on the model's shapes.  The table is printed; ``--json FILE`` writes
-everything as JSON, and the table as Markdown beside it (``FILE`` with ``.md``).
+everything as JSON (the CPU's model and ``XLA_FLAGS`` included), and the table as Markdown beside
+it (``FILE`` with ``.md``).
 """
 
 from __future__ import annotations
@@ -60,6 +68,9 @@ from jfesgan.run import host
 FLAGS = flags.FLAGS
 # The timed steps: the stages of the plan, and stage 1's two updates on their own.
 STEP_NAMES = ("phi", "fesgan", "fesgan_d", "fesgan_g", "real", "joint")
+# PyTorch's ways of running (jfesgan.bench.torch_reference.VARIANTS; named here so that the flag
+# needs no torch import).
+TORCH_VARIANTS = ("eager", "tuned", "compiled")
 config_flags.DEFINE_config_file("config", "configs/joint.py", "Configuration file.")
 flags.DEFINE_integer("steps", 10, "Timed calls per step function (median reported).")
 flags.DEFINE_string("shapes", "48x1,128x3", "Comma-separated SIZExCHANNELS image shapes, or "
@@ -75,6 +86,13 @@ flags.DEFINE_list("only", [], "Time only these steps (default: all of " + ", ".j
     STEP_NAMES) + ").")
 flags.DEFINE_float("peak_tflops", 0.0, "The device's dense peak TFLOP/s in the compute dtype, for "
                    "MFU (0: from PEAK_TFLOPS by device kind; none on CPU).")
+flags.DEFINE_list("torch_variants", list(TORCH_VARIANTS), "With --torch: how PyTorch runs, each "
+                  "timed in a process of its own (eager; tuned: fused Adam + channels-last; "
+                  "compiled: tuned + torch.compile); the ratio is against the fastest.")
+flags.DEFINE_integer("threads", 0, "Threads for each framework (0: the CPUs the process may use, "
+                     "XLA:CPU's own choice); PyTorch is given the same number.")
+flags.DEFINE_string("time_probe", "", "Internal: jax:STEP, time the step as training runs it in this "
+                    "process and print JSON.")
 flags.DEFINE_string("memory_probe", "", "Internal: FRAMEWORK:STEP, run three steps and print the "
                     "process's memory as JSON.")
 
@@ -174,8 +192,10 @@ class JaxSteps:
     return {"g": fes.g.params, "dimg": fes.dimg.params, "dz": fes.dz.params,
             "phi": fes.phi.params, "r": self.finished["real"].params}
 
-  def make(self, name: str) -> Callable[[], Any]:
-    """A call of step ``name`` that advances its own copy of the state (states are donated)."""
+  def make(self, name: str, block: bool = True) -> Callable[[], Any]:
+    """A call of step ``name`` that advances its own copy of the state (states are donated) and
+    waits for it, or with ``block=False`` returns its metrics without waiting, as the training
+    loop calls it."""
     stage_name = _stage_of(name)
     stage = stages.BY_NAME[stage_name]
     if name in ("fesgan_d", "fesgan_g"):
@@ -191,7 +211,10 @@ class JaxSteps:
 
     def call():
       holder["state"], metrics = jitted(holder["state"], self.batch, self.key, **static)
+      if not block:
+        return metrics
       jax.block_until_ready(metrics)
+      return None
     call.flops = lambda: program_flops(fn, holder["state"], self.batch, self.key, **static)
     return call
 
@@ -216,51 +239,31 @@ class JaxSteps:
     return call
 
 
-class TorchSteps:
-  """The same steps in PyTorch (jfesgan.bench.torch_reference), started from jfesgan's parameters."""
-
-  def __init__(self, config, jax_steps: JaxSteps | None = None):
-    import torch  # pylint: disable=g-import-not-at-top
-
-    from jfesgan.bench import torch_reference  # torch: only when asked
-    self.torch = torch
-    self.ref = torch_reference.TorchReference(config, K_CLASSES, SUBJECTS)
-    host_batch = jax_steps.host_batch if jax_steps else _fake_data(config, config.batch_size)[0]
-    if jax_steps is not None:
-      self.check_against(jax_steps, torch_reference)
-    self.device, self.autocast = torch_device(config)
-    self.ref.to(self.device, self.autocast)
-    self.batch = torch_reference.to_torch_batch(host_batch, self.device)
-
-  def check_against(self, jax_steps: JaxSteps, torch_reference) -> None:
-    """Same parameter counts and outputs as jfesgan's networks, or raises."""
-    params = jax.device_get(jax_steps.initial_params())
-    counts = {name: sum(np.size(a) for a in jax.tree.leaves(p)) for name, p in params.items()}
-    if self.ref.parameter_counts() != counts:
-      raise AssertionError(f"parameter counts differ: torch {self.ref.parameter_counts()} vs "
-                           f"jfesgan {counts}")
-    torch_reference.load_jax_params(self.ref, params)
-    # Checked in float32 on the CPU (no TF32, no bfloat16), whatever the benchmark then runs.
-    config = jax_steps.config.copy_and_resolve_references()
-    config.model.dtype = "float32"
-    models = build_models(config, K_CLASSES, SUBJECTS)
-    x = jax_steps.host_batch["image"][:4]
-    got = torch_reference.forward_outputs(self.ref, x, np.zeros((4, models.latent_dim), np.float32),
-                                          np.eye(K_CLASSES, dtype=np.float32)[:4])
-    with jax.default_device(jax.devices("cpu")[0]):
-      want = {"dimg_critic": models.dimg.apply({"params": params["dimg"]}, x)[0],
-              "r_logits": models.r.apply({"params": params["r"]}, x)[1],
-              "encode": models.g.apply({"params": params["g"]}, x, method="encode")}
-    for name, value in want.items():
-      if not np.allclose(got[name], np.asarray(value), rtol=1e-3, atol=1e-4):
-        raise AssertionError(f"the PyTorch reference's {name} differs from jfesgan's")
-
-  def make(self, name: str) -> Callable[[], Any]:
-    def call():
-      self.ref.step(name, self.batch)
-      if self.device == "cuda":
-        self.torch.cuda.synchronize()
-    return call
+def check_torch_reference(config, jax_steps: JaxSteps) -> None:
+  """The PyTorch reference (jfesgan.bench.torch_reference) started from jfesgan's parameters has
+  the same parameter counts and computes the same outputs as jfesgan's networks, or raises."""
+  from jfesgan.bench import torch_reference  # torch: only when asked
+  ref = torch_reference.TorchReference(config, K_CLASSES, SUBJECTS)
+  params = jax.device_get(jax_steps.initial_params())
+  counts = {name: sum(np.size(a) for a in jax.tree.leaves(p)) for name, p in params.items()}
+  if ref.parameter_counts() != counts:
+    raise AssertionError(f"parameter counts differ: torch {ref.parameter_counts()} vs "
+                         f"jfesgan {counts}")
+  torch_reference.load_jax_params(ref, params)
+  # Checked in float32 on the CPU (no TF32, no bfloat16), whatever the benchmark then runs.
+  config = jax_steps.config.copy_and_resolve_references()
+  config.model.dtype = "float32"
+  models = build_models(config, K_CLASSES, SUBJECTS)
+  x = jax_steps.host_batch["image"][:4]
+  got = torch_reference.forward_outputs(ref, x, np.zeros((4, models.latent_dim), np.float32),
+                                        np.eye(K_CLASSES, dtype=np.float32)[:4])
+  with jax.default_device(jax.devices("cpu")[0]):
+    want = {"dimg_critic": models.dimg.apply({"params": params["dimg"]}, x)[0],
+            "r_logits": models.r.apply({"params": params["r"]}, x)[1],
+            "encode": models.g.apply({"params": params["g"]}, x, method="encode")}
+  for name, value in want.items():
+    if not np.allclose(got[name], np.asarray(value), rtol=1e-3, atol=1e-4):
+      raise AssertionError(f"the PyTorch reference's {name} differs from jfesgan's")
 
 
 def torch_device(config) -> tuple[str, Any]:
@@ -318,6 +321,45 @@ def _memory_probe(argv_config: list[str], framework: str, name: str,
   return json.loads(lines[-1])
 
 
+def _time_probe(argv_config: list[str], framework: str, name: str, shape: tuple[int, int],
+                steps: int, variant: str = "eager", threads: int = 0) -> dict[str, Any]:
+  """Step ``name`` timed as training runs it (:func:`jfesgan.bench.timing.as_training_runs`) in a
+  fresh process of ``framework`` alone (PyTorch as ``variant``), with ``threads`` threads."""
+  from jfesgan.bench import timing  # pylint: disable=g-import-not-at-top
+  threads = threads or timing.cpu_threads()
+  shape_args = [f"--config.data.image_size={shape[0]}", f"--config.data.channels={shape[1]}"]
+  env = dict(os.environ)
+  if framework == "jax":
+    cmd = [sys.executable, "-m", "jfesgan.bench.benchmark", *argv_config, *shape_args,
+           f"--time_probe=jax:{name}", f"--steps={steps}"]
+    if threads != timing.cpu_threads():  # XLA:CPU's pool: the process's CPUs, unless told
+      cmd = ["taskset", "-c", f"0-{threads - 1}", *cmd]
+  else:
+    cmd = [sys.executable, "-m", "jfesgan.bench.torch_reference", *argv_config, *shape_args,
+           f"--time_probe={name}", f"--variant={variant}", f"--steps={steps}",
+           f"--threads={threads}"]
+    if jax.default_backend() == "gpu":
+      cmd.append("--device=cuda")
+  done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+  lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+  if done.returncode or not lines:
+    raise RuntimeError(f"time probe {framework}:{name} ({variant}) failed: {done.stderr[-2000:]}")
+  return json.loads(lines[-1])
+
+
+def run_time_probe(config, spec: str, steps: int) -> None:
+  """The child side of ``_time_probe`` for jfesgan: the step called back to back, as the training
+  loop calls it; prints the timing as one JSON line."""
+  from jfesgan.bench import timing  # pylint: disable=g-import-not-at-top
+  framework, name = spec.split(":")
+  if framework != "jax":
+    raise ValueError(f"--time_probe: only jax here (PyTorch: python -m jfesgan.bench.torch_reference), "
+                     f"got {framework!r}")
+  call = JaxSteps(config, only=name).make(name, block=False)
+  out = timing.as_training_runs(call, jax.block_until_ready, steps=steps)
+  print(json.dumps({**out, "threads": timing.cpu_threads()}))
+
+
 def run_memory_probe(config, spec: str) -> None:
   """The child side of ``_memory_probe`` for jfesgan: prints ``jfesgan.bench.memory.probe``'s
   readings as one JSON line."""
@@ -338,30 +380,49 @@ def run_memory_probe(config, spec: str) -> None:
 
 
 def shape_benchmarks(config, n: int, with_torch: bool, loop_steps: int = 0,
-                     names: tuple[str, ...] = STEP_NAMES) -> dict[str, dict]:
-  """Per-step times of the steps ``names`` at ``config``'s shapes (jfesgan, and PyTorch with
-  ratios)."""
+                     names: tuple[str, ...] = STEP_NAMES, argv_config: list[str] | None = None,
+                     torch_variants: tuple[str, ...] = TORCH_VARIANTS,
+                     threads: int = 0) -> dict[str, dict]:
+  """Per-step times of the steps ``names`` at ``config``'s shapes.
+
+  In this process: jfesgan's first call (compile) and the median of ``n`` calls each after an
+  idle pause (``jfesgan_s``), its FLOPs and MFU, and the fused loop's.  With ``with_torch`` (and
+  ``argv_config``, the command line's config flags for the child processes): the PyTorch
+  reference is first checked to compute jfesgan's functions, then each step is timed as
+  training runs it, ``n`` calls back to back per round after 3 warm-ups, in a process of its own
+  per framework and PyTorch variant, with the same thread count (``jfesgan_train_s``,
+  ``torch_<variant>_s``); ``ratio`` = jfesgan / the fastest PyTorch variant (``torch_best``).
+  """
   js = JaxSteps(config)
-  ts = TorchSteps(config, js) if with_torch else None
+  if with_torch:
+    check_torch_reference(config, js)  # raises unless both compute the same functions
   peak = peak_tflops(jax.devices()[0].device_kind, config.model.get("dtype", "float32"))
+  shape = (config.data.image_size, config.data.channels)
   results = {}
   for name in names:
-    calls = {"jax": js.make(name)}
-    if ts is not None:
-      calls["torch"] = ts.make(name)
-    timed = _time_alternating(calls, n)
-    flops = calls["jax"].flops()
+    call = js.make(name)
+    timed = _time_alternating({"jax": call}, n)
+    flops = call.flops()
     row = {"jfesgan_s": round(timed["jax"]["step_s"], 4),
            "jfesgan_compile_plus_first_s": round(timed["jax"]["first_call_s"], 2),
            "images_per_s": round(config.batch_size / timed["jax"]["step_s"], 1),
            "gflops_per_step": round(flops / 1e9, 2) if flops else None}
     seconds = {"jfesgan": timed["jax"]["step_s"]}
-    if ts is not None:
-      seconds["torch"] = timed["torch"]["step_s"]
-      row.update(torch_s=round(timed["torch"]["step_s"], 4),
-                 torch_first_s=round(timed["torch"]["first_call_s"], 2),
-                 torch_images_per_s=round(config.batch_size / timed["torch"]["step_s"], 1),
-                 ratio=round(timed["jax"]["step_s"] / timed["torch"]["step_s"], 3))
+    if with_torch:
+      argv = argv_config or []
+      train = _time_probe(argv, "jax", name, shape, n, threads=threads)
+      row.update(jfesgan_train_s=train["step_s"], threads=train["threads"])
+      for variant in torch_variants:
+        t = _time_probe(argv, "torch", name, shape, n, variant, threads)
+        row[f"torch_{variant}_s"] = t["step_s"]
+        row[f"torch_{variant}_first_s"] = t["first_call_s"]
+      best = min(torch_variants, key=lambda v: row[f"torch_{v}_s"])
+      row.update(torch_best=best, torch_best_s=row[f"torch_{best}_s"],
+                 torch_images_per_s=round(config.batch_size / row[f"torch_{best}_s"], 1),
+                 ratio=round(train["step_s"] / row[f"torch_{best}_s"], 3))
+      if "eager" in torch_variants:
+        row["ratio_eager"] = round(train["step_s"] / row["torch_eager_s"], 3)
+      seconds.update(jfesgan=train["step_s"], torch=row["torch_best_s"])
     if loop_steps > 1 and name in stages.BY_NAME:
       loop = js.make_loop(name, loop_steps)
       t = _time_alternating({"loop": loop}, max(2, n // 4))["loop"]
@@ -434,25 +495,32 @@ def table(report: dict) -> str:
   rows_all = [row for rows in report["shapes"].values() for row in rows.values()]
   loop_cols = any("loop_step_s" in row for row in rows_all)
   mfu_cols = any("jfesgan_mfu" in row for row in rows_all)
-  head = ["shape", "step", "jfesgan s"]
+  variants = [v for v in TORCH_VARIANTS if any(f"torch_{v}_s" in row for row in rows_all)]
+  head = ["shape", "step"]
   if torch_cols:
-    head += ["PyTorch s", "ratio"]
-  head += ["jfesgan img/s"] + (["PyTorch img/s"] if torch_cols else [])
+    head += ["jfesgan s (as trained)"] + [f"PyTorch {v} s" for v in variants]
+    head += ["best PyTorch", "ratio vs best"] + (["ratio vs eager"] if "eager" in variants else [])
+  head += ["jfesgan s (paused calls)", "jfesgan img/s"] + (["best PyTorch img/s"] if torch_cols
+                                                           else [])
   head += ["fused loop s/step", "loop img/s"] if loop_cols else []
   head += ["GFLOP/step"]
   if mfu_cols:
     head += ["jfesgan MFU %"] + (["PyTorch MFU %"] if torch_cols else [])
     head += ["loop MFU %"] if loop_cols else []
-  head += ["jfesgan compile+first s"] + (["PyTorch first s"] if torch_cols else [])
+  head += ["jfesgan compile+first s"] + ([f"PyTorch {v} first s" for v in variants]
+                                         if torch_cols else [])
   head += ["jfesgan peak MB"] + (["PyTorch peak MB", "mem ratio"] if torch_cols else [])
   lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
   for shape, rows in report["shapes"].items():
     for name, row in rows.items():
-      cells = [shape, name, f"{row['jfesgan_s']:.3f}"]
+      cells = [shape, name]
       if torch_cols:
-        cells += [f"{row['torch_s']:.3f}", f"{row['ratio']:.2f}"]
-      cells += [f"{row['images_per_s']:.0f}"] + ([f"{row['torch_images_per_s']:.0f}"]
-                                                  if torch_cols else [])
+        cells += [f"{row['jfesgan_train_s']:.3f}"]
+        cells += [f"{row[f'torch_{v}_s']:.3f}" if f"torch_{v}_s" in row else "-" for v in variants]
+        cells += [row["torch_best"], f"**{row['ratio']:.2f}**"]
+        cells += [f"{row['ratio_eager']:.2f}"] if "eager" in variants else []
+      cells += [f"{row['jfesgan_s']:.3f}", f"{row['images_per_s']:.0f}"]
+      cells += [f"{row['torch_images_per_s']:.0f}"] if torch_cols else []
       if loop_cols:
         cells += ([f"{row['loop_step_s']:.4f}", f"{row['loop_images_per_s']:.0f}"]
                   if "loop_step_s" in row else ["-", "-"])
@@ -463,7 +531,8 @@ def table(report: dict) -> str:
         cells += [pct("jfesgan_loop_mfu")] if loop_cols else []
       cells += [f"{row['jfesgan_compile_plus_first_s']:.1f}"]
       if torch_cols:
-        cells += [f"{row['torch_first_s']:.2f}"]
+        cells += [f"{row[f'torch_{v}_first_s']:.1f}" if f"torch_{v}_first_s" in row else "-"
+                  for v in variants]
       mem = row.get("memory", {})
       cells += [f"{mem['jax']['peak_mb']:.0f}" if "jax" in mem else "-"]
       if torch_cols:
@@ -473,14 +542,41 @@ def table(report: dict) -> str:
   return "\n".join(lines)
 
 
+HARNESS = (
+    "Harness: with PyTorch, each framework (and each PyTorch variant: eager = plain NCHW and "
+    "Adam's default implementation; tuned = fused Adam + channels-last; compiled = tuned + "
+    "torch.compile of every network but D_img, whose gradient penalty needs a second derivative) "
+    "runs each step in a process of its own, with the same thread count, 3 warm-up steps (the "
+    "first compiles), then 3 rounds of back-to-back steps with one wait at the end of each, as "
+    "a training loop runs them; the median round's seconds per step are reported.  Both sides "
+    "compute the same metrics (every loss term, accuracies, gradient, parameter and update "
+    "norms).  ratio = jfesgan / the fastest PyTorch variant (below 1: jfesgan is faster).  "
+    "'paused calls' times jfesgan in the parent process, each call waited for after an idle "
+    "pause.  Peak MB is each step's process alone, compilation included.")
+
+
 def markdown(report: dict) -> str:
-  """The report as a Markdown page: the machine, the command and the table."""
+  """The report as a Markdown page: the machine, the command, the harness and the table."""
+  cpu = f"; CPU: {report['cpu']}" if report.get("cpu") else ""
   return (f"# jfesgan benchmark\n\n`{report['command']}`\n\n"
-          f"{report['backend']} x{report['devices']} ({report['device_kind']}), jax {report['jax']}, "
-          f"{report.get('dtype', 'float32')}"
-          f"{'; ' + report['torch'] if report['torch'] else ''}; batch {report['batch_size']}. "
-          "Seconds are medians per step after the first call; ratio = jfesgan / PyTorch; peak MB "
-          "is each step's process alone, compilation included.\n\n" + table(report) + "\n")
+          f"{report['backend']} x{report['devices']} ({report['device_kind']}{cpu}), jax "
+          f"{report['jax']}, {report.get('dtype', 'float32')}"
+          f"{'; ' + report['torch'] if report['torch'] else ''}; batch {report['batch_size']}; "
+          f"XLA_FLAGS: `{report.get('xla_flags', '')}`.\n\n"
+          + (HARNESS + "\n\n" if report["torch"] else "") + table(report) + "\n")
+
+
+def cpu_model() -> str:
+  """The CPU's model name (Linux /proc/cpuinfo), or the platform's processor string."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  import platform  # pylint: disable=g-import-not-at-top
+  return platform.processor() or "unknown"
 
 
 def _config_argv(argv: list[str]) -> list[str]:
@@ -499,22 +595,32 @@ def main(argv):
   if FLAGS.memory_probe:
     run_memory_probe(config.copy_and_resolve_references(), FLAGS.memory_probe)
     return
+  if FLAGS.time_probe:
+    run_time_probe(config.copy_and_resolve_references(), FLAGS.time_probe, FLAGS.steps)
+    return
+  unknown = sorted(set(FLAGS.torch_variants) - set(TORCH_VARIANTS))
+  if unknown:
+    raise app.UsageError(f"--torch_variants: unknown {unknown}; known: {list(TORCH_VARIANTS)}")
   shapes = parse_shapes(FLAGS.shapes)
   names = parse_only(FLAGS.only)
   report = {"backend": jax.default_backend(), "devices": jax.device_count(),
             "device_kind": jax.devices()[0].device_kind, "jax": jax.__version__,
             "batch_size": config.batch_size, "width": config.model.width,
             "conv_impl": config.model.conv_impl, "dtype": config.model.get("dtype", "float32"),
-            "torch": None, "shapes": {},
+            "torch": None, "shapes": {}, "cpu": cpu_model(),
+            "xla_flags": os.environ.get("XLA_FLAGS", ""),
             "command": " ".join(["jfesgan benchmark", *sys.argv[1:]])}
   for shape in shapes:
     cfg = _with_shape(config, shape)
     if FLAGS.torch:
       from jfesgan.bench import torch_reference  # torch: only when asked
       torch_reference.check_config(cfg)
-      report["torch"] = torch_reference.describe(*torch_device(cfg))
+      report["torch"] = torch_reference.describe(*torch_device(cfg)).replace(
+          ", eager", ", variants " + "/".join(FLAGS.torch_variants))
     key = f"{cfg.data.image_size}x{cfg.data.image_size}x{cfg.data.channels}"
-    rows = shape_benchmarks(cfg, FLAGS.steps, FLAGS.torch, FLAGS.loop, names)
+    rows = shape_benchmarks(cfg, FLAGS.steps, FLAGS.torch, FLAGS.loop, names,
+                            argv_config=_config_argv(sys.argv),
+                            torch_variants=tuple(FLAGS.torch_variants), threads=FLAGS.threads)
     if FLAGS.memory:
       for name, row in rows.items():
         frameworks = ("jax", "torch") if FLAGS.torch else ("jax",)

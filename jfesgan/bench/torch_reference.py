@@ -1,8 +1,16 @@
 """The same networks, losses and update order as jfesgan, in PyTorch: the yardstick of the benchmark.
 
-``jfesgan benchmark --torch`` times these steps beside jfesgan's in the same process,
-alternating, at the same shapes and batch (``pip install -e ".[bench]"`` for PyTorch).  Nothing in
-training imports this module.
+``jfesgan benchmark --torch`` checks that these networks compute jfesgan's functions, then times
+each step of each framework as training runs it, in a process of its own (:func:`time_steps`),
+at the same shapes, batch and thread count (``pip install -e ".[bench]"`` for PyTorch).  Nothing
+in training imports this module.
+
+PyTorch runs in three :data:`VARIANTS`: ``eager`` (plain: NCHW, ``torch.optim.Adam``'s default
+implementation), ``tuned`` (fused Adam, channels-last tensors) and ``compiled`` (``tuned`` with
+every network's forward through ``torch.compile``, except D_img's: the gradient penalty
+differentiates it twice, which compiled graphs do not support).  Every step computes the metrics
+jfesgan's steps return (each loss term, accuracies, and each updated network's gradient,
+parameter and update norms), as tensors, with no host synchronisation, as jfesgan's do.
 
 Each network mirrors its Flax module layer for layer (:mod:`jfesgan.models`), with PyTorch's own
 layers (``nn.Conv2d``, ``nn.ConvTranspose2d``, ``nn.GroupNorm``, ``nn.Linear``) in NCHW, the
@@ -254,16 +262,38 @@ def _tv(images):
           + (images[:, :, :, 1:] - images[:, :, :, :-1]).abs().mean())
 
 
+# How PyTorch is run (TorchReference's options); the benchmark's ratio is against the fastest.
+VARIANTS = {
+    "eager": {},
+    "tuned": {"fused": True, "channels_last": True},
+    "compiled": {"fused": True, "channels_last": True, "compile": True},
+}
+
+
+def _norm(tensors) -> torch.Tensor:
+  """The global L2 norm of a list of tensors (optax.global_norm)."""
+  return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors)))  # pylint: disable=protected-access
+
+
+def _acc(logits, labels) -> torch.Tensor:
+  return (logits.argmax(-1) == labels).float().mean()
+
+
 class TorchReference:
   """All networks, one Adam optimiser per network, and the four stages' steps.
 
   Batches are dicts of tensors: ``image`` (N, C, H, W) in [-1, 1], ``label`` and ``subject`` (N,).
   The reference is built on the CPU; :meth:`to` moves it (``"cuda"`` for the GPU benchmark), and
   ``autocast`` (``torch.bfloat16``) runs each step under ``torch.autocast`` with float32
-  parameters, as jfesgan's ``model.dtype="bfloat16"`` does.
+  parameters, as jfesgan's ``model.dtype="bfloat16"`` does.  ``fused``: fused Adam;
+  ``channels_last``: networks (and the batches :func:`to_torch_batch` makes with it) in the
+  channels-last memory format; ``compile``: every network but D_img called through
+  ``torch.compile`` (see :data:`VARIANTS`).  After each step ``metrics`` holds what jfesgan's
+  step returns, as tensors.
   """
 
-  def __init__(self, config, num_classes: int, num_subjects: int, seed: int = 0):
+  def __init__(self, config, num_classes: int, num_subjects: int, seed: int = 0, *,
+               fused: bool = False, channels_last: bool = False, compile: bool = False):  # pylint: disable=redefined-builtin
     check_config(config)
     torch.manual_seed(seed)
     m, d = config.model, config.data
@@ -277,7 +307,11 @@ class TorchReference:
         "r": Recogniser(m, size, ch, num_classes),
         "real": Recogniser(m, size, ch, num_classes),
     }
-    opt = lambda net, s: torch.optim.Adam(net.parameters(), lr=s.lr, betas=(s.b1, s.b2), eps=1e-8)
+    if channels_last:
+      for net in self.nets.values():
+        net.to(memory_format=torch.channels_last)
+    opt = lambda net, s: torch.optim.Adam(net.parameters(), lr=s.lr, betas=(s.b1, s.b2), eps=1e-8,
+                                          fused=fused or None)
     fo = config.fesgan.optimizer
     self.opts = {"g": opt(self.nets["g"], fo.g), "dimg": opt(self.nets["dimg"], fo.dimg),
                  "dz": opt(self.nets["dz"], fo.dz), "phi": opt(self.nets["phi"], config.phi.optimizer),
@@ -289,6 +323,14 @@ class TorchReference:
               ("gp", "drift", "dimg_cls", "adv", "latent", "expr", "rec", "identity", "tv")}
     self.joint = j
     self.device, self.autocast = torch.device("cpu"), None
+    self.metrics: dict[str, torch.Tensor] = {}
+    # The forward calls the steps make: the modules themselves, or compiled (D_img never: its
+    # gradient penalty needs a second derivative).
+    g, phi = self.nets["g"], self.nets["phi"]
+    self.fwd = {"encoder": g.encoder, "decoder": g.decoder, "phi": phi, "phi_embed": phi.embed,
+                "dz": self.nets["dz"], "r": self.nets["r"], "real": self.nets["real"]}
+    if compile:
+      self.fwd = {name: torch.compile(fn) for name, fn in self.fwd.items()}
 
   def to(self, device: str, autocast: torch.dtype | None = None) -> TorchReference:
     """Moves every network, optimiser and the class centres to ``device``; steps then run under
@@ -317,24 +359,31 @@ class TorchReference:
     return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
 
   def _apply(self, name: str, grads: list) -> None:
-    for p, g in zip(self.nets[name].parameters(), grads):
+    params = list(self.nets[name].parameters())
+    with torch.no_grad():
+      before = torch._foreach_mul(params, 1.0)  # pylint: disable=protected-access
+    for p, g in zip(params, grads):
       p.grad = g
     self.opts[name].step()
+    with torch.no_grad():  # jfesgan.steps.apply_grads' metrics
+      self.metrics.update({f"{name}/grad_norm": _norm(grads), f"{name}/param_norm": _norm(params),
+                           f"{name}/update_norm": _norm(torch._foreach_sub(params, before))})  # pylint: disable=protected-access
 
   def _update(self, name: str, loss) -> None:
     self._apply(name, self._grads(name, loss))
 
   def _synthesise(self, x, y, reconstruct=True):
-    n, g = x.shape[0], self.nets["g"]
+    n = x.shape[0]
     dev = x.device
     c_t = (y + torch.randint(1, self.k, (n,), device=dev)) % self.k
     z_p = torch.rand(n, self.latent_dim, device=dev) * 2 - 1
     c_p = torch.randint(0, self.k, (n,), device=dev)
-    z = g.encoder(x)
+    z = self.fwd["encoder"](x)
     codes, labels = [z, z_p], [c_t, c_p]
     if reconstruct:
       codes, labels = [z] + codes, [y] + labels
-    out = g.decoder(torch.cat(codes), F.one_hot(torch.cat(labels), self.k).float()).chunk(len(codes))
+    out = self.fwd["decoder"](torch.cat(codes),
+                              F.one_hot(torch.cat(labels), self.k).float()).chunk(len(codes))
     syn = dict(z=z, x_t=out[-2], x_p=out[-1], c_t=c_t, c_p=c_p)
     if reconstruct:
       syn["x_rec"] = out[0]
@@ -343,26 +392,37 @@ class TorchReference:
   def _discriminator_update(self, x, y) -> None:
     with torch.no_grad():
       syn = self._synthesise(x, y, reconstruct=False)
-    dimg, dz, w, n = self.nets["dimg"], self.nets["dz"], self.w, x.shape[0]
+    dimg, dz, w, n = self.nets["dimg"], self.fwd["dz"], self.w, x.shape[0]
     fake = torch.cat([syn["x_t"], syn["x_p"]])
     scores, logits = dimg(torch.cat([x, fake]))
     real_s, fake_s = scores[:n], scores[n:]
     gp = _gradient_penalty(lambda im: dimg(im)[0], torch.cat([x, x]), fake)
-    dimg_loss = (fake_s.mean() - real_s.mean() + w["gp"] * gp + w["drift"] * (real_s**2).mean()
-                 + w["dimg_cls"] * F.cross_entropy(logits[:n], y))
+    drift, cls = (real_s**2).mean(), F.cross_entropy(logits[:n], y)
+    adv = fake_s.mean() - real_s.mean()
+    dimg_loss = adv + w["gp"] * gp + w["drift"] * drift + w["dimg_cls"] * cls
     z_prior = torch.rand_like(syn["z"]) * 2 - 1
-    dz_loss = F.softplus(-dz(z_prior)).mean() + F.softplus(dz(syn["z"])).mean()
+    real_z, fake_z = dz(z_prior), dz(syn["z"])
+    dz_loss = F.softplus(-real_z).mean() + F.softplus(fake_z).mean()
+    self.metrics.update({  # jfesgan.steps.discriminator_losses' metrics
+        "dimg/loss": dimg_loss.detach(), "dimg/wasserstein": -adv.detach(), "dimg/gp": gp.detach(),
+        "dimg/drift": drift.detach(), "dimg/cls": cls.detach(),
+        "dimg/cls_acc": _acc(logits[:n].detach(), y), "dz/loss": dz_loss.detach(),
+        "dz/real_prob": torch.sigmoid(real_z.detach()).mean(),
+        "dz/fake_prob": torch.sigmoid(fake_z.detach()).mean()})
     self._update("dimg", dimg_loss)
     self._update("dz", dz_loss)
 
   def _generator_terms(self, x, y, syn):
     n = x.shape[0]
     scores, logits = self.nets["dimg"](torch.cat([syn["x_t"], syn["x_p"]]))
-    e = self.nets["phi"].embed(torch.cat([x, syn["x_t"], syn["x_rec"]]))
+    e = self.fwd["phi_embed"](torch.cat([x, syn["x_t"], syn["x_rec"]]))
     e_x, e_t, e_rec = e[:n], e[n:2 * n], e[2 * n:]
+    with torch.no_grad():
+      self.metrics.update({"g/expr_acc_t": _acc(logits[:n], syn["c_t"]),
+                           "g/expr_acc_p": _acc(logits[n:], syn["c_p"])})
     return {
         "adv": -scores[:n].mean() - scores[n:].mean(),
-        "latent": F.softplus(-self.nets["dz"](syn["z"])).mean(),
+        "latent": F.softplus(-self.fwd["dz"](syn["z"])).mean(),
         "expr": F.cross_entropy(logits[:n], syn["c_t"]) + F.cross_entropy(logits[n:], syn["c_p"]),
         "rec": (x - syn["x_rec"]).abs().mean(),
         "identity": (e_x - e_t).abs().mean() + (e_x - e_rec).abs().mean(),
@@ -370,17 +430,25 @@ class TorchReference:
     }
 
   def _generator_total(self, terms):
-    return sum(self.w[name] * v for name, v in terms.items())
+    total = sum(self.w[name] * v for name, v in terms.items())
+    self.metrics.update({f"g/{k}": v.detach() for k, v in terms.items()})
+    self.metrics["g/loss"] = total.detach()
+    return total
 
   # --- the stages' steps --------------------------------------------------------------------
 
+  def _classifier_step(self, name: str, prefix: str, x, labels) -> None:
+    _, logits = self.fwd[name](x)
+    loss = F.cross_entropy(logits, labels)
+    self.metrics.update({f"{prefix}/loss": loss.detach(), f"{prefix}/acc": _acc(logits.detach(),
+                                                                                labels)})
+    self._update(name, loss)
+
   def phi_step(self, batch) -> None:
-    _, logits = self.nets["phi"](batch["image"])
-    self._update("phi", F.cross_entropy(logits, batch["subject"]))
+    self._classifier_step("phi", "phi", batch["image"], batch["subject"])
 
   def real_step(self, batch) -> None:
-    _, logits = self.nets["real"](batch["image"])
-    self._update("real", F.cross_entropy(logits, batch["label"]))
+    self._classifier_step("real", "real", batch["image"], batch["label"])
 
   def fesgan_step(self, batch) -> None:
     self.fesgan_d_step(batch)
@@ -407,7 +475,7 @@ class TorchReference:
     sizes = [m // len(j.synthetic) + (i < m % len(j.synthetic)) for i in range(len(j.synthetic))]
     x_s = torch.cat([pools[kind][0][:s] for kind, s in zip(j.synthetic, sizes)])
     c_s = torch.cat([pools[kind][1][:s] for kind, s in zip(j.synthetic, sizes)])
-    feats, logits = self.nets["r"](torch.cat([x, x_s]))
+    feats, logits = self.fwd["r"](torch.cat([x, x_s]))
     # float32 features, as jfesgan's trunk returns them whatever its compute dtype
     f_r, f_s = feats[:n].float(), feats[n:].float()
     if j.intra_normalise:
@@ -425,6 +493,10 @@ class TorchReference:
       intra = torch.zeros((), device=x.device)
     loss_r = ce_real + j.syn_weight * ce_syn + j.intra_weight * intra
     loss_g = j.beta * (ce_syn + j.intra_weight * intra)
+    self.metrics.update({"r/loss": loss_r.detach(), "r/ce_real": ce_real.detach(),
+                         "r/ce_syn": ce_syn.detach(), "r/intra": intra.detach(),
+                         "r/acc_real": _acc(logits[:n].detach(), y),
+                         "r/acc_syn": _acc(logits[n:].detach(), c_s)})
     if j.generator_terms:
       loss_g = loss_g + self._generator_total(g_terms)
     # Both gradients from the one forward pass, before either network moves.
@@ -446,10 +518,15 @@ class TorchReference:
       getattr(self, f"{stage}_step")(batch)
 
 
-def to_torch_batch(batch: dict[str, np.ndarray], device: str = "cpu") -> dict[str, torch.Tensor]:
-  """A jfesgan batch (NHWC float images, int labels) as the reference's (NCHW, int64)."""
-  return {"image": torch.from_numpy(np.ascontiguousarray(
-              np.asarray(batch["image"], np.float32).transpose(0, 3, 1, 2))).to(device),
+def to_torch_batch(batch: dict[str, np.ndarray], device: str = "cpu",
+                   channels_last: bool = False) -> dict[str, torch.Tensor]:
+  """A jfesgan batch (NHWC float images, int labels) as the reference's (NCHW, int64; images
+  stored channels-last with ``channels_last``)."""
+  image = torch.from_numpy(np.ascontiguousarray(
+      np.asarray(batch["image"], np.float32).transpose(0, 3, 1, 2))).to(device)
+  if channels_last:
+    image = image.contiguous(memory_format=torch.channels_last)
+  return {"image": image,
           "label": torch.from_numpy(np.asarray(batch["label"], np.int64)).to(device),
           "subject": torch.from_numpy(np.asarray(batch["subject"], np.int64)).to(device)}
 
@@ -572,31 +649,60 @@ def describe(device: str = "cpu", autocast: torch.dtype | None = None) -> str:
   return f"torch {torch.__version__}, {where}, eager, {dtype}"
 
 
-def _memory_probe_main(argv) -> None:
-  """``python -m jfesgan.bench.torch_reference --config F --memory_probe STEP``: the benchmark's
-  PyTorch memory probe, in a process that never imports JAX; prints one JSON line."""
-  del argv
+def _probe_setup(variant: str = "eager"):
+  """(reference, batch, device) of a probe process, as the benchmark runs PyTorch."""
   config = flags.FLAGS.config.copy_and_resolve_references()
   rng = np.random.default_rng(0)
   b, r, c = config.batch_size, config.data.image_size, config.data.channels
-  ref, device = TorchReference(config, 7, 100), flags.FLAGS.device
+  options = VARIANTS[variant]
+  ref, device = TorchReference(config, 7, 100, **options), flags.FLAGS.device
   if device == "cuda":  # as the benchmark runs it there
     ref.to(device, cuda_mode(config))
   batch = to_torch_batch({"image": rng.uniform(-1, 1, (b, r, r, c)),
                           "label": rng.integers(0, 7, b), "subject": rng.integers(0, 100, b)},
-                         device)
+                         device, channels_last=options.get("channels_last", False))
+  return ref, batch, device
+
+
+def _probe_main(argv) -> None:
+  """``python -m jfesgan.bench.torch_reference --config F (--memory_probe | --time_probe) STEP``:
+  the benchmark's PyTorch probes, in a process that never imports JAX; prints one JSON line."""
+  del argv
+  f = flags.FLAGS
+  if bool(f.memory_probe) == bool(f.time_probe):
+    raise app.UsageError("give exactly one of --memory_probe and --time_probe")
+  if f.time_probe:
+    from jfesgan.bench import timing  # pylint: disable=g-import-not-at-top
+    torch.set_num_threads(f.threads or timing.cpu_threads())
+    ref, batch, device = _probe_setup(f.variant)
+    sync = torch.cuda.synchronize if device == "cuda" else lambda: None
+
+    def call():
+      ref.step(f.time_probe, batch)
+      return ref.metrics
+
+    out = timing.as_training_runs(call, lambda _: sync(), steps=f.steps, warmup=f.warmup)
+    print(json.dumps({**out, "variant": f.variant, "threads": torch.get_num_threads(),
+                      "torch": describe(device, ref.autocast).replace("eager", f.variant)}))
+    return
+  ref, batch, device = _probe_setup()
   if device == "cuda":  # the allocator's peak, as the JAX probe reads its allocator's
     def step():
-      ref.step(flags.FLAGS.memory_probe, batch)
+      ref.step(f.memory_probe, batch)
       torch.cuda.synchronize()
     print(json.dumps(probe(step, lambda: torch.cuda.max_memory_allocated() / 2**20,
                            resettable=False)))
   else:
-    print(json.dumps(probe(lambda: ref.step(flags.FLAGS.memory_probe, batch))))
+    print(json.dumps(probe(lambda: ref.step(f.memory_probe, batch))))
 
 
 if __name__ == "__main__":
   config_flags.DEFINE_config_file("config", "configs/joint.py", "Configuration file.")
-  flags.DEFINE_string("memory_probe", "fesgan", "The step to measure.")
+  flags.DEFINE_string("memory_probe", "", "The step whose memory to measure.")
+  flags.DEFINE_string("time_probe", "", "The step to time as training runs it.")
+  flags.DEFINE_enum("variant", "eager", list(VARIANTS), "How PyTorch runs (VARIANTS).")
+  flags.DEFINE_integer("steps", 10, "Back-to-back steps per timed round.")
+  flags.DEFINE_integer("warmup", 3, "Warm-up steps (the first compiles).")
+  flags.DEFINE_integer("threads", 0, "PyTorch's threads (0: the CPUs this process may use).")
   flags.DEFINE_enum("device", "cpu", ["cpu", "cuda"], "Where the reference runs.")
-  app.run(_memory_probe_main)
+  app.run(_probe_main)

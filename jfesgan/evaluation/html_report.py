@@ -68,6 +68,10 @@ GLOSSARY = {
     "synth/change_cos": ("change agreement", "cosine between how the translation changes the face "
                          "and how the truth does (1: the same change; 0: copying)", "higher",
                          "renderer"),
+    "synth/change_made": ("expression change made", "how much of the true change of expression "
+                          "(between two clean renderings of the person) the translation makes: 1 "
+                          "all of it, 0 none; copying and denoising score 0", "higher",
+                          "renderer"),
     "synth/expr_acc_t": ("expression read in translations", "share of translations the real-only "
                          "recogniser reads as the requested expression", "higher", "in-domain"),
     "synth/expr_acc_p": ("expression read in new people", "share of faces drawn from the prior "

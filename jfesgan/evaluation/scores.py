@@ -13,7 +13,12 @@ Synthesis is judged on held-out identities (never seen in training):
   denoising as much as changing the expression: a translation must beat this to show by PSNR that
   it changed the expression, not only cleaned the face;
   ``synth/change_cos``: whether x_t changes x where and as the truth does (the cosine of the two
-  changes, :func:`change_agreement`: 1 the same change, 0 for copying the input);
+  changes, :func:`change_agreement`: 1 the same change, 0 for copying the input); the truth's
+  change includes removing the input's pixel noise, so a re-drawing scores by denoising too;
+  ``synth/change_made``: how much of the *expression's* change x_t makes, the projection of
+  x_t - x on truth(c_t) - truth(y) (the change between two clean renderings, no noise in it) over
+  its squared length (:func:`change_made`: 1 the whole change, 0 for copying or for denoising
+  alone, which is unrelated to it);
 - ``synth/expr_acc_t``, ``synth/expr_acc_p``: expression accuracy of translations and of new
   identities x_p = G(z_p, c_p) under a recogniser trained on real images only (``eval/real_acc``
   is its accuracy on real held-out images, the ceiling to compare with);
@@ -205,7 +210,18 @@ def synthesis_scores(ev: Evaluator, *, g_params, phi_params, r_params, test: Arr
       scores[f"synth/l1{name}"] = float(np.mean(np.abs(err)))
       scores[f"synth/psnr{name}"] = float(np.mean(10 * np.log10(1.0 / mse)))
     scores["synth/change_cos"] = change_agreement(real01, fake01, truth)
+    scores["synth/change_made"] = change_made(real01, fake01, truth - own)
   return scores
+
+
+def change_made(x: np.ndarray, x_t: np.ndarray, change: np.ndarray) -> float:
+  """The mean over images of how much of the expression's ``change`` (truth(c_t) - truth(y), two
+  clean renderings) a translation makes: <x_t - x, change> / |change|^2.  1: all of it (the
+  ideal edit); 0: none (copying; denoising, whose change is noise, unrelated to it); a change
+  elsewhere or in another direction adds nothing on average."""
+  d_t = (x_t - x).reshape(x.shape[0], -1)
+  d = change.reshape(x.shape[0], -1)
+  return float(np.mean(np.sum(d_t * d, -1) / np.maximum(np.sum(d * d, -1), 1e-12)))
 
 
 def change_agreement(x: np.ndarray, x_t: np.ndarray, truth: np.ndarray) -> float:
