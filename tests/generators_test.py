@@ -78,3 +78,17 @@ def test_the_command_writes_both_files_with_its_command_and_commit(tmp_path):
   one = subprocess.run([sys.executable, "-m", "jfesgan.research.generators", "--recipe",
                         f"a={a0}"], cwd=ROOT, capture_output=True, text=True, timeout=120)
   assert one.returncode == 1 and one.stderr.strip().endswith("(the first is the reference)")
+
+
+@pytest.mark.slow
+def test_rescoring_a_finished_run_reproduces_its_own_truth_scores(tiny_run):
+  """--rescore recomputes the renderer-truth scores from the run's stage-1 generator: on a run
+  of this code they are the summary's own."""
+  _, workdir = tiny_run
+  summary = json.load(open(os.path.join(workdir, "summary.json")))
+  _, runs = generators.read_recipe(f"tiny={workdir}", rescore=True)
+  (scores,) = runs.values()
+  for key in ("synth/psnr", "synth/psnr_copy", "synth/psnr_edit", "synth/psnr_denoised",
+              "synth/l1", "synth/change_cos", "synth/change_made"):
+    assert scores[key] == pytest.approx(summary[key], rel=1e-4, abs=1e-5), key
+

@@ -199,18 +199,26 @@ def synthesis_scores(ev: Evaluator, *, g_params, phi_params, r_params, test: Arr
   scores["synth/id_sim_prior"] = float((e_p @ e_p.T)[distinct].mean()) if len(e_p) > 1 else float("nan")
 
   if test.truth is not None:
-    truth = test.render_truth(idx, c_t)
-    fake01 = (x_t + 1) / 2
-    real01 = (x[idx] + 1) / 2
-    own = test.render_truth(idx, test.label[idx])
-    ideal = np.clip(real01 + truth - own, 0.0, 1.0)
-    for name, img in (("", fake01), ("_copy", real01), ("_edit", ideal), ("_denoised", own)):
-      err = (img - truth).reshape(img.shape[0], -1)
-      mse = np.maximum(np.mean(err**2, -1), 1e-10)
-      scores[f"synth/l1{name}"] = float(np.mean(np.abs(err)))
-      scores[f"synth/psnr{name}"] = float(np.mean(10 * np.log10(1.0 / mse)))
-    scores["synth/change_cos"] = change_agreement(real01, fake01, truth)
-    scores["synth/change_made"] = change_made(real01, fake01, truth - own)
+    scores.update(truth_scores(x[idx], x_t, test, idx, c_t))
+  return scores
+
+
+def truth_scores(x: np.ndarray, x_t: np.ndarray, test: ArrayDataset, idx: np.ndarray,
+                 c_t: np.ndarray) -> dict[str, float]:
+  """The scores against the renderer's truth (the module's docstring) of translations ``x_t`` of
+  ``x = test`` images ``idx`` (float, [-1, 1]) to expressions ``c_t``."""
+  truth = test.render_truth(idx, c_t)
+  fake01, real01 = (x_t + 1) / 2, (x + 1) / 2
+  own = test.render_truth(idx, test.label[idx])
+  ideal = np.clip(real01 + truth - own, 0.0, 1.0)
+  scores = {}
+  for name, img in (("", fake01), ("_copy", real01), ("_edit", ideal), ("_denoised", own)):
+    err = (img - truth).reshape(img.shape[0], -1)
+    mse = np.maximum(np.mean(err**2, -1), 1e-10)
+    scores[f"synth/l1{name}"] = float(np.mean(np.abs(err)))
+    scores[f"synth/psnr{name}"] = float(np.mean(10 * np.log10(1.0 / mse)))
+  scores["synth/change_cos"] = change_agreement(real01, fake01, truth)
+  scores["synth/change_made"] = change_made(real01, fake01, truth - own)
   return scores
 
 

@@ -8,7 +8,9 @@ fields; the first recipe is the reference.  For every synthesis score of the run
 (``synth/*``: on the procedural faces against the renderer's truth; ``judge/*`` where a judge read
 them) it writes each recipe's per-seed values and mean, and each other recipe's difference from
 the reference on the same seeds (mean, and on how many seeds it is higher).  Nothing is trained.
-Writes ``<out>.json`` (with the command and the commit it was made at) and ``<out>.md``.
+With ``--rescore`` the scores against the renderer's truth are computed anew from each run's
+stage-1 generator with this code (:func:`jfesgan.evaluation.scores.truth_scores`: scores added
+since a run finished, such as ``synth/change_made``, for runs that predate them).  Writes ``<out>.json`` (with the command and the commit it was made at) and ``<out>.md``.
 """
 
 from __future__ import annotations
@@ -30,9 +32,26 @@ LOWER_IS_BETTER = ("synth/l1", "synth/l1_copy", "synth/l1_edit", "synth/l1_denoi
                    "synth/id_sim_other", "synth/id_nearest_chance")
 
 
-def read_recipe(spec: str) -> tuple[str, dict[int, dict[str, float]]]:
-  """``NAME=RUN[,RUN...]`` -> (name, {seed: scores}); raises naming a run that is not finished or
-  a seed given twice."""
+def rescored(run: str) -> dict[str, float]:
+  """The truth scores of ``run``'s stage-1 generator (g_ema) on the subjects the run held out,
+  computed by this code as the run's summary computes them."""
+  from jfesgan.data import pipeline  # pylint: disable=g-import-not-at-top
+  from jfesgan.evaluation import scores as scores_lib  # pylint: disable=g-import-not-at-top
+  from jfesgan.evaluation.restored import RestoredGenerator  # pylint: disable=g-import-not-at-top
+  config = workdir_lib.read_config(run)
+  _, test = pipeline.train_test(config.data)
+  if test.truth is None:
+    raise ValueError(f"--rescore: {run}'s dataset {config.data.name!r} has no renderer's truth")
+  gen = RestoredGenerator.load(run, "fesgan")
+  idx, c_t = scores_lib.translation_targets(test.label, test.num_classes)
+  x = pipeline.to_float(test.image)[idx]
+  x_t = gen.translate(x, np.eye(test.num_classes, dtype=np.float32)[c_t])
+  return scores_lib.truth_scores(x, x_t, test, idx, c_t)
+
+
+def read_recipe(spec: str, rescore: bool = False) -> tuple[str, dict[int, dict[str, float]]]:
+  """``NAME=RUN[,RUN...]`` -> (name, {seed: scores}), the truth scores computed anew with
+  ``rescore``; raises naming a run that is not finished or a seed given twice."""
   name, sep, runs = spec.partition("=")
   if not sep or not name or not runs:
     raise ValueError(f"--recipe {spec!r}: expected NAME=RUN[,RUN...]")
@@ -44,6 +63,8 @@ def read_recipe(spec: str) -> tuple[str, dict[int, dict[str, float]]]:
     summary = workdir_lib.read_summary(run)
     out[seed] = {k: float(v) for k, v in summary.items()
                  if k.startswith(("synth/", "judge/")) and isinstance(v, (int, float))}
+    if rescore:
+      out[seed].update(rescored(run))
   return name, out
 
 
@@ -124,7 +145,7 @@ def main(argv):
   f = flags.FLAGS
   if len(f.recipe) < 2:
     raise ValueError("give at least two --recipe NAME=RUN[,RUN...] (the first is the reference)")
-  recipes = dict(read_recipe(spec) for spec in f.recipe)
+  recipes = dict(read_recipe(spec, f.rescore) for spec in f.recipe)
   heldout = held_out(f.recipe)
   result = compare(recipes)
   command = "jfesgan generators " + " ".join(sys.argv[1:])
@@ -145,6 +166,8 @@ def run() -> None:
   flags.DEFINE_multi_string("recipe", [], "NAME=RUN[,RUN...]: a recipe's finished runs, one per "
                             "seed; the first recipe is the reference.")
   flags.DEFINE_string("out", "", "Write <out>.json and <out>.md.")
+  flags.DEFINE_bool("rescore", False, "Compute the scores against the renderer's truth anew from "
+                    "each run's stage-1 generator (scores added since the runs finished).")
   app.run(one_line_errors(main), flags_parser=parse_flags)
 
 
