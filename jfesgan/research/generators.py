@@ -10,7 +10,8 @@ them) it writes each recipe's per-seed values and mean, and each other recipe's 
 the reference on the same seeds (mean, and on how many seeds it is higher).  Nothing is trained.
 With ``--rescore`` the scores against the renderer's truth are computed anew from each run's
 stage-1 generator with this code (:func:`jfesgan.evaluation.scores.truth_scores`: scores added
-since a run finished, such as ``synth/change_made``, for runs that predate them).  Writes ``<out>.json`` (with the command and the commit it was made at) and ``<out>.md``.
+since a run finished, such as ``synth/change_made``, for runs that predate them).  Writes
+``<out>.json`` (with the command and the commit it was made at) and ``<out>.md``.
 """
 
 from __future__ import annotations
