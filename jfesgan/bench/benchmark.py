@@ -63,7 +63,7 @@ from jfesgan.bench import memory as memory_lib
 from jfesgan.data import pipeline
 from jfesgan.data.pipeline import ArrayDataset
 from jfesgan.models import build_models, layers
-from jfesgan.run import host
+from jfesgan.run import host, provenance
 
 FLAGS = flags.FLAGS
 # The timed steps: the stages of the plan, and stage 1's two updates on their own.
@@ -559,6 +559,7 @@ def markdown(report: dict) -> str:
   """The report as a Markdown page: the machine, the command, the harness and the table."""
   cpu = f"; CPU: {report['cpu']}" if report.get("cpu") else ""
   return (f"# jfesgan benchmark\n\n`{report['command']}`\n\n"
+          f"Commit: `{report.get('commit', 'unknown')}`.\n\n"
           f"{report['backend']} x{report['devices']} ({report['device_kind']}{cpu}), jax "
           f"{report['jax']}, {report.get('dtype', 'float32')}"
           f"{'; ' + report['torch'] if report['torch'] else ''}; batch {report['batch_size']}; "
@@ -607,7 +608,7 @@ def main(argv):
             "device_kind": jax.devices()[0].device_kind, "jax": jax.__version__,
             "batch_size": config.batch_size, "width": config.model.width,
             "conv_impl": config.model.conv_impl, "dtype": config.model.get("dtype", "float32"),
-            "torch": None, "shapes": {}, "cpu": cpu_model(),
+            "torch": None, "shapes": {}, "cpu": cpu_model(), "commit": provenance.commit(),
             "xla_flags": os.environ.get("XLA_FLAGS", ""),
             "command": " ".join(["jfesgan benchmark", *sys.argv[1:]])}
   for shape in shapes:
