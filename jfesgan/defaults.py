@@ -221,6 +221,10 @@ def get_config() -> ml_collections.ConfigDict:
   # batches and results either way.  For GPU/TPU (e.g. 50); on CPU the scan is unrolled (XLA:CPU
   # runs convolutions in loops slowly), which buys little and compiles K copies of each step.
   c.steps_per_call = 1
+  # Compile every stage's step at the start, in a background thread, while data loads and the
+  # earlier stages train (jfesgan/run/ahead.py; needs the persistent compilation cache, on by
+  # default, and steps_per_call = 1).  The same programs and results either way.
+  c.compile_ahead = True
   # Logging and checkpointing (in steps of the running stage).
   c.log_every = 50
   c.checkpoint_every = 500

@@ -97,12 +97,17 @@ def _jit_with_static(fn: Callable, in_shardings: tuple, out_sharding: NamedShard
   jitted = jax.jit(positional, in_shardings=in_shardings, out_shardings=(out_sharding,) * 2,
                    donate_argnums=(0,), static_argnums=tuple(range(n, n + len(static_argnames))))
 
-  def call(*args, **static):
+  def positional_static(static):
     unknown = set(static) - set(static_argnames)
     if unknown:
       raise TypeError(f"unexpected static arguments {sorted(unknown)}; declared: {static_argnames}")
-    return jitted(*args, *(static[k] for k in static_argnames))
+    return tuple(static[k] for k in static_argnames)
 
+  def call(*args, **static):
+    return jitted(*args, *positional_static(static))
+
+  # The same program lowered from arguments or their shapes (jfesgan.run.ahead compiles it ahead).
+  call.lower = lambda *args, **static: jitted.lower(*args, *positional_static(static))
   return call
 
 

@@ -27,6 +27,7 @@ from jfesgan import parallel, stages, validate
 from jfesgan.data import pipeline
 from jfesgan.evaluation.summary import RunSummary
 from jfesgan.models import build_models
+from jfesgan.run import ahead as compile_ahead
 from jfesgan.run import checkpointing, faults, host, metrics
 from jfesgan.run import workdir as workdir_lib
 
@@ -35,7 +36,8 @@ def run_stage(stage: stages.Stage, ctx: stages.Context, finished: Mapping[str, A
               mesh, workdir: str, writer: metrics.MetricWriter, start_from: str | None = None,
               on_step: Callable[[int, Any], None] | None = None,
               preemption: faults.Preemption | None = None,
-              accept_config_changes: bool = False) -> tuple[Any, float]:
+              accept_config_changes: bool = False,
+              ahead: compile_ahead.CompileAhead | None = None) -> tuple[Any, float]:
   """Trains ``stage`` up to its step count; returns its final state and its wall time (s).
 
   The state is restored from the finished stage in ``start_from`` (a stage that
@@ -45,7 +47,8 @@ def run_stage(stage: stages.Stage, ctx: stages.Context, finished: Mapping[str, A
   :func:`jfesgan.parallel.jit_loop`; 1 = one jitted step per call), in chunks that end at every
   multiple of ``config.log_every`` (metrics logged), ``config.checkpoint_every`` (state saved)
   and, for a stage that draws samples, ``config.sample_every``; ``on_step(step, state)`` runs
-  after each chunk.
+  after each chunk.  With ``ahead`` the first step waits for its program to be compiled there
+  (:mod:`jfesgan.run.ahead`) instead of compiling it a second time.
 
   Faults (:mod:`jfesgan.run.faults`): a non-finite metric stops the stage before anything non-finite
   is saved (:class:`~jfesgan.run.faults.NonFiniteError`); a signal caught by ``preemption`` saves the
@@ -99,6 +102,10 @@ def run_stage(stage: stages.Stage, ctx: stages.Context, finished: Mapping[str, A
                   mininterval=1.0 if sys.stderr.isatty() else 30.0,
                   dynamic_ncols=True, disable=not writer.active)
   guard = faults.FiniteGuard(stage.name)
+  if ahead is not None:
+    waited = ahead.wait(stage.name)
+    if waited > 0.5:
+      logging.info("stage %s: waited %.1f s for its step compiled ahead", stage.name, waited)
   step = start
   while step < num_steps:
     static = stage.static(config, step) if stage.static else {}
@@ -221,16 +228,25 @@ def _train_and_evaluate(config, workdir: str, plan, start_from: str | None,
   run_summary = RunSummary(config, models, test, writer, workdir)
   times: dict[str, float] = {}
   finished: dict[str, Any] = {}
-  for stage in plan:
-    state, times[stage.name] = run_stage(
-        stage, ctx, finished, mesh=mesh, workdir=workdir, writer=writer,
-        start_from=start_from if stage.name in taken else None,
-        on_step=run_summary.grids_during(stage), preemption=preemption,
-        accept_config_changes=accept_config_changes)
-    finished[stage.name] = state
-    t = time.time()
-    run_summary.stage_done(stage, state, finished)
-    times["eval"] = times.get("eval", 0.0) + time.time() - t
+  ahead = None
+  if compile_ahead.enabled(config):
+    # (A stage finished by an earlier run of this workdir finds its program in the cache.)
+    todo = [s.name for s in plan if s.name not in taken]
+    ahead = compile_ahead.CompileAhead(plan, todo, ctx, mesh) if todo else None
+  try:
+    for stage in plan:
+      state, times[stage.name] = run_stage(
+          stage, ctx, finished, mesh=mesh, workdir=workdir, writer=writer,
+          start_from=start_from if stage.name in taken else None,
+          on_step=run_summary.grids_during(stage), preemption=preemption,
+          accept_config_changes=accept_config_changes, ahead=ahead)
+      finished[stage.name] = state
+      t = time.time()
+      run_summary.stage_done(stage, state, finished)
+      times["eval"] = times.get("eval", 0.0) + time.time() - t
+  finally:
+    if ahead is not None:
+      ahead.close()
   times["total"] = time.time() - t_start
   summary = run_summary.finish(times, {name: start_from for name in taken})
   writer.close()

@@ -1,0 +1,68 @@
+"""Compiling the stages' steps ahead: the stage's own call then loads the program, never compiles
+it again, and nothing it computes changes."""
+
+import logging
+
+import jax
+import numpy as np
+import pytest
+
+from jfesgan import parallel, stages
+from jfesgan.data import pipeline
+from jfesgan.models import build_models
+from jfesgan.run import ahead
+
+
+def _ctx(tiny_config, tmp_path):
+  cfg = tiny_config.copy_and_resolve_references()
+  cfg.data.data_dir = str(tmp_path / "tfds")
+  # A shape no other test compiles, so that the program cannot be in the session's cache already.
+  cfg.model.embed_dim = 24
+  data, _ = pipeline.train_test(cfg.data)
+  models = build_models(cfg, data.num_classes, num_subjects=len(np.unique(data.subject)))
+  return cfg, stages.Context(config=cfg, models=models, train=data)
+
+
+@pytest.mark.slow
+def test_a_step_compiled_ahead_is_loaded_not_compiled_again(tiny_config, tmp_path, caplog):
+  cfg, ctx = _ctx(tiny_config, tmp_path)
+  assert ahead.enabled(cfg)  # the test session keeps a persistent cache (conftest)
+  mesh = parallel.make_mesh()
+  plan = [stages.PHI, stages.BY_NAME["real"]]
+  compiler = ahead.CompileAhead(plan, ["real"], ctx, mesh)
+  assert compiler.wait("phi") == 0.0  # not asked for: nothing to wait for
+  compiler.wait("real")
+  assert not compiler.failed and set(compiler.seconds) == {"real"}
+
+  stage = stages.BY_NAME["real"]
+  state = parallel.replicate(stage.create(ctx, {}), mesh)
+  batches = pipeline.Batches(ctx.train, cfg.batch_size, seed=0, hflip=cfg.data.hflip)
+  batch = parallel.shard_batch(batches.at(0), mesh)
+  step = parallel.jit_step(stage.step(ctx), mesh, static_argnames=stage.static_argnames)
+  jax.config.update("jax_explain_cache_misses", True)
+  try:
+    with caplog.at_level(logging.WARNING, logger="jax._src.compiler"):
+      new, metrics = step(state, batch, jax.random.fold_in(stage.key(cfg.seed), 0))
+      jax.block_until_ready(metrics)
+  finally:
+    jax.config.update("jax_explain_cache_misses", False)
+  misses = [r.getMessage() for r in caplog.records if "CACHE MISS" in r.getMessage()]
+  assert not [m for m in misses if "jit_positional" in m], misses
+  assert int(new.step) == 1 and np.isfinite(float(metrics["real/loss"]))
+
+
+def test_static_variants_are_the_distinct_ones_over_the_steps(tiny_config):
+  cfg = tiny_config.copy_and_resolve_references()
+  for stage in stages.PLAN:
+    variants = ahead.static_variants(cfg, stage)
+    want = {tuple(sorted((stage.static(cfg, s) if stage.static else {}).items()))
+            for s in range(stage.steps(cfg))}
+    assert {tuple(sorted(v.items())) for v in variants} == want and len(variants) == len(want)
+
+
+def test_off_without_a_cache_or_with_the_fused_loop(tiny_config):
+  cfg = tiny_config.copy_and_resolve_references()
+  cfg.steps_per_call = 4
+  assert not ahead.enabled(cfg)
+  cfg.steps_per_call, cfg.compile_ahead = 1, False
+  assert not ahead.enabled(cfg)
