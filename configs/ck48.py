@@ -8,8 +8,10 @@ discriminator sees augmented images: 4,000 FESGAN iterations (5x the default), `
 DiffAugment).  The steps and the augmentation were chosen on validation subjects carved from the
 training subjects of folds 0 and 1 (``results/ck48/validation/stage1_probe.json``).
 ``adv_weight`` 0.1 was NOT: it was first measured on test folds 0-3, before validation subjects
-existed (docs/crossval.md, "Probe: ... adv_weight=0.1"), and has not been re-decided on validation
-subjects since; read every CK+48 table made with this config knowing that.  About 30 minutes of
+existed (docs/crossval.md, "Probe: ... adv_weight=0.1"), and has not been re-decided on CK+48's
+validation subjects since; read every CK+48 table made with this config knowing that.  (It is
+now also the default of every config, chosen on the embedded faces' validation subjects,
+``results/procedural/generator_validation.md``.)  About 30 minutes of
 stage 1 per fold on 2 CPU cores, then ~2.5 minutes per joint row; the cross-validation resumes
 where it stopped.
 
