@@ -26,6 +26,7 @@ def _ctx(tiny_config, tmp_path):
 @pytest.mark.slow
 def test_a_step_compiled_ahead_is_loaded_not_compiled_again(tiny_config, tmp_path, caplog):
   cfg, ctx = _ctx(tiny_config, tmp_path)
+  cfg.compile_ahead = True
   assert ahead.enabled(cfg)  # the test session keeps a persistent cache (conftest)
   mesh = parallel.make_mesh()
   plan = [stages.PHI, stages.BY_NAME["real"]]
@@ -60,9 +61,10 @@ def test_static_variants_are_the_distinct_ones_over_the_steps(tiny_config):
     assert {tuple(sorted(v.items())) for v in variants} == want and len(variants) == len(want)
 
 
-def test_off_without_a_cache_or_with_the_fused_loop(tiny_config):
+def test_off_by_default_and_with_the_fused_loop(tiny_config):
   cfg = tiny_config.copy_and_resolve_references()
-  cfg.steps_per_call = 4
+  assert not ahead.enabled(cfg)  # the default (the module's docstring: why)
+  cfg.compile_ahead, cfg.steps_per_call = True, 4
   assert not ahead.enabled(cfg)
   cfg.steps_per_call, cfg.compile_ahead = 1, False
   assert not ahead.enabled(cfg)
