@@ -226,11 +226,11 @@ def get_config() -> ml_collections.ConfigDict:
   # runs convolutions in loops slowly), which buys little and compiles K copies of each step.
   c.steps_per_call = 1
   # Compile every stage's step at the start, in a background thread, while data loads and the
-  # earlier stages train (jfesgan/run/ahead.py; needs the persistent compilation cache, on by
+  # earlier stages train (jfesgan/ahead.py; needs the persistent compilation cache, on by
   # default, and steps_per_call = 1).  The same programs and results either way.  Off: so far
   # only the classifier stages' programs (phi, real) lowered from shapes are the ones the stages
   # then run; the GAN stages' differ in the numbering of their private functions, so they would
-  # be compiled twice (see jfesgan/run/ahead.py).
+  # be compiled twice (see jfesgan/ahead.py).
   c.compile_ahead = False
   # Logging and checkpointing (in steps of the running stage).
   c.log_every = 50

@@ -106,7 +106,7 @@ def _jit_with_static(fn: Callable, in_shardings: tuple, out_sharding: NamedShard
   def call(*args, **static):
     return jitted(*args, *positional_static(static))
 
-  # The same program lowered from arguments or their shapes (jfesgan.run.ahead compiles it ahead).
+  # The same program lowered from arguments or their shapes (jfesgan.ahead compiles it ahead).
   call.lower = lambda *args, **static: jitted.lower(*args, *positional_static(static))
   return call
 

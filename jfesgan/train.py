@@ -23,11 +23,11 @@ import numpy as np
 import tqdm
 from absl import logging
 
+from jfesgan import ahead as compile_ahead
 from jfesgan import parallel, stages, validate
 from jfesgan.data import pipeline
 from jfesgan.evaluation.summary import RunSummary
 from jfesgan.models import build_models
-from jfesgan.run import ahead as compile_ahead
 from jfesgan.run import checkpointing, faults, host, metrics
 from jfesgan.run import workdir as workdir_lib
 
@@ -48,7 +48,7 @@ def run_stage(stage: stages.Stage, ctx: stages.Context, finished: Mapping[str, A
   multiple of ``config.log_every`` (metrics logged), ``config.checkpoint_every`` (state saved)
   and, for a stage that draws samples, ``config.sample_every``; ``on_step(step, state)`` runs
   after each chunk.  With ``ahead`` the first step waits for its program to be compiled there
-  (:mod:`jfesgan.run.ahead`) instead of compiling it a second time.
+  (:mod:`jfesgan.ahead`) instead of compiling it a second time.
 
   Faults (:mod:`jfesgan.run.faults`): a non-finite metric stops the stage before anything non-finite
   is saved (:class:`~jfesgan.run.faults.NonFiniteError`); a signal caught by ``preemption`` saves the

@@ -7,10 +7,9 @@ import jax
 import numpy as np
 import pytest
 
-from jfesgan import parallel, stages
+from jfesgan import ahead, parallel, stages
 from jfesgan.data import pipeline
 from jfesgan.models import build_models
-from jfesgan.run import ahead
 
 
 def _ctx(tiny_config, tmp_path):

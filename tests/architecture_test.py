@@ -20,6 +20,7 @@ LAYERS = (
     ("jfesgan.main", "jfesgan.research", "jfesgan.bench"),
     ("jfesgan.tools",),
     ("jfesgan.train",),
+    ("jfesgan.ahead",),
     ("jfesgan.evaluation", "jfesgan.validate"),
     ("jfesgan.stages",),
     ("jfesgan.steps",),

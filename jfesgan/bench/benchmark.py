@@ -60,6 +60,7 @@ from ml_collections import config_flags
 
 from jfesgan import parallel, stages, steps
 from jfesgan.bench import memory as memory_lib
+from jfesgan.bench import timing
 from jfesgan.data import pipeline
 from jfesgan.data.pipeline import ArrayDataset
 from jfesgan.models import build_models, layers
@@ -325,7 +326,6 @@ def _time_probe(argv_config: list[str], framework: str, name: str, shape: tuple[
                 steps: int, variant: str = "eager", threads: int = 0) -> dict[str, Any]:
   """Step ``name`` timed as training runs it (:func:`jfesgan.bench.timing.as_training_runs`) in a
   fresh process of ``framework`` alone (PyTorch as ``variant``), with ``threads`` threads."""
-  from jfesgan.bench import timing  # pylint: disable=g-import-not-at-top
   threads = threads or timing.cpu_threads()
   shape_args = [f"--config.data.image_size={shape[0]}", f"--config.data.channels={shape[1]}"]
   env = dict(os.environ)
@@ -350,7 +350,6 @@ def _time_probe(argv_config: list[str], framework: str, name: str, shape: tuple[
 def run_time_probe(config, spec: str, steps: int) -> None:
   """The child side of ``_time_probe`` for jfesgan: the step called back to back, as the training
   loop calls it; prints the timing as one JSON line."""
-  from jfesgan.bench import timing  # pylint: disable=g-import-not-at-top
   framework, name = spec.split(":")
   if framework != "jax":
     raise ValueError(f"--time_probe: only jax here (PyTorch: python -m jfesgan.bench.torch_reference), "

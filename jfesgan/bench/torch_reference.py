@@ -46,6 +46,7 @@ from ml_collections import config_flags
 from torch import nn
 from torch.nn import functional as F
 
+from jfesgan.bench import timing
 from jfesgan.bench.memory import probe
 
 
@@ -672,7 +673,6 @@ def _probe_main(argv) -> None:
   if bool(f.memory_probe) == bool(f.time_probe):
     raise app.UsageError("give exactly one of --memory_probe and --time_probe")
   if f.time_probe:
-    from jfesgan.bench import timing  # pylint: disable=g-import-not-at-top
     torch.set_num_threads(f.threads or timing.cpu_threads())
     ref, batch, device = _probe_setup(f.variant)
     sync = torch.cuda.synchronize if device == "cuda" else lambda: None

@@ -23,6 +23,9 @@ import sys
 import numpy as np
 from absl import app, flags
 
+from jfesgan.data import pipeline
+from jfesgan.evaluation import scores as scores_lib
+from jfesgan.evaluation.restored import RestoredGenerator
 from jfesgan.run import provenance
 from jfesgan.run import workdir as workdir_lib
 from jfesgan.run.flags import one_line_errors, parse_flags
@@ -36,9 +39,6 @@ LOWER_IS_BETTER = ("synth/l1", "synth/l1_copy", "synth/l1_edit", "synth/l1_denoi
 def rescored(run: str) -> dict[str, float]:
   """The truth scores of ``run``'s stage-1 generator (g_ema) on the subjects the run held out,
   computed by this code as the run's summary computes them."""
-  from jfesgan.data import pipeline  # pylint: disable=g-import-not-at-top
-  from jfesgan.evaluation import scores as scores_lib  # pylint: disable=g-import-not-at-top
-  from jfesgan.evaluation.restored import RestoredGenerator  # pylint: disable=g-import-not-at-top
   config = workdir_lib.read_config(run)
   _, test = pipeline.train_test(config.data)
   if test.truth is None:
