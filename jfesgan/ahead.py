@@ -90,8 +90,9 @@ class CompileAhead:
             abstract[name] = jax.eval_shape(lambda fin, create=create: create(ctx, fin), need)
         step = parallel.jit_step(stage.step(ctx), mesh, static_argnames=stage.static_argnames)
         key = jax.eval_shape(lambda: jax.random.fold_in(stage.key(ctx.config.seed), 0))
+        batch = abstract_batch(ctx, stage)
         for static in static_variants(ctx.config, stage):
-          step.lower(abstract[stage.name], abstract_batch(ctx, stage), key, **static).compile()
+          step.lower(abstract[stage.name], batch, key, **static).compile()
         self.seconds[stage.name] = time.time() - t
         logging.info("stage %s: step compiled ahead in %.1f s", stage.name, self.seconds[stage.name])
       except Exception as e:  # pylint: disable=broad-except

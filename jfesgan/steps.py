@@ -19,7 +19,7 @@ import optax
 from jfesgan import losses
 from jfesgan.augment import Augment
 from jfesgan.models import Models
-from jfesgan.models.generator import blend, shift
+from jfesgan.models.generator import blend, expression_estimate, shift
 from jfesgan.state import FesganStates, JointStates, TrainState
 
 Params = dict[str, Any]
@@ -107,7 +107,7 @@ class FesganLoss:
     return jax.tree.map(lambda a, p: d * a + (1.0 - d) * p, average, params)
 
   def generator_weight(self, term: str) -> float:
-    """The weight of generator term ``term`` (one of GENERATOR_TERMS or EDIT_TERMS')."""
+    """The weight of generator term ``term`` (one of GENERATOR_TERMS or of EDIT_TERMS' values)."""
     return getattr(self, term)
 
   def generator_total(self, terms: dict[str, jax.Array]) -> jax.Array:
@@ -185,7 +185,7 @@ def synthesise(g_params: Params, x: jax.Array, y: jax.Array, rng: jax.Array, *,
     codes, labels = [z] + codes, [jax.nn.one_hot(y, k)] + labels
   if source is not None:  # "difference": also x's identity with its estimated expression
     codes.append(z)
-    labels.append(jax.nn.softmax(jax.lax.stop_gradient(source), axis=-1))
+    labels.append(expression_estimate(source))
   out, mask = models.g.apply({"params": g_params}, jnp.concatenate(codes),
                              jnp.concatenate(labels), method="draw")
   out = jnp.split(out, len(codes))

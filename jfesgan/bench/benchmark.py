@@ -77,7 +77,8 @@ flags.DEFINE_integer("steps", 10, "Timed calls per step function (median reporte
 flags.DEFINE_string("shapes", "48x1,128x3", "Comma-separated SIZExCHANNELS image shapes, or "
                     "'config' for the config's data.image_size and data.channels.")
 flags.DEFINE_bool("torch", False, "Also time the same steps in PyTorch (jfesgan/bench/torch_reference.py; "
-                  "pip install -e '.[bench]'), alternating with jfesgan's, and report ratios.")
+                  "pip install -e '.[bench]'), each framework and variant in a process of its own, and report "
+                  "ratios.")
 flags.DEFINE_string("json", "", "Write the results to this JSON file.")
 flags.DEFINE_bool("memory", True, "Measure each step's peak memory in a fresh process.")
 flags.DEFINE_integer("loop", 0, "Steps per call of the fused loop (0: not timed). On CPU the loop "
@@ -328,7 +329,6 @@ def _time_probe(argv_config: list[str], framework: str, name: str, shape: tuple[
   fresh process of ``framework`` alone (PyTorch as ``variant``), with ``threads`` threads."""
   threads = threads or timing.cpu_threads()
   shape_args = [f"--config.data.image_size={shape[0]}", f"--config.data.channels={shape[1]}"]
-  env = dict(os.environ)
   if framework == "jax":
     cmd = [sys.executable, "-m", "jfesgan.bench.benchmark", *argv_config, *shape_args,
            f"--time_probe=jax:{name}", f"--steps={steps}"]
@@ -340,7 +340,7 @@ def _time_probe(argv_config: list[str], framework: str, name: str, shape: tuple[
            f"--threads={threads}"]
     if jax.default_backend() == "gpu":
       cmd.append("--device=cuda")
-  done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+  done = subprocess.run(cmd, capture_output=True, text=True, check=False)
   lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
   if done.returncode or not lines:
     raise RuntimeError(f"time probe {framework}:{name} ({variant}) failed: {done.stderr[-2000:]}")

@@ -181,7 +181,7 @@ class Generator(nn.Module):
     if self.edit != "difference":
       image, mask = self.draw(z, c)
       return blend(x, image, mask)
-    s = jax.nn.softmax(jax.lax.stop_gradient(source), axis=-1).astype(c.dtype)
+    s = expression_estimate(source).astype(c.dtype)
     # Two decoder calls rather than one over both halves: the exported graph's batch stays N.
     return shift(x, self.decode(z, c), self.decode(z, s))
 
@@ -190,6 +190,13 @@ def blend(x: jax.Array, image: jax.Array, mask: jax.Array | None) -> jax.Array:
   """``mask * image + (1 - mask) * x``: a drawing edited into its input; the drawing itself where
   there is no mask."""
   return image if mask is None else mask * image + (1.0 - mask) * x
+
+
+def expression_estimate(source_logits: jax.Array) -> jax.Array:
+  """The expression code of the encoder's estimate of its input's expression (edit="difference"):
+  the softmax of its logits, read through a stop-gradient so that only the ``source`` term
+  trains the estimate."""
+  return jax.nn.softmax(jax.lax.stop_gradient(source_logits), axis=-1)
 
 
 def shift(x: jax.Array, target: jax.Array, source: jax.Array) -> jax.Array:
