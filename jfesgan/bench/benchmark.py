@@ -77,8 +77,8 @@ flags.DEFINE_integer("steps", 10, "Timed calls per step function (median reporte
 flags.DEFINE_string("shapes", "48x1,128x3", "Comma-separated SIZExCHANNELS image shapes, or "
                     "'config' for the config's data.image_size and data.channels.")
 flags.DEFINE_bool("torch", False, "Also time the same steps in PyTorch (jfesgan/bench/torch_reference.py; "
-                  "pip install -e '.[bench]'), each framework and variant in a process of its own, and report "
-                  "ratios.")
+                  "pip install -e '.[bench]'), each framework and variant in a process of its "
+                  "own, and report ratios.")
 flags.DEFINE_string("json", "", "Write the results to this JSON file.")
 flags.DEFINE_bool("memory", True, "Measure each step's peak memory in a fresh process.")
 flags.DEFINE_integer("loop", 0, "Steps per call of the fused loop (0: not timed). On CPU the loop "
