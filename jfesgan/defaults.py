@@ -143,6 +143,10 @@ def get_config() -> ml_collections.ConfigDict:
   # With model.g_edit="difference": cross-entropy of the encoder's estimate of a real face's
   # expression against its label (it trains the encoder only).
   c.fesgan.source_weight = 1.0
+  # Cycle consistency (an option beyond METHOD.md; 0 = off, the paper's terms): L1 between the
+  # input and its translation translated back to the input's expression, through the encoder
+  # again (one more encoder and decoder pass per generator step when > 0).
+  c.fesgan.cycle_weight = 0.0
   # Decay of the generator's moving average g_ema (it samples, is scored and starts stage 2),
   # ramped up as min(decay, (1 + t) / (10 + t)) over the generator's updates t; 0 = g_ema is g.
   c.fesgan.ema_decay = 0.0

@@ -29,6 +29,9 @@ GENERATOR_TERMS = ("adv", "latent", "expr", "rec", "identity", "tv")
 # The terms a generator's way of making translations (model.g_edit) adds: "mask", the mean edit
 # mask of translations; "source", the encoder's expression estimate's cross-entropy on real faces.
 EDIT_TERMS = {"none": (), "mask": ("mask",), "difference": ("source",)}
+# Terms computed only when their weight is > 0 (each costs passes of its own): "cycle", the
+# translation translated back to the input's own expression against the input (fesgan.cycle_weight).
+OPTIONAL_TERMS = ("cycle",)
 # D_img's adversarial loss (config.fesgan.gan_loss): METHOD.md's WGAN-GP, or non-saturating + R1.
 GAN_LOSSES = ("wgan_gp", "r1")
 
@@ -51,6 +54,7 @@ class FesganLoss:
   tv: float = 0.0
   mask: float = 0.1
   source: float = 1.0
+  cycle: float = 0.0
   ema_decay: float = 0.0
   dimg_augment: Augment = Augment()
 
@@ -107,7 +111,8 @@ class FesganLoss:
     return jax.tree.map(lambda a, p: d * a + (1.0 - d) * p, average, params)
 
   def generator_weight(self, term: str) -> float:
-    """The weight of generator term ``term`` (one of GENERATOR_TERMS or of EDIT_TERMS' values)."""
+    """The weight of generator term ``term`` (one of GENERATOR_TERMS, OPTIONAL_TERMS or of
+    EDIT_TERMS' values)."""
     return getattr(self, term)
 
   def generator_total(self, terms: dict[str, jax.Array]) -> jax.Array:
@@ -202,6 +207,14 @@ def synthesise(g_params: Params, x: jax.Array, y: jax.Array, rng: jax.Array, *,
   return syn
 
 
+def cycle_back(g_params: Params, x_t: jax.Array, y: jax.Array, *, models: Models) -> jax.Array:
+  """The translation ``x_t`` translated back to the input's own expression ``y`` the way the
+  generator makes any translation (``model.g_edit``): G(E(x_t), y) in the paper's shape.  Against
+  the input it is the cycle-consistency term (StarGAN, Choi et al. 2018): the code of a translation
+  must still hold the person, not only the drawing's Phi features."""
+  return models.g.apply({"params": g_params}, x_t, jax.nn.one_hot(y, models.num_classes))
+
+
 def discriminator_losses(params: Params, batch: Batch, rng: jax.Array, *, models: Models,
                          loss: FesganLoss) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
   """The losses of ``dimg`` and ``dz``.
@@ -247,7 +260,8 @@ def generator_terms(params: Params, batch: Batch, rng: jax.Array, *, models: Mod
   L1(Phi(x), Phi(x_t)) + L1(Phi(x), Phi(x_rec)) on unit embeddings; tv: total variation of x_t, x_p;
   with ``model.g_edit="mask"`` also mask: the mean edit mask of the translations; with
   ``"difference"`` also source: cross-entropy of the encoder's estimate of x's expression against y
-  (it reaches the encoder only).
+  (it reaches the encoder only); with ``loss.cycle`` > 0 also cycle: L1(x, x_t translated back to
+  y) (:func:`cycle_back`).
   ``syn`` reuses images already drawn with ``params["g"]`` (stage 2 shares them with R).
   D_img sees x_t and x_p as ``loss.dimg_view`` makes them (``fesgan.dimg_augment``).
   """
@@ -273,6 +287,8 @@ def generator_terms(params: Params, batch: Batch, rng: jax.Array, *, models: Mod
     terms["mask"] = jnp.mean(syn["mask_t"])
   if "source_logits" in syn:
     terms["source"] = losses.cross_entropy(syn["source_logits"], y)
+  if loss.cycle > 0:
+    terms["cycle"] = losses.l1(x, cycle_back(params["g"], syn["x_t"], y, models=models))
   aux = dict(syn, expr_acc_t=losses.accuracy(logits[:n], syn["c_t"]),
              expr_acc_p=losses.accuracy(logits[n:], syn["c_p"]))
   return terms, aux
@@ -488,6 +504,8 @@ def check_config(config, need) -> None:
   need(config.fesgan.n_critic >= 1, "fesgan.n_critic", config.fesgan.n_critic, "must be >= 1")
   need(0 <= config.fesgan.ema_decay < 1, "fesgan.ema_decay", config.fesgan.ema_decay,
        "must be in [0, 1)")
+  need(config.fesgan.get("cycle_weight", 0.0) >= 0, "fesgan.cycle_weight",
+       config.fesgan.get("cycle_weight"), "must be >= 0 (0: off)")
   need(config.joint.intra_mode in losses.INTRA_CLASS_MODES, "joint.intra_mode",
        config.joint.intra_mode, f"must be one of {losses.INTRA_CLASS_MODES}")
   need(config.real.get("intra_weight", 0.0) >= 0, "real.intra_weight",

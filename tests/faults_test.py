@@ -275,6 +275,7 @@ def test_a_field_added_since_the_checkpoint_at_its_default_is_not_a_change(tiny_
     ("joint.intra_mode", "rbdp", "config.joint.intra_mode='rbdp' must be one of"),
     ("real.augment.rotate", -5.0, "config.real.augment: ranges must be >= 0"),
     ("fesgan.ema_decay", 1.0, "config.fesgan.ema_decay=1.0 must be in"),
+    ("fesgan.cycle_weight", -1.0, "config.fesgan.cycle_weight=-1.0 must be >= 0"),
     ("fesgan.gan_loss", "wgan", "config.fesgan.gan_loss='wgan' must be one of ('wgan_gp', 'r1'"),
     ("model.g_depth", -1, "config.model.g_depth=-1 must be >= 0"),
     ("model.g_upsample", "bilinear", "config.model.g_upsample='bilinear' must be one of"),

@@ -363,3 +363,36 @@ def test_an_editing_generators_terms_reach_the_right_networks(edit_setup, differ
   chex.assert_trees_all_close(total, want)
   for name in steps.EDIT_TERMS[edit]:
     assert loss.generator_weight(name) == getattr(loss, name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("edit", ["none", "difference"])
+def test_the_cycle_term_translates_back_and_trains_the_generator_only(
+    setup, difference_setup, edit):
+  """fesgan.cycle_weight > 0 adds L1(x, G(E(x_t), y)) (the generator's own translation of x_t
+  back to y, whatever model.g_edit); it reaches the encoder and decoder and no other network; at
+  weight 0 it is not computed at all."""
+  loss, models, _, batch, params = setup if edit == "none" else difference_setup
+  rng = jax.random.key(5)
+  x, y = batch["image"], batch["label"]
+  assert "cycle" not in steps.generator_terms(params, batch, rng, models=models, loss=loss)[0]
+  cyc = dataclasses.replace(loss, cycle=3.0)
+  terms, aux = steps.generator_terms(params, batch, rng, models=models, loss=cyc)
+  apply = lambda *a, **k: models.g.apply({"params": params["g"]}, *a, **k)
+  if edit == "none":
+    back = apply(apply(aux["x_t"], method="encode"), jax.nn.one_hot(y, K), method="decode")
+  else:
+    back = apply(aux["x_t"], jax.nn.one_hot(y, K))
+  chex.assert_trees_all_close(terms["cycle"], jnp.mean(jnp.abs(x - back)), atol=1e-6)
+  chex.assert_trees_all_close(cyc.generator_total(terms),
+                              loss.generator_total({k: v for k, v in terms.items()
+                                                    if k != "cycle"}) + 3.0 * terms["cycle"],
+                              rtol=1e-6)
+  grads = jax.grad(lambda p: steps.generator_terms(p, batch, rng, models=models,
+                                                   loss=cyc)[0]["cycle"])(params)
+  chex.assert_tree_all_finite(grads)
+  n = norms(grads)
+  assert n["encoder"] > 0 and n["decoder"] > 0, n
+  assert n["dimg"] == 0 and n["dz"] == 0 and n["phi"] == 0, n
+  if edit == "difference":  # the estimate is read through a stop-gradient here too
+    assert float(jnp.abs(grads["g"]["encoder"]["source"]["kernel"]).max()) == 0

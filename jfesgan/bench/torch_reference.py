@@ -77,6 +77,9 @@ def check_config(config) -> None:
   if config.real.get("intra_weight", 0.0):
     raise ValueError(f"the PyTorch reference's real-only R learns from cross-entropy only; "
                      f"config.real.intra_weight={config.real.intra_weight} must be 0")
+  if config.fesgan.get("cycle_weight", 0.0):
+    raise ValueError(f"the PyTorch reference mirrors METHOD.md's generator terms only; "
+                     f"config.fesgan.cycle_weight={config.fesgan.cycle_weight} must be 0")
   if config.fesgan.get("gan_loss", "wgan_gp") != "wgan_gp":
     raise ValueError(f"the PyTorch reference mirrors METHOD.md's WGAN-GP only; "
                      f"config.fesgan.gan_loss={config.fesgan.gan_loss!r}")
