@@ -29,9 +29,6 @@ GENERATOR_TERMS = ("adv", "latent", "expr", "rec", "identity", "tv")
 # The terms a generator's way of making translations (model.g_edit) adds: "mask", the mean edit
 # mask of translations; "source", the encoder's expression estimate's cross-entropy on real faces.
 EDIT_TERMS = {"none": (), "mask": ("mask",), "difference": ("source",)}
-# Terms computed only when their weight is > 0 (each costs passes of its own): "cycle", the
-# translation translated back to the input's own expression against the input (fesgan.cycle_weight).
-OPTIONAL_TERMS = ("cycle",)
 # D_img's adversarial loss (config.fesgan.gan_loss): METHOD.md's WGAN-GP, or non-saturating + R1.
 GAN_LOSSES = ("wgan_gp", "r1")
 
@@ -54,6 +51,7 @@ class FesganLoss:
   tv: float = 0.0
   mask: float = 0.1
   source: float = 1.0
+  # Computed only when > 0 (it costs an encoder and a decoder pass of its own).
   cycle: float = 0.0
   ema_decay: float = 0.0
   dimg_augment: Augment = Augment()
@@ -111,8 +109,8 @@ class FesganLoss:
     return jax.tree.map(lambda a, p: d * a + (1.0 - d) * p, average, params)
 
   def generator_weight(self, term: str) -> float:
-    """The weight of generator term ``term`` (one of GENERATOR_TERMS, OPTIONAL_TERMS or of
-    EDIT_TERMS' values)."""
+    """The weight of generator term ``term`` (one of GENERATOR_TERMS, "cycle" or of EDIT_TERMS'
+    values)."""
     return getattr(self, term)
 
   def generator_total(self, terms: dict[str, jax.Array]) -> jax.Array:
