@@ -81,14 +81,14 @@ def test_sigterm_saves_stops_and_resumes_exactly(tiny_config, tmp_path):
 
 @pytest.mark.slow
 def test_sigterm_to_the_process_exits_143_with_one_line(tiny_config, tmp_path,
-                                                        compilation_cache):
+                                                        compilation_cache, subprocess_xla_flags):
   """The real entry point: SIGTERM mid-stage -> checkpoint, one line, status 143."""
   workdir = str(tmp_path / "run")
   cmd = [sys.executable, "-m", "jfesgan.main", "--config", "configs/tiny.py", "--workdir", workdir,
          f"--config.data.data_dir={tmp_path / 'tfds'}", "--config.stages=phi",
          "--config.phi.steps=100000", "--config.checkpoint_every=100000",
          f"--compilation_cache={compilation_cache}"]
-  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=subprocess_xla_flags(1))
   proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True)
   # Wait until the stage is running (its first metric record), then preempt.

@@ -26,13 +26,13 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _two_processes(workdir, data_dir, tmp_path, cache):
+def _two_processes(workdir, data_dir, tmp_path, cache, xla_flags):
   """Runs the main job as 2 processes, the way launch/multihost.sh documents; returns the logs."""
   port = _free_port()
   procs = []
   for pid in range(2):
     env = dict(os.environ, JAX_PLATFORMS="cpu",
-               XLA_FLAGS="--xla_force_host_platform_device_count=2",
+               XLA_FLAGS=xla_flags(2),
                JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2",
                JAX_PROCESS_ID=str(pid))
     log = open(tmp_path / f"p{pid}.log", "w")
@@ -53,13 +53,14 @@ def _two_processes(workdir, data_dir, tmp_path, cache):
 
 
 @pytest.mark.slow
-def test_two_processes_train_what_one_does(tiny_run, tmp_path, compilation_cache):
+def test_two_processes_train_what_one_does(tiny_run, tmp_path, compilation_cache,
+                                          subprocess_xla_flags):
   # One process with 4 devices: the shared tiny run (the same global mesh size and batch).
   cfg, one = tiny_run
   assert jax.device_count() == 4
   data_dir = cfg.data.data_dir
   two = str(tmp_path / "two")
-  logs = _two_processes(two, data_dir, tmp_path, compilation_cache)
+  logs = _two_processes(two, data_dir, tmp_path, compilation_cache, subprocess_xla_flags)
   assert "devices: 4 x" in logs[0] and "(2 processes)" in logs[0]
 
   # The same parameters, stage by stage.  Cross-process all-reduces sum in another order, and
@@ -87,7 +88,7 @@ def test_two_processes_train_what_one_does(tiny_run, tmp_path, compilation_cache
   assert not os.path.exists(os.path.join(two, ".lock"))
 
   # Both processes resume from the checkpoints written once: nothing trains again.
-  logs = _two_processes(two, data_dir, tmp_path, compilation_cache)
+  logs = _two_processes(two, data_dir, tmp_path, compilation_cache, subprocess_xla_flags)
   for text in logs:
     assert f"stage fesgan: restored at step {cfg.fesgan.steps}, already done" in text
   assert records(two) == records(one)
