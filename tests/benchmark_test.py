@@ -91,3 +91,36 @@ def test_memory_probe_builds_only_the_states_its_step_needs():
   assert needed("phi") == ("phi",) and needed("real") == ("real",)
   assert needed("fesgan_d") == needed("fesgan_g") == needed("fesgan") == ("phi", "fesgan")
   assert needed("joint") == ("phi", "fesgan", "joint")
+
+
+def test_trunk_layers_are_timed_layer_by_layer_and_summed(tiny_config):
+  """--trunk_layers: one row per layer of the Phi / R trunk (a stride-2 and a 3x3 convolution per
+  level, then the dense layer), beside PyTorch's same layer when it is installed, and the table's
+  sum row adds them up."""
+  with_torch = importlib.util.find_spec("torch") is not None
+  cfg = tiny_config.copy_and_resolve_references()  # 32x32x1, widths 8, 16, 16, embedding 16
+  rows = benchmark.trunk_layer_benchmarks(cfg, 2, with_torch)
+  assert [r["layer"] for r in rows] == [
+      "conv 4x4/2 32x32x1->8", "conv 3x3/1 16x16x8->8", "conv 4x4/2 16x16x8->16",
+      "conv 3x3/1 8x8x16->16", "conv 4x4/2 8x8x16->16", "conv 3x3/1 4x4x16->16", "dense 256->16"]
+  assert all(r["jfesgan_ms"] > 0 for r in rows)
+  report = {"shapes": {}, "trunk_layers": {"32x32x1": rows}}
+  sum_row = next(line for line in benchmark.trunk_table(report).splitlines() if "sum" in line)
+  assert f"| {sum(r['jfesgan_ms'] for r in rows):.1f} |" in sum_row
+  if with_torch:
+    for r in rows:
+      assert r["torch_ms"] > 0 and r["ratio"] == pytest.approx(r["jfesgan_ms"] / r["torch_ms"],
+                                                               abs=0.011)
+
+
+def test_trunk_layers_refuse_a_pytorch_layer_that_computes_something_else(tiny_config,
+                                                                          monkeypatch):
+  """The PyTorch layer is checked to give jfesgan's loss before either is timed."""
+  torch_reference = pytest.importorskip("jfesgan.bench.torch_reference")
+  real = torch_reference.trunk_layer_call
+
+  def off(x, kernel, bias, stride, input_grad):  # the right layer, another bias
+    return real(x, kernel, bias + 1.0, stride, input_grad)
+  monkeypatch.setattr(torch_reference, "trunk_layer_call", off)
+  with pytest.raises(RuntimeError, match=r"trunk layer conv 4x4/2 32x32x1->8: PyTorch's loss"):
+    benchmark.trunk_layer_benchmarks(tiny_config, 1, True)

@@ -1,7 +1,7 @@
 """Speed and memory of the train steps, side by side with the same steps in PyTorch.
 
   jfesgan benchmark --config configs/joint.py [--torch] [--torch_variants eager,tuned,compiled]
-      [--json FILE] [--shapes 48x1,128x3] [--steps 10] [--threads N] [--loop K] [--layers]
+      [--json FILE] [--shapes 48x1,128x3] [--steps 10] [--threads N] [--loop K] [--layers] [--trunk_layers]
       [--only fesgan,joint]
 
 For every shape (``--shapes``: ``SIZExCHANNELS`` pairs, or ``config`` for the config's own), every
@@ -36,7 +36,9 @@ steps' own.
 
 ``--loop K`` also times K steps per call as the fused loop runs them (``lax.scan`` over a
 device-resident dataset, ``config.steps_per_call``), per step.  ``--layers`` times each
-convolution implementation on the model's shapes.  The table is printed; ``--json FILE`` writes
+convolution implementation on the model's shapes; ``--trunk_layers`` times each layer of the Phi /
+R trunk, forward and backward, beside PyTorch's with ``--torch`` (the per-layer profile of those
+steps: :func:`trunk_layer_benchmarks`).  The table is printed; ``--json FILE`` writes
 everything as JSON (the CPU's model and ``XLA_FLAGS`` included), and the table as Markdown beside
 it (``FILE`` with ``.md``).
 """
@@ -64,6 +66,7 @@ from jfesgan.bench import timing
 from jfesgan.data import pipeline
 from jfesgan.data.pipeline import ArrayDataset
 from jfesgan.models import build_models, layers
+from jfesgan.models.common import level_widths
 from jfesgan.run import host, provenance
 
 FLAGS = flags.FLAGS
@@ -84,6 +87,8 @@ flags.DEFINE_bool("memory", True, "Measure each step's peak memory in a fresh pr
 flags.DEFINE_integer("loop", 0, "Steps per call of the fused loop (0: not timed). On CPU the loop "
                      "is unrolled, so its compile time grows with this number.")
 flags.DEFINE_bool("layers", False, "Also time each convolution implementation on the model's shapes.")
+flags.DEFINE_bool("trunk_layers", False, "Also time each layer of the Phi / R trunk, forward and "
+                  "backward, beside PyTorch's with --torch: the per-layer profile of those steps.")
 flags.DEFINE_list("only", [], "Time only these steps (default: all of " + ", ".join(
     STEP_NAMES) + ").")
 flags.DEFINE_float("peak_tflops", 0.0, "The device's dense peak TFLOP/s in the compute dtype, for "
@@ -466,6 +471,96 @@ def layer_benchmarks(config, n: int) -> list[dict]:
   return rows
 
 
+def trunk_layer_benchmarks(config, n: int, with_torch: bool, threads: int = 0) -> list[dict]:
+  """Forward + backward milliseconds of each layer of the Phi / R trunk (:class:`ConvTrunk`) at
+  the config's shape and batch: ReLU of jfesgan's convolution (``model.conv_impl``) or of the
+  dense layer, gradients of kernel, bias and (but for the first layer, whose input is the data)
+  input; with ``with_torch`` beside the same layer in PyTorch (channels-last, as the ``tuned``
+  variant runs), with the same parameters, checked to give the same loss first.  Both run in
+  this process, each timed as training runs (:func:`timing.as_training_runs`: 3 warm-ups, then 5
+  rounds of ``n`` calls back to back, the median round), with ``threads`` PyTorch threads (0:
+  the CPUs the process may use, XLA:CPU's own count).  The
+  per-layer profile of a step: the rows' sum against the step's own time says how much of the
+  step is its layers and how much the rest (normalisation, loss, optimiser, metrics)."""
+  b, image, cin = config.batch_size, config.data.image_size, config.data.channels
+  impl = layers.resolve_impl(config.model.conv_impl)
+  specs, size = [], image
+  for w in level_widths(config.model.width, config.model.max_width, config.model.num_down):
+    specs += [(4, 2, size, cin, w), (3, 1, size // 2, w, w)]
+    size, cin = size // 2, w
+  specs.append((None, None, size, cin, config.model.embed_dim))
+  if with_torch:
+    import torch  # pylint: disable=g-import-not-at-top
+
+    from jfesgan.bench import torch_reference  # pylint: disable=g-import-not-at-top
+    torch.set_num_threads(threads or timing.cpu_threads())
+  rng = np.random.default_rng(0)
+  rows = []
+  for k, stride, size, cin, cout in specs:
+    first = size == image
+    if k is None:
+      x = rng.standard_normal((b, size * size * cin)).astype(np.float32)
+      kern = (rng.standard_normal((size * size * cin, cout)) / np.sqrt(size * size * cin))
+      name = f"dense {size * size * cin}->{cout}"
+      fwd = lambda x, kern, bias: x @ kern + bias
+    else:
+      x = rng.standard_normal((b, size, size, cin)).astype(np.float32)
+      kern = rng.standard_normal((k, k, cin, cout)) / np.sqrt(k * k * cin)
+      name = f"conv {k}x{k}/{stride} {size}x{size}x{cin}->{cout}"
+      fwd = (lambda x, kern, bias, stride=stride: layers.conv2d(x, kern, stride, impl) + bias)
+    kern = kern.astype(np.float32)
+    bias = (0.01 * rng.standard_normal(cout)).astype(np.float32)
+    loss = lambda x, kern, bias, fwd=fwd: jnp.sum(jax.nn.relu(fwd(x, kern, bias))**2)
+    grad = jax.jit(jax.grad(loss, argnums=(1, 2) if first else (0, 1, 2)))
+    args = tuple(jnp.asarray(a) for a in (x, kern, bias))
+    calls = {"jfesgan": (lambda grad=grad, args=args: grad(*args), jax.block_until_ready)}
+    if with_torch:
+      call, value = torch_reference.trunk_layer_call(x, kern, bias, stride or 1,
+                                                     input_grad=not first)
+      calls["torch"] = (call, lambda _: None)
+      mine = float(loss(*args))
+      if not np.isclose(mine, value, rtol=1e-3):
+        raise RuntimeError(f"trunk layer {name}: PyTorch's loss {value} is not jfesgan's {mine}")
+    t = {fw: timing.as_training_runs(call, sync, steps=n, rounds=5)
+         for fw, (call, sync) in calls.items()}
+    row = {"layer": name, "impl": impl if k is not None else "dot",
+           "jfesgan_ms": round(t["jfesgan"]["step_s"] * 1e3, 2)}
+    if with_torch:
+      row["torch_ms"] = round(t["torch"]["step_s"] * 1e3, 2)
+      row["ratio"] = round(row["jfesgan_ms"] / row["torch_ms"], 2)
+    rows.append(row)
+  return rows
+
+
+def trunk_table(report: dict) -> str:
+  """The per-layer profile (``report["trunk_layers"]``) as Markdown: each layer, their sum, and
+  beside it the ``phi`` and ``real`` steps' own times where the report has them."""
+  lines = []
+  for shape, rows in report.get("trunk_layers", {}).items():
+    torch_cols = "torch_ms" in rows[0]
+    head = ["shape", "trunk layer (fwd + bwd)", "jfesgan ms"] + (["PyTorch ms", "ratio"]
+                                                                 if torch_cols else [])
+    lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for row in rows:
+      cells = [shape, f"{row['layer']} ({row['impl']})", f"{row['jfesgan_ms']:.1f}"]
+      cells += [f"{row['torch_ms']:.1f}", f"{row['ratio']:.2f}"] if torch_cols else []
+      lines.append("| " + " | ".join(cells) + " |")
+    mine = sum(r["jfesgan_ms"] for r in rows)
+    cells = [shape, "**sum of the layers**", f"{mine:.1f}"]
+    if torch_cols:
+      theirs = sum(r["torch_ms"] for r in rows)
+      cells += [f"{theirs:.1f}", f"**{mine / theirs:.2f}**"]
+    lines.append("| " + " | ".join(cells) + " |")
+    for step in ("phi", "real"):
+      row = report["shapes"].get(shape, {}).get(step)
+      if row and torch_cols and "jfesgan_train_s" in row:
+        lines.append(f"| {shape} | the whole `{step}` step (as trained; PyTorch: its best) | "
+                     f"{1e3 * row['jfesgan_train_s']:.1f} | {1e3 * row['torch_best_s']:.1f} | "
+                     f"{row['ratio']:.2f} |")
+    lines.append("")
+  return "\n".join(lines)
+
+
 def parse_shapes(text: str) -> list[tuple[int, int] | None]:
   """'48x1,128x3' -> [(48, 1), (128, 3)]; 'config' -> [None] (the config's own shape)."""
   if text.strip() == "config":
@@ -554,6 +649,16 @@ HARNESS = (
     "pause.  Peak MB is each step's process alone, compilation included.")
 
 
+TRUNK_HARNESS = (
+    "Each layer of the Phi / R trunk at the step's shape and batch, forward and backward of the "
+    "sum of squares of its ReLU output (gradients of kernel, bias and, but for the first layer, "
+    "input), jfesgan's convolution against PyTorch's channels-last layer with the same "
+    "parameters (the same loss checked first), both in one process, each timed back to back as "
+    "training runs (3 warm-ups, 5 rounds, the median round's milliseconds per call).  The sum of "
+    "the layers against the whole step says how much "
+    "of the step is its layers.")
+
+
 def markdown(report: dict) -> str:
   """The report as a Markdown page: the machine, the command, the harness and the table."""
   cpu = f"; CPU: {report['cpu']}" if report.get("cpu") else ""
@@ -563,7 +668,9 @@ def markdown(report: dict) -> str:
           f"{report['jax']}, {report.get('dtype', 'float32')}"
           f"{'; ' + report['torch'] if report['torch'] else ''}; batch {report['batch_size']}; "
           f"XLA_FLAGS: `{report.get('xla_flags', '')}`.\n\n"
-          + (HARNESS + "\n\n" if report["torch"] else "") + table(report) + "\n")
+          + (HARNESS + "\n\n" if report["torch"] else "") + table(report) + "\n"
+          + ("\n## Per-layer profile of the trunk (Phi, R)\n\n" + TRUNK_HARNESS + "\n\n"
+             + trunk_table(report) if report.get("trunk_layers") else ""))
 
 
 def cpu_model() -> str:
@@ -636,6 +743,10 @@ def main(argv):
     report["shapes"][key] = rows
     if FLAGS.layers:
       report.setdefault("layers", {})[key] = layer_benchmarks(cfg, max(3, FLAGS.steps // 4))
+    if FLAGS.trunk_layers:
+      report.setdefault("trunk_layers", {})[key] = trunk_layer_benchmarks(
+          cfg, max(5, FLAGS.steps), FLAGS.torch, FLAGS.threads)
+      print(trunk_table({**report, "trunk_layers": {key: report["trunk_layers"][key]}}), flush=True)
     print(table({**report, "shapes": {key: rows}}), flush=True)
   if FLAGS.json:
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.json)), exist_ok=True)

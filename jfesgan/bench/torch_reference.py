@@ -653,6 +653,38 @@ def describe(device: str = "cpu", autocast: torch.dtype | None = None) -> str:
   return f"torch {torch.__version__}, {where}, eager, {dtype}"
 
 
+def trunk_layer_call(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, stride: int,
+                     input_grad: bool) -> tuple[Any, float]:
+  """One layer of the Phi / R trunk as the benchmark's per-layer profile times it: ReLU of the
+  convolution (``kernel`` HWIO; padding 1, as :class:`ConvTrunk`) or, for a 2-D ``kernel``, of
+  the dense layer, on the NHWC (or flat) input ``x``; forward and backward of the sum of squares,
+  with the gradients of kernel and bias and, with ``input_grad``, of the input
+  (``torch.autograd.grad``, nothing accumulated).  Channels-last tensors, as the ``tuned``
+  variant runs.  Returns (call, the loss at these values)."""
+  if kernel.ndim == 2:
+    layer = nn.Linear(*kernel.shape)
+    _dense(layer, {"kernel": kernel, "bias": bias})
+    xt = _t(x)
+  else:
+    k = kernel.shape[0]
+    layer = nn.Conv2d(kernel.shape[2], kernel.shape[3], k, stride, 1)
+    _conv(layer, {"kernel": kernel, "bias": bias})
+    layer = layer.to(memory_format=torch.channels_last)
+    xt = _t(x).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+  xt.requires_grad_(input_grad)
+  wrt = [layer.weight, layer.bias] + ([xt] if input_grad else [])
+
+  def loss():
+    return torch.square(F.relu(layer(xt))).sum()
+
+  def call():
+    return torch.autograd.grad(loss(), wrt)
+
+  with torch.no_grad():
+    value = float(loss())
+  return call, value
+
+
 def _probe_setup(variant: str = "eager"):
   """(reference, batch, device) of a probe process, as the benchmark runs PyTorch."""
   config = flags.FLAGS.config.copy_and_resolve_references()
