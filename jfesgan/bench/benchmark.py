@@ -479,9 +479,9 @@ def trunk_layer_benchmarks(config, n: int, with_torch: bool, threads: int = 0) -
   variant runs), with the same parameters, checked to give the same loss first.  Both run in
   this process, each timed as training runs (:func:`timing.as_training_runs`: 3 warm-ups, then 5
   rounds of ``n`` calls back to back, the median round), with ``threads`` PyTorch threads (0:
-  the CPUs the process may use, XLA:CPU's own count).  The
-  per-layer profile of a step: the rows' sum against the step's own time says how much of the
-  step is its layers and how much the rest (normalisation, loss, optimiser, metrics)."""
+  the CPUs the process may use, XLA:CPU's own count).  The per-layer profile of a step: the rows'
+  sum against the step's own time says how much of the step is its layers and how much the rest
+  (normalisation, loss, optimiser, metrics)."""
   b, image, cin = config.batch_size, config.data.image_size, config.data.channels
   impl = layers.resolve_impl(config.model.conv_impl)
   specs, size = [], image
@@ -655,8 +655,7 @@ TRUNK_HARNESS = (
     "input), jfesgan's convolution against PyTorch's channels-last layer with the same "
     "parameters (the same loss checked first), both in one process, each timed back to back as "
     "training runs (3 warm-ups, 5 rounds, the median round's milliseconds per call).  The sum of "
-    "the layers against the whole step says how much "
-    "of the step is its layers.")
+    "the layers against the whole step says how much of the step is its layers.")
 
 
 def markdown(report: dict) -> str:
