@@ -17,8 +17,9 @@ def optimizer(lr: float, b1: float, b2: float = 0.999, name: str = "adam", grad_
               warmup: int = 0) -> ml_collections.ConfigDict:
   """An optimiser section: ``name`` "adam" (AdamW when weight_decay > 0) or "sgd" (momentum b1),
   learning rate, betas, global-norm gradient clipping (0 = none), decoupled weight decay, and the
-  learning-rate schedule: "constant" or "cosine" (to 0 over the stage's steps), after a linear
-  warmup of ``warmup`` steps."""
+  learning-rate schedule: "constant" or "cosine" (to 0 over the updates the player makes in a
+  stage: the stage's steps; g's in stage 1 are every ``fesgan.n_critic``-th, and the stage-1
+  players' sections serve stage 2 over its steps), after a linear warmup of ``warmup`` updates."""
   return ml_collections.ConfigDict(dict(name=name, lr=lr, b1=b1, b2=b2, grad_clip=grad_clip,
                                         weight_decay=weight_decay, schedule=schedule,
                                         warmup=warmup))

@@ -112,13 +112,15 @@ PLAN: tuple[Stage, ...] = (
     Stage(
         name="phi", title="identity network Phi", stream=0, needs=(),
         create=lambda ctx, done: state_lib.create_phi_state(
-            ctx.models, ctx.config.phi.optimizer, PHI.key(ctx.config.seed)),
+            ctx.models, ctx.config.phi.optimizer, PHI.key(ctx.config.seed),
+            steps=ctx.config.phi.steps),
         step=lambda ctx: functools.partial(steps.phi_step, model=ctx.models.phi),
         label_key="subject"),
     Stage(
         name="fesgan", title="FESGAN", stream=1, needs=("phi",),
         create=lambda ctx, done: state_lib.create_fesgan_states(
-            ctx.models, ctx.config.fesgan.optimizer, FESGAN.key(ctx.config.seed), done["phi"]),
+            ctx.models, ctx.config.fesgan.optimizer, FESGAN.key(ctx.config.seed), done["phi"],
+            steps=ctx.config.fesgan.steps, n_critic=ctx.config.fesgan.n_critic),
         step=lambda ctx: functools.partial(steps.fesgan_step, models=ctx.models,
                                            loss=_fesgan_loss(ctx)),
         static=_n_critic_variant, static_argnames=("update_g",),

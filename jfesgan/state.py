@@ -142,10 +142,13 @@ def _dummy_image(models: Models) -> jax.Array:
   return jnp.zeros((1, models.image_size, models.image_size, models.channels), jnp.float32)
 
 
-def create_phi_state(models: Models, optimizer, rng: jax.Array) -> TrainState:
-  """Fresh state of the identity network ``phi``."""
+def create_phi_state(models: Models, optimizer, rng: jax.Array,
+                     steps: int | None = None) -> TrainState:
+  """Fresh state of the identity network ``phi``, trained for ``steps`` steps (which a cosine
+  schedule needs)."""
   params = _init(models.phi, rng, _dummy_image(models))
-  return TrainState.create(apply_fn=models.phi.apply, params=params, tx=make_optimizer(optimizer))
+  return TrainState.create(apply_fn=models.phi.apply, params=params,
+                           tx=make_optimizer(optimizer, steps))
 
 
 def pretrained_r_params(params, workdir: str, class_names, field: str = "real.init_from"):
@@ -206,9 +209,13 @@ def create_r_state(models: Models, optimizer, rng: jax.Array, steps: int | None 
                            tx=make_optimizer(optimizer, steps))
 
 
-def create_fesgan_states(models: Models, optimizers, rng: jax.Array, phi: TrainState) -> FesganStates:
+def create_fesgan_states(models: Models, optimizers, rng: jax.Array, phi: TrainState,
+                         steps: int | None = None, n_critic: int = 1) -> FesganStates:
   """Fresh stage-1 states around a trained identity network ``phi``; ``optimizers`` has sections
-  ``g``, ``dimg`` and ``dz``."""
+  ``g``, ``dimg`` and ``dz``.  Over ``steps`` iterations the discriminators step every time and
+  ``g`` every ``n_critic``-th, so a cosine schedule spans ``steps`` updates of theirs and
+  ``steps // n_critic`` of g's."""
+  g_steps = None if steps is None else steps // n_critic
   kg, kd, kz = jax.random.split(rng, 3)
   img = _dummy_image(models)
   g_params = _init(models.g, kg, img, jnp.zeros((1, models.num_classes)))
@@ -216,11 +223,11 @@ def create_fesgan_states(models: Models, optimizers, rng: jax.Array, phi: TrainS
   dz_params = _init(models.dz, kz, jnp.zeros((1, models.latent_dim)))
   return FesganStates(
       g=TrainState.create(apply_fn=models.g.apply, params=g_params,
-                          tx=make_optimizer(optimizers.g)),
+                          tx=make_optimizer(optimizers.g, g_steps)),
       dimg=TrainState.create(apply_fn=models.dimg.apply, params=dimg_params,
-                             tx=make_optimizer(optimizers.dimg)),
+                             tx=make_optimizer(optimizers.dimg, steps)),
       dz=TrainState.create(apply_fn=models.dz.apply, params=dz_params,
-                           tx=make_optimizer(optimizers.dz)),
+                           tx=make_optimizer(optimizers.dz, steps)),
       phi=phi, g_ema=_copy(g_params))
 
 
@@ -240,10 +247,13 @@ def create_joint_states(models: Models, config, rng: jax.Array, fes: FesganState
   r = RState.create(apply_fn=models.r.apply, params=params,
                     tx=make_optimizer(config.joint.optimizer, config.joint.steps),
                     centres=jnp.zeros((models.num_classes, config.model.embed_dim), jnp.float32))
+  # Every player steps once per stage-2 iteration (when it is updated at all).
+  steps = config.joint.steps
   fresh = lambda s, section: TrainState.create(apply_fn=s.apply_fn, params=s.params,
-                                               tx=make_optimizer(section))
+                                               tx=make_optimizer(section, steps))
   opt = config.fesgan.optimizer
-  g = TrainState.create(apply_fn=fes.g.apply_fn, params=_copy(fes.g_ema), tx=make_optimizer(opt.g))
+  g = TrainState.create(apply_fn=fes.g.apply_fn, params=_copy(fes.g_ema),
+                        tx=make_optimizer(opt.g, steps))
   return JointStates(g=g, dimg=fresh(fes.dimg, opt.dimg), dz=fresh(fes.dz, opt.dz), phi=fes.phi,
                      r=r, g_ema=fes.g_ema)
 
@@ -260,6 +270,29 @@ def check_config(config, need) -> None:
     need(section.weight_decay >= 0, f"{path}.weight_decay", section.weight_decay, "must be >= 0")
     need(section.warmup >= 0, f"{path}.warmup", section.warmup, "must be >= 0")
     need(section.grad_clip >= 0, f"{path}.grad_clip", section.grad_clip, "must be >= 0")
+    if section.schedule == "cosine":
+      for stage, updates in section_updates(config, path):
+        need(updates > section.warmup, f"{path}.warmup", section.warmup,
+             f"must be below the {updates} updates it makes in stage {stage!r} with "
+             f"schedule='cosine' (its steps)")
+
+
+def section_updates(config, path: str) -> list[tuple[str, int]]:
+  """(stage, number of updates) for each stage of ``config.stages`` that steps an optimiser made
+  from the section at ``path`` (what a cosine schedule spans): a stage's own section steps every
+  iteration, but g every ``fesgan.n_critic``-th in stage 1; ``fesgan.optimizer.*`` also serve
+  stage 2 (one update per iteration)."""
+  stage, *rest = path.split(".")
+  if stage not in ("phi", "fesgan", "real", "joint") or not (
+      stage in config and "steps" in config[stage]):
+    return []
+  planned = {n.strip() for entry in config.get("stages", ()) for n in entry.split(",")}
+  steps = int(config[stage].steps)
+  if stage != "fesgan":
+    return [(stage, steps)] if stage in planned else []
+  own = steps // int(config.fesgan.n_critic) if rest[-1:] == ["g"] else steps
+  found = [("fesgan", own)] if "fesgan" in planned else []
+  return found + ([("joint", int(config.joint.steps))] if "joint" in planned else [])
 
 
 def optimizer_sections(config, prefix: str = ""):

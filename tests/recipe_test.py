@@ -12,7 +12,7 @@ import pytest
 
 from configs import default
 from jfesgan import augment as augment_lib
-from jfesgan import stages, steps
+from jfesgan import stages, steps, validate
 from jfesgan import state as state_lib
 from jfesgan.augment import Augment
 from jfesgan.data import pipeline
@@ -160,6 +160,50 @@ def test_cosine_schedule_warmup_and_weight_decay():
     state_lib.learning_rate(default.optimizer(1e-3, 0.9, schedule="step"), 10)
   with pytest.raises(ValueError, match="warmup"):
     state_lib.learning_rate(default.optimizer(1e-3, 0.9, schedule="cosine", warmup=10), 10)
+
+
+def _lr_at(state, count: int) -> float:
+  """The step a state's optimiser takes for a unit gradient after ``count`` updates (Adam's first
+  normalised step is the learning rate itself, whatever the gradient's size)."""
+  params = {"w": jnp.zeros(())}
+  tx = state.tx
+  opt = tx.init(params)
+  opt = jax.tree.map(lambda a: jnp.full_like(a, count) if a.dtype == jnp.int32 else a, opt)
+  upd, _ = tx.update({"w": jnp.ones(())}, opt, params)
+  return -float(upd["w"])
+
+
+def test_every_stage_optimiser_takes_a_cosine_schedule_over_its_own_updates(tiny_config, tmp_path):
+  """schedule='cosine' works in every optimiser section, each decaying to 0 over the updates its
+  player makes: the stage's steps, g's in stage 1 every n_critic-th, the stage-1 players'
+  sections again over stage 2's steps."""
+  cfg = tiny_config.copy_and_resolve_references()
+  cfg.data.data_dir = str(tmp_path / "tfds")
+  cfg.stages = ("phi", "fesgan", "real", "joint")
+  cfg.phi.steps, cfg.fesgan.steps, cfg.fesgan.n_critic, cfg.real.steps, cfg.joint.steps = (
+      6, 8, 2, 5, 3)
+  for _, section in state_lib.optimizer_sections(cfg):
+    section.schedule = "cosine"
+  validate.validate(cfg, stages.select(cfg))
+  data, _ = pipeline.train_test(cfg.data)
+  models = build_models(cfg, data.num_classes, num_subjects=len(np.unique(data.subject)))
+  ctx = stages.Context(config=cfg, models=models, train=data)
+  done = {}
+  for stage in stages.PLAN:
+    done[stage.name] = stage.create(ctx, done)
+  fes, joint = done["fesgan"], done["joint"]
+  players = {"phi": (done["phi"], 6), "g": (fes.g, 4), "dimg": (fes.dimg, 8), "dz": (fes.dz, 8),
+             "real": (done["real"], 5), "joint g": (joint.g, 3), "joint dimg": (joint.dimg, 3),
+             "joint r": (joint.r, 3)}
+  for name, (state, updates) in players.items():
+    lr = _lr_at(state, 0)
+    assert lr > 0, name
+    assert 0 < _lr_at(state, updates - 1) < lr, name
+    assert abs(_lr_at(state, updates)) < 1e-12, name
+  # A warmup as long as a player's updates leaves nothing to decay: refused, naming the field.
+  cfg.fesgan.optimizer.g.warmup = 4
+  with pytest.raises(ValueError, match=r"fesgan\.optimizer\.g\.warmup.*4 updates.*'fesgan'"):
+    validate.validate(cfg, stages.select(cfg))
 
 
 def test_joint_and_real_recognisers_share_one_recipe():
