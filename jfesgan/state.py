@@ -74,6 +74,8 @@ def learning_rate(section, steps: int | None = None) -> float | optax.Schedule:
     if not steps or steps <= warmup:
       raise ValueError(f"optimizer.schedule='cosine' needs the stage's steps ({steps}) > "
                        f"optimizer.warmup ({warmup})")
+    if not warmup:  # the same values, without optax's note about an empty warmup
+      return optax.cosine_decay_schedule(section.lr, steps)
     return optax.warmup_cosine_decay_schedule(0.0, section.lr, warmup, steps, end_value=0.0)
   if warmup:
     return optax.join_schedules([optax.linear_schedule(0.0, section.lr, warmup),
