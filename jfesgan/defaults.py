@@ -150,6 +150,18 @@ def get_config() -> ml_collections.ConfigDict:
   # subjects (results/procedural/generator_options.md): PSNR, reconstruction and the in-domain
   # reading of the target better on both seeds, the person kept no better: not the default.
   c.fesgan.cycle_weight = 0.0
+  # Whether stage 1 learns from the expression labels.  False (label-free pre-training on a large
+  # face collection whose labels must never reach the generator, so that judges trained on those
+  # labels stay independent of it): every image is drawn with the zero expression code (a
+  # translation is then the reconstruction), and D_img's expression cross-entropy and the
+  # generator's expression term are dropped.  Stage 2 needs the labels.
+  c.fesgan.expression_labels = True
+  # Pre-training: the workdir of a finished stage-1 run (on another, larger collection, e.g.
+  # configs/pretrain_fesgan_fer2013.py) whose networks start this one's: g and g_ema from its
+  # g_ema, D_z whole, D_img's trunk and critic, and its expression head's rows of the classes
+  # both know when that run learnt them.  Shapes must match (model.*, data.image_size,
+  # data.channels).  '' = random initialisation.
+  c.fesgan.init_from = ""
   # Decay of the generator's moving average g_ema (it samples, is scored and starts stage 2),
   # ramped up as min(decay, (1 + t) / (10 + t)) over the generator's updates t; 0 = g_ema is g.
   c.fesgan.ema_decay = 0.0

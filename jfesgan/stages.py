@@ -120,7 +120,9 @@ PLAN: tuple[Stage, ...] = (
         name="fesgan", title="FESGAN", stream=1, needs=("phi",),
         create=lambda ctx, done: state_lib.create_fesgan_states(
             ctx.models, ctx.config.fesgan.optimizer, FESGAN.key(ctx.config.seed), done["phi"],
-            steps=ctx.config.fesgan.steps, n_critic=ctx.config.fesgan.n_critic),
+            steps=ctx.config.fesgan.steps, n_critic=ctx.config.fesgan.n_critic,
+            init_from=ctx.config.fesgan.get("init_from", ""),
+            class_names=ctx.train.class_names),
         step=lambda ctx: functools.partial(steps.fesgan_step, models=ctx.models,
                                            loss=_fesgan_loss(ctx)),
         static=_n_critic_variant, static_argnames=("update_g",),

@@ -211,18 +211,71 @@ def create_r_state(models: Models, optimizer, rng: jax.Array, steps: int | None 
                            tx=make_optimizer(optimizer, steps))
 
 
+def pretrained_fesgan_params(params: dict, workdir: str, class_names) -> dict:
+  """``params`` (fresh ``{'g', 'dimg', 'dz'}`` of stage 1) started from the finished stage 1 of
+  the run in ``workdir`` (``config.fesgan.init_from``: pre-training on another collection).
+
+  g takes that run's moving average g_ema (the generator it sampled and reported), D_z its D_z,
+  D_img its trunk and critic; D_img's expression head takes its rows of the classes both know
+  (:func:`jfesgan.data.classes.canonical`) when that run learnt from expression labels, and stays
+  fresh otherwise (a label-free run never trained it).  Every other leaf must have the same shape
+  (the same ``model`` fields, ``data.image_size`` and ``data.channels``)."""
+  field = "fesgan.init_from"
+  try:
+    source_config, source_classes = workdir_lib.read_run(workdir)
+    source = workdir_lib.restore_finished(os.path.abspath(workdir), "fesgan", source_config)
+  except (FileNotFoundError, ValueError) as e:
+    raise ValueError(f"config.{field}={workdir!r}: {e}") from e
+  theirs_all = {"g": source["g_ema"], "dimg": source["dimg"]["params"],
+                "dz": source["dz"]["params"]}
+  out = {}
+  for net, fresh in params.items():
+    mine = traverse_util.flatten_dict(flax.core.unfreeze(fresh), sep="/")
+    theirs = traverse_util.flatten_dict(flax.core.unfreeze(theirs_all[net]), sep="/")
+    if mine.keys() != theirs.keys():
+      raise ValueError(f"config.{field}={workdir!r}: its {net} has layers {sorted(theirs)}, this "
+                       f"one {sorted(mine)} (model fields such as g_depth, g_edit or num_down "
+                       "differ?)")
+    for name, leaf in mine.items():
+      if leaf.shape != theirs[name].shape and not (net == "dimg" and name.startswith("classifier")):
+        raise ValueError(
+            f"config.{field}={workdir!r}: {net}/{name} has shape {tuple(theirs[name].shape)} "
+            f"there and {tuple(leaf.shape)} here: model widths, latent_dim, data.image_size and "
+            "data.channels must match the source run's")
+    out[net] = jax.tree.map(jnp.asarray, flax.core.unfreeze(theirs_all[net]))
+  head = flax.core.unfreeze(params["dimg"])["classifier"]
+  if bool(source_config.fesgan.get("expression_labels", True)):
+    cmap = class_map(source_classes, class_names)
+    shared = np.flatnonzero(cmap >= 0)
+    src = out["dimg"]["classifier"]
+    head = {"kernel": head["kernel"].at[:, shared].set(src["kernel"][:, cmap[shared]]),
+            "bias": head["bias"].at[shared].set(src["bias"][cmap[shared]])}
+  out["dimg"] = dict(out["dimg"], classifier=head)
+  return out
+
+
 def create_fesgan_states(models: Models, optimizers, rng: jax.Array, phi: TrainState,
-                         steps: int | None = None, n_critic: int = 1) -> FesganStates:
+                         steps: int | None = None, n_critic: int = 1, init_from: str = "",
+                         class_names=None) -> FesganStates:
   """Fresh stage-1 states around a trained identity network ``phi``; ``optimizers`` has sections
   ``g``, ``dimg`` and ``dz``.  Over ``steps`` iterations the discriminators step every time and
   ``g`` every ``n_critic``-th, so a cosine schedule spans ``steps`` updates of theirs and
-  ``steps // n_critic`` of g's."""
+  ``steps // n_critic`` of g's.  With ``init_from`` (``config.fesgan.init_from``) the networks
+  start from that run's stage 1 (:func:`pretrained_fesgan_params`)."""
   g_steps = None if steps is None else steps // n_critic
   kg, kd, kz = jax.random.split(rng, 3)
   img = _dummy_image(models)
   g_params = _init(models.g, kg, img, jnp.zeros((1, models.num_classes)))
   dimg_params = _init(models.dimg, kd, img)
   dz_params = _init(models.dz, kz, jnp.zeros((1, models.latent_dim)))
+  # A restore's abstract state keeps every shape and dtype; the checkpoint holds the values.
+  if init_from and not _traced(g_params):
+    if class_names is None:
+      raise ValueError("config.fesgan.init_from is set but the class names of the data are not "
+                       "known")
+    pre = pretrained_fesgan_params({"g": g_params, "dimg": dimg_params, "dz": dz_params},
+                                   init_from, class_names)
+    g_params, dimg_params, dz_params = pre["g"], pre["dimg"], pre["dz"]
   return FesganStates(
       g=TrainState.create(apply_fn=models.g.apply, params=g_params,
                           tx=make_optimizer(optimizers.g, g_steps)),

@@ -35,8 +35,10 @@ GAN_LOSSES = ("wgan_gp", "r1")
 
 @dataclasses.dataclass(frozen=True)
 class FesganLoss:
-  """Stage-1 loss weights (``config.fesgan``): the discriminators' and the generator's terms; and
-  ``ema_decay``, the decay of the generator's moving average (``g_ema``, which samples)."""
+  """Stage-1 loss weights (``config.fesgan``): the discriminators' and the generator's terms;
+  ``ema_decay``, the decay of the generator's moving average (``g_ema``, which samples); and
+  ``labels`` (``expression_labels``): False for label-free pre-training, where every image is
+  drawn with the zero expression code and no term reads an expression label."""
 
   gan: str = "wgan_gp"
   gp: float = 10.0
@@ -55,17 +57,19 @@ class FesganLoss:
   cycle: float = 0.0
   ema_decay: float = 0.0
   dimg_augment: Augment = Augment()
+  labels: bool = True
 
   @classmethod
   def from_config(cls, section) -> FesganLoss:
     """From the ``<name>_weight`` fields, ``gan_loss``, ``ema_decay`` and ``dimg_augment`` of
     ``config.fesgan``."""
     values = {f.name: float(section[f"{f.name}_weight"]) for f in dataclasses.fields(cls)
-              if f.name not in ("gan", "ema_decay", "dimg_augment")}
+              if f.name not in ("gan", "ema_decay", "dimg_augment", "labels")}
     if section.gan_loss not in GAN_LOSSES:
       raise ValueError(f"config.fesgan.gan_loss={section.gan_loss!r} must be one of {GAN_LOSSES}")
     return cls(**values, gan=section.gan_loss, ema_decay=float(section.ema_decay),
-               dimg_augment=Augment.from_config(section.dimg_augment))
+               dimg_augment=Augment.from_config(section.dimg_augment),
+               labels=bool(section.get("expression_labels", True)))
 
   def critic_losses(self, real_s: jax.Array, fake_s: jax.Array, critic, real: jax.Array,
                     fake: jax.Array, rng: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -163,7 +167,8 @@ def apply_grads(state: TrainState, grads: Any, prefix: str) -> tuple[TrainState,
 
 
 def synthesise(g_params: Params, x: jax.Array, y: jax.Array, rng: jax.Array, *,
-               models: Models, reconstruct: bool = True) -> dict[str, jax.Array]:
+               models: Models, reconstruct: bool = True,
+               labels: bool = True) -> dict[str, jax.Array]:
   """The images FESGAN makes from a real batch (x, y).
 
   Returns the identity code ``z = E(x)``, the reconstruction ``x_rec = G(z, y)``, the translation
@@ -175,6 +180,10 @@ def synthesise(g_params: Params, x: jax.Array, y: jax.Array, rng: jax.Array, *,
   Either way the reconstruction stays the full drawing, so that the reconstruction loss keeps
   teaching the decoder to draw whole faces (new identities need it).  With ``reconstruct=False``
   the reconstruction is skipped (the discriminators never see it).
+
+  With ``labels=False`` (label-free stage 1, ``fesgan.expression_labels``) ``y`` is never read:
+  E(x) and z_p are drawn once each with the zero expression code, and the translation is the
+  reconstruction (``c_t`` and ``c_p`` are still drawn, and read by no term).
   """
   k, n = models.num_classes, x.shape[0]
   keys = named_keys(rng, "c_t", "z_p", "c_p")
@@ -182,6 +191,12 @@ def synthesise(g_params: Params, x: jax.Array, y: jax.Array, rng: jax.Array, *,
   z_p = jax.random.uniform(keys["z_p"], (n, models.latent_dim), minval=-1.0, maxval=1.0)
   c_p = jax.random.randint(keys["c_p"], (n,), 0, k)
   z, source = models.g.apply({"params": g_params}, x, method="encode_source")
+  if not labels:
+    out, _ = models.g.apply({"params": g_params}, jnp.concatenate([z, z_p]),
+                            jnp.zeros((2 * n, k), jnp.float32), method="draw")
+    x_rec, x_p = jnp.split(out, 2)
+    syn = dict(z=z, x_t=x_rec, x_p=x_p, c_t=c_t, z_p=z_p, c_p=c_p)
+    return dict(syn, x_rec=x_rec) if reconstruct else syn
   # One decoder pass over all (code, expression) pairs.
   codes, labels = [z, z_p], [jax.nn.one_hot(c_t, k), jax.nn.one_hot(c_p, k)]
   if reconstruct:
@@ -223,8 +238,8 @@ def discriminator_losses(params: Params, batch: Batch, rng: jax.Array, *, models
   """
   x, y = batch["image"], batch["label"]
   keys = named_keys(rng, "syn", "gp", "prior")
-  syn = jax.lax.stop_gradient(
-      synthesise(params["g"], x, y, keys["syn"], models=models, reconstruct=False))
+  syn = jax.lax.stop_gradient(synthesise(params["g"], x, y, keys["syn"], models=models,
+                                         reconstruct=False, labels=loss.labels))
   dimg = lambda im: models.dimg.apply({"params": params["dimg"]}, im)
   # With fesgan.dimg_augment, D_img sees (and is penalised on) augmented real and fake images.
   seen = loss.dimg_view(jnp.concatenate([x, syn["x_t"], syn["x_p"]]), keys["gp"])
@@ -234,17 +249,19 @@ def discriminator_losses(params: Params, batch: Batch, rng: jax.Array, *, models
   real_s, fake_s, real_logits = scores[:n], scores[n:], logits[:n]
   adv_loss, adv_metrics = loss.critic_losses(real_s, fake_s, lambda im: dimg(im)[0], x, fake,
                                              keys["gp"])
-  cls = losses.cross_entropy(real_logits, y)
-  dimg_loss = adv_loss + loss.dimg_cls * cls
+  # The expression head learns from the labels; label-free (loss.labels False) it is not trained.
+  cls = losses.cross_entropy(real_logits, y) if loss.labels else None
+  dimg_loss = adv_loss + loss.dimg_cls * cls if loss.labels else adv_loss
 
   dz = lambda z: models.dz.apply({"params": params["dz"]}, z)
   z_prior = jax.random.uniform(keys["prior"], syn["z"].shape, minval=-1.0, maxval=1.0)
   real_z, fake_z = dz(z_prior), dz(syn["z"])
   dz_loss = losses.ns_discriminator_loss(real_z, fake_z)
-  metrics = {"dimg/loss": dimg_loss, **adv_metrics, "dimg/cls": cls,
-             "dimg/cls_acc": losses.accuracy(real_logits, y), "dz/loss": dz_loss,
+  metrics = {"dimg/loss": dimg_loss, **adv_metrics, "dz/loss": dz_loss,
              "dz/real_prob": jnp.mean(jax.nn.sigmoid(real_z)),
              "dz/fake_prob": jnp.mean(jax.nn.sigmoid(fake_z))}
+  if loss.labels:
+    metrics.update({"dimg/cls": cls, "dimg/cls_acc": losses.accuracy(real_logits, y)})
   return {"dimg": dimg_loss, "dz": dz_loss}, metrics
 
 
@@ -259,13 +276,14 @@ def generator_terms(params: Params, batch: Batch, rng: jax.Array, *, models: Mod
   with ``model.g_edit="mask"`` also mask: the mean edit mask of the translations; with
   ``"difference"`` also source: cross-entropy of the encoder's estimate of x's expression against y
   (it reaches the encoder only); with ``loss.cycle`` > 0 also cycle: L1(x, x_t translated back to
-  y) (:func:`cycle_back`).
+  y) (:func:`cycle_back`).  Label-free (``loss.labels`` False) there is no expr term and no
+  expression accuracy in the returned images' dict.
   ``syn`` reuses images already drawn with ``params["g"]`` (stage 2 shares them with R).
   D_img sees x_t and x_p as ``loss.dimg_view`` makes them (``fesgan.dimg_augment``).
   """
   x, y = batch["image"], batch["label"]
   if syn is None:
-    syn = synthesise(params["g"], x, y, rng, models=models)
+    syn = synthesise(params["g"], x, y, rng, models=models, labels=loss.labels)
   n = x.shape[0]
   scores, logits = models.dimg.apply(
       {"params": params["dimg"]}, loss.dimg_view(jnp.concatenate([syn["x_t"], syn["x_p"]]), rng))
@@ -275,8 +293,9 @@ def generator_terms(params: Params, batch: Batch, rng: jax.Array, *, models: Mod
   terms = {
       "adv": loss.generator_adv(scores[:n]) + loss.generator_adv(scores[n:]),
       "latent": losses.ns_generator_loss(models.dz.apply({"params": params["dz"]}, syn["z"])),
-      "expr": (losses.cross_entropy(logits[:n], syn["c_t"])
-               + losses.cross_entropy(logits[n:], syn["c_p"])),
+      # Label-free stage 1 (loss.labels False) has no expression to ask D_img's head for.
+      **({"expr": losses.cross_entropy(logits[:n], syn["c_t"])
+                  + losses.cross_entropy(logits[n:], syn["c_p"])} if loss.labels else {}),
       "rec": losses.l1(x, syn["x_rec"]),
       "identity": losses.l1(e_x, e_t) + losses.l1(e_x, e_rec),
       "tv": losses.total_variation(syn["x_t"]) + losses.total_variation(syn["x_p"]),
@@ -287,8 +306,10 @@ def generator_terms(params: Params, batch: Batch, rng: jax.Array, *, models: Mod
     terms["source"] = losses.cross_entropy(syn["source_logits"], y)
   if loss.cycle > 0:
     terms["cycle"] = losses.l1(x, cycle_back(params["g"], syn["x_t"], y, models=models))
-  aux = dict(syn, expr_acc_t=losses.accuracy(logits[:n], syn["c_t"]),
-             expr_acc_p=losses.accuracy(logits[n:], syn["c_p"]))
+  aux = dict(syn)
+  if loss.labels:
+    aux.update(expr_acc_t=losses.accuracy(logits[:n], syn["c_t"]),
+               expr_acc_p=losses.accuracy(logits[n:], syn["c_p"]))
   return terms, aux
 
 
@@ -323,8 +344,8 @@ def generator_update(states: FesganStates, batch: Batch, rng: jax.Array, *, mode
     terms, aux = generator_terms({**params, "g": g_params}, batch, rng, models=models, loss=loss)
     total = loss.generator_total(terms)
     metrics = {f"g/{k}": v for k, v in terms.items()}
-    metrics.update({"g/loss": total, "g/expr_acc_t": aux["expr_acc_t"],
-                    "g/expr_acc_p": aux["expr_acc_p"]})
+    metrics["g/loss"] = total
+    metrics.update({f"g/{k}": aux[k] for k in ("expr_acc_t", "expr_acc_p") if k in aux})
     return total, metrics
 
   grads, metrics = jax.grad(loss_fn, has_aux=True)(states.g.params)
@@ -504,6 +525,13 @@ def check_config(config, need) -> None:
        "must be in [0, 1)")
   need(config.fesgan.get("cycle_weight", 0.0) >= 0, "fesgan.cycle_weight",
        config.fesgan.get("cycle_weight"), "must be >= 0 (0: off)")
+  if not config.fesgan.get("expression_labels", True):
+    planned = {n.strip() for entry in config.stages for n in entry.split(",")}
+    need("joint" not in planned, "fesgan.expression_labels", False,
+         "(label-free stage 1, for pre-training) cannot run stage 'joint', which learns from the "
+         "labels: train a labelled run from this one's workdir with fesgan.init_from")
+    need(config.model.g_edit != "difference", "fesgan.expression_labels", False,
+         "cannot train model.g_edit='difference', whose expression estimate learns from the labels")
   need(config.joint.intra_mode in losses.INTRA_CLASS_MODES, "joint.intra_mode",
        config.joint.intra_mode, f"must be one of {losses.INTRA_CLASS_MODES}")
   need(config.real.get("intra_weight", 0.0) >= 0, "real.intra_weight",
