@@ -184,10 +184,16 @@ def pretrained_r_params(params, workdir: str, class_names, field: str = "real.in
   if not shared.size:
     raise ValueError(f"config.{field}={workdir!r}: none of its classes {source_classes} is "
                      f"one of these {tuple(class_names)}")
-  src = source["head"]
-  head = {"kernel": params["head"]["kernel"].at[:, shared].set(src["kernel"][:, cmap[shared]]),
-          "bias": params["head"]["bias"].at[shared].set(src["bias"][cmap[shared]])}
+  head = _shared_rows(params["head"], source["head"], cmap)
   return dict(params, trunk=jax.tree.map(jnp.asarray, source["trunk"]), head=head)
+
+
+def _shared_rows(head: dict, source: dict, cmap: np.ndarray) -> dict:
+  """A classifier head (``kernel`` (D, K), ``bias`` (K,)) with the columns of the classes the
+  source knows (``cmap[k]`` >= 0: the source's index of our class k) taken from ``source``."""
+  shared = np.flatnonzero(cmap >= 0)
+  return {"kernel": head["kernel"].at[:, shared].set(source["kernel"][:, cmap[shared]]),
+          "bias": head["bias"].at[shared].set(source["bias"][cmap[shared]])}
 
 
 def _start_r(models: Models, rng: jax.Array, init_from: str, class_names, field: str):
@@ -245,11 +251,7 @@ def pretrained_fesgan_params(params: dict, workdir: str, class_names) -> dict:
     out[net] = jax.tree.map(jnp.asarray, flax.core.unfreeze(theirs_all[net]))
   head = flax.core.unfreeze(params["dimg"])["classifier"]
   if bool(source_config.fesgan.get("expression_labels", True)):
-    cmap = class_map(source_classes, class_names)
-    shared = np.flatnonzero(cmap >= 0)
-    src = out["dimg"]["classifier"]
-    head = {"kernel": head["kernel"].at[:, shared].set(src["kernel"][:, cmap[shared]]),
-            "bias": head["bias"].at[shared].set(src["bias"][cmap[shared]])}
+    head = _shared_rows(head, out["dimg"]["classifier"], class_map(source_classes, class_names))
   out["dimg"] = dict(out["dimg"], classifier=head)
   return out
 
