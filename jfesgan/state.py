@@ -172,7 +172,8 @@ def pretrained_r_params(params, workdir: str, class_names, field: str = "real.in
   theirs = traverse_util.flatten_dict(flax.core.unfreeze(source["trunk"]), sep="/")
   if mine.keys() != theirs.keys():
     raise ValueError(f"config.{field}={workdir!r}: its recogniser's trunk has layers "
-                     f"{sorted(theirs)}, this one {sorted(mine)} (model.num_down differs?)")
+                     f"{sorted(theirs)}, this one {sorted(mine)} (model.r_arch or model.num_down "
+                     "differs?)")
   for name, leaf in mine.items():
     if leaf.shape != theirs[name].shape:
       raise ValueError(

@@ -356,7 +356,9 @@ def test_rejudged_replaces_the_runs_judge_scores_and_keeps_them(tiny_config, tmp
 
   monkeypatch.setattr(rejudge, "rejudge", fake_rejudge)
   prints = {"a": "0123456789ab", "b": "ba9876543210"}
-  monkeypatch.setattr(crossval.judge_lib, "fingerprints_of", lambda spec: dict(prints))
+  families = {"a": "trunk", "b": "residual"}
+  monkeypatch.setattr(crossval.judge_lib, "provenance_of",
+                      lambda spec: (dict(prints), dict(families)))
   results = crossval.collect_finished(cfg, workdir, ablation=True)
   assert crossval.rejudged(results, "/j/a, /j/b") == "a+b"
   assert [c[1] for c in calls] == ["/j/a,/j/b"] * 2
@@ -368,6 +370,7 @@ def test_rejudged_replaces_the_runs_judge_scores_and_keeps_them(tiny_config, tmp
     with open(os.path.join(crossval.row_workdir(workdir, 0, row), "rejudge_a+b.json")) as f:
       kept = json.load(f)
     assert kept["judge"] == "/j/a,/j/b" and kept["fingerprints"] == prints
+    assert kept["families"] == families and summary["judge_families"] == families
   assert crossval.aggregate(results)["joint_rdbp"]["judge_fingerprints"] == [prints]
   # Read back by a later call with the same judges (with the fingerprints kept then, not
   # today's); another judge is scored afresh.

@@ -279,6 +279,7 @@ def test_a_field_added_since_the_checkpoint_at_its_default_is_not_a_change(tiny_
     ("fesgan.gan_loss", "wgan", "config.fesgan.gan_loss='wgan' must be one of ('wgan_gp', 'r1'"),
     ("model.g_depth", -1, "config.model.g_depth=-1 must be >= 0"),
     ("model.g_upsample", "bilinear", "config.model.g_upsample='bilinear' must be one of"),
+    ("model.r_arch", "vit", "config.model.r_arch='vit' must be one of ('trunk', 'residual')"),
     ("real.intra_weight", -0.1, "config.real.intra_weight=-0.1 must be >= 0"),
     ("joint.synthetic", ("foo",), "config.joint.synthetic=('foo',) must name some of ('prior', "
      "'translation')"),

@@ -4,6 +4,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from jfesgan import models as M
@@ -123,6 +124,60 @@ def test_recogniser_trunk_matches_phi_trunk():
   pt = phi.init(jax.random.key(0), x)["params"]["trunk"]
   rt = r.init(jax.random.key(0), x)["params"]["trunk"]
   chex.assert_trees_all_equal_shapes(pt, rt)
+
+
+def test_residual_recogniser_is_another_family_that_learns():
+  """model.r_arch="residual": R of another architecture family (residual blocks, GroupNorm,
+  global pooling) with the same outputs; every parameter is trained from the first updates
+  (the zero-initialised branch ends included), and it fits a small batch."""
+  x = jax.random.normal(jax.random.key(1), (14, 32, 32, 1))
+  y = jnp.arange(14) % 7
+  r = M.Recogniser(num_classes=7, embed_dim=8, width=8, max_width=16, num_down=2, arch="residual")
+  params = r.init(jax.random.key(0), x)["params"]
+  f, logits = r.apply({"params": params}, x)
+  chex.assert_shape((f, logits), ((14, 8), (14, 7)))
+  layers = set(params["trunk"])
+  assert {"stem", "level0_block0", "level1_block1", "norm", "embed"} <= layers
+  assert "project" in params["trunk"]["level0_block0"] and "project" not in params["trunk"][
+      "level0_block1"]
+  conv_trunk = M.Recogniser(num_classes=7, embed_dim=8, width=8, max_width=16, num_down=2)
+  assert not layers & set(conv_trunk.init(jax.random.key(0), x)["params"]["trunk"])
+  # The resolution rule is ConvTrunk's, named the same way.
+  with pytest.raises(ValueError, match="image_size=30"):
+    r.init(jax.random.key(0), jnp.zeros((1, 30, 30, 1)))
+
+  def loss(p):
+    return optax.softmax_cross_entropy_with_integer_labels(r.apply({"params": p}, x)[1], y).mean()
+
+  tx = optax.adam(1e-2)
+
+  @jax.jit
+  def step(p, opt):
+    updates, opt = tx.update(jax.grad(loss)(p), opt)
+    return optax.apply_updates(p, updates), opt
+
+  opt = tx.init(params)
+  start = params
+  for _ in range(100):
+    params, opt = step(params, opt)
+  moved = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), params, start)
+  assert min(jax.tree.leaves(moved)) > 0, moved
+  assert float(loss(params)) < 0.05 * float(loss(start))
+  pred = r.apply({"params": params}, x)[1].argmax(-1)
+  np.testing.assert_array_equal(pred, y)
+  with pytest.raises(ValueError, match="model.r_arch='vit' must be one of"):
+    M.Recogniser(num_classes=7, arch="vit").init(jax.random.key(0), x)
+
+
+def test_build_models_takes_r_arch_and_refuses_phi_trunk_for_residual(tiny_config):
+  cfg = tiny_config.copy_and_resolve_references()
+  assert M.build_models(cfg, 7, 6).r.arch == "trunk"
+  cfg.model.r_arch = "residual"
+  assert M.build_models(cfg, 7, 6).r.arch == "residual"
+  problems = []
+  cfg.joint.init_r_from_phi = True
+  M.check_config(cfg, lambda ok, field, value, rule: problems.append(field) if not ok else None)
+  assert problems == ["joint.init_r_from_phi"]
 
 
 def test_bad_resolution_is_named():

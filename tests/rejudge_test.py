@@ -29,6 +29,30 @@ def test_table_reads_each_generator_beside_the_real_faces():
   assert lines[3].endswith("| 0.90 | 83.2 % | 0.220 |")
 
 
+def test_each_judge_family_has_its_own_columns_keys_and_words():
+  runs = {"a": {"judge/real_acc": 0.8, "judge/fesgan/acc_t": 0.4, "judge/fesgan/acc_p": 0.5,
+                "judge_residual/real_acc": 0.6, "judge_residual/fesgan/acc_t": 0.3,
+                "judge_residual/fesgan/acc_p": 0.2}}
+  lines = rejudge.table(runs).splitlines()
+  assert lines[0] == ("| run | judge on real faces | fesgan x_t | fesgan x_p | fesgan x_t / real | "
+                      "judge_residual: judge on real faces | judge_residual: fesgan x_t | "
+                      "judge_residual: fesgan x_p | judge_residual: fesgan x_t / real |")
+  assert lines[2] == "| a | 80.0 % | 40.0 % | 50.0 % | 0.50 | 60.0 % | 30.0 % | 20.0 % | 0.50 |"
+  # A residual family's scores alone are tabled under its own root.
+  alone = {"b": {k: v for k, v in runs["a"].items() if k.startswith("judge_residual/")}}
+  assert rejudge.table(alone).splitlines()[2] == "| b | 60.0 % | 30.0 % | 20.0 % | 0.50 |"
+  assert [judge.key_root(f) for f in ("trunk", "residual")] == ["judge", "judge_residual"]
+  assert judge.is_judge_key("judge_residual/joint/t/happy") and judge.is_judge_key("judge/real_acc")
+  assert not judge.is_judge_key("judge_fingerprints") and not judge.is_judge_key("synth/psnr")
+  with pytest.raises(ValueError, match="'vit' is not one of"):
+    judge.key_root("vit")
+  name, meaning, better, kind = report.describe("judge_residual/joint/acc_t")
+  assert name == "judge reads translations (joint generator) (residual family)"
+  assert meaning.endswith("a judge of the residual architecture family")
+  assert (better, kind) == ("higher", "independent")
+  assert report.describe("judge/joint/acc_t")[0] == "judge reads translations (joint generator)"
+
+
 @pytest.mark.parametrize("reader", [
     lambda d: rejudge.rejudge(d, d), report.build, lambda d: compare.read_single_run(d, "method")],
     ids=["rejudge", "report", "compare"])

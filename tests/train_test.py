@@ -12,6 +12,7 @@ import pytest
 
 from jfesgan import parallel, stages, train
 from jfesgan import state as state_lib
+from jfesgan.evaluation import judge as judge_lib
 from jfesgan.evaluation.restored import RestoredRecogniser
 from jfesgan.evaluation.summary import format_summary
 from jfesgan.models import build_models
@@ -146,6 +147,17 @@ def test_train_and_evaluate_resume_and_start_from(tiny_config, tmp_path):
   assert rejudge.rejudge(row, judge_dir) == judge_scores
   # Two copies of one judge, read as an ensemble (eval.judge=A,B), read exactly as that judge.
   assert rejudge.rejudge(row, f"{judge_dir},{judge_dir}") == judge_scores
+  # A judge of another architecture family (model.r_arch=residual) is read apart, under its own
+  # root, beside the trunk family's unchanged scores; the summary says which judge is which.
+  res_dir = str(tmp_path / "judge_res")
+  res_cfg = judge_cfg.copy_and_resolve_references()
+  res_cfg.model.r_arch = "residual"
+  train.train_and_evaluate(res_cfg, res_dir)
+  alone = rejudge.rejudge(row, res_dir)
+  assert set(alone) == {k.replace("judge/", "judge_residual/", 1) for k in judge_scores}
+  assert rejudge.rejudge(row, f"{res_dir},{judge_dir}") == {**judge_scores, **alone}
+  assert judge_lib.provenance_of(f"{res_dir},{judge_dir}")[1] == {"judge_res": "residual",
+                                                                  "judge": "trunk"}
   with pytest.raises(ValueError, match="no generator stage"):
     rejudge.rejudge(judge_dir, judge_dir)
   bad = judged_cfg.copy_and_resolve_references()

@@ -108,10 +108,16 @@ def describe(key: str) -> tuple[str, str, str, str]:
   """(plain name, meaning, "higher" / "lower" / "", kind) of a score key; the key itself (and
   empty words) for a key the glossary does not know."""
   parts = key.split("/")
+  family = ""
+  if parts[0].startswith("judge_"):  # another architecture family's judges: judge_<family>/...
+    family, parts = parts[0][len("judge_"):], ["judge", *parts[1:]]
   for pattern, (name, meaning, better, kind) in GLOSSARY.items():
     p = pattern.split("/")
     if len(p) == len(parts) and all(a == b or a == "<stage>" for a, b in zip(p, parts)):
       stage = parts[p.index("<stage>")] if "<stage>" in p else ""
+      if family:
+        return (name.format(stage=stage) + f" ({family} family)",
+                meaning + f", a judge of the {family} architecture family", better, kind)
       return name.format(stage=stage), meaning, better, kind
   return key, "", "", ""
 
@@ -182,7 +188,7 @@ def build(workdir: str) -> str:
   class_names = list(summary.get("class_names", []))
   chance = f"{100 / len(class_names):.1f} %" if class_names else ""
   acc = {k: v for k, v in summary.items() if k.startswith("eval/") and isinstance(v, float)}
-  synth = {k: v for k, v in summary.items() if k.startswith(("synth/", "judge/"))
+  synth = {k: v for k, v in summary.items() if k.startswith(("synth/", "judge/", "judge_"))
            and isinstance(v, float) and k.count("/") <= 2}
   for title, table in (("Recognition (held-out faces)", acc), ("Synthesis", synth)):
     if not table:

@@ -6,8 +6,15 @@ as the generator, which can read cues no person would see.  The judge never saw 
 generator learns from and is in no training loss: it is loaded by the evaluation alone, after
 training, and only predicts.  Classes are matched by name (``angry`` = ``anger``, ``sad`` =
 ``sadness``, ...); a class the judge does not know (CK+'s contempt in FER2013) is left out of its
-scores.  Several judges (``eval.judge=A,B,C``) are read as one, averaging their probabilities
-(:class:`Ensemble`).
+scores.  Several judges (``eval.judge=A,B,C``) of one architecture family are read as one,
+averaging their probabilities (:class:`Ensemble`).
+
+Judges of different families are read apart (:class:`Panel`).  The default recogniser's trunk is
+the design of D_img and Phi too (``model.r_arch="trunk"``), and networks of one family read each
+other's cues; a judge of another family (``model.r_arch="residual"``, a pre-activation ResNet
+with global pooling: ``configs/judge_fer2013_residual.py``) is independent of every network in the
+losses.  Each family's scores have their own root: ``judge/...`` for the trunk family, as before,
+``judge_residual/...`` for the residual one (:func:`key_root`).
 """
 
 from __future__ import annotations
@@ -22,7 +29,25 @@ from jfesgan.data.classes import canonical
 from jfesgan.data.pipeline import ArrayDataset, to_float
 from jfesgan.evaluation.restored import RestoredRecogniser
 from jfesgan.evaluation.scores import Evaluator, translation_targets
+from jfesgan.models import R_ARCHS
 from jfesgan.run.provenance import params_fingerprint
+
+# The family of D_img, Phi and the default R: a judge of it shares the losses' design.
+LOSSES_FAMILY = "trunk"
+
+
+def key_root(family: str) -> str:
+  """The first part of a family's score keys: ``judge`` for the trunk family (the keys every run
+  has written), ``judge_<family>`` for another."""
+  if family not in R_ARCHS:
+    raise ValueError(f"judge family {family!r} is not one of {R_ARCHS}")
+  return "judge" if family == LOSSES_FAMILY else f"judge_{family}"
+
+
+def is_judge_key(key: str) -> bool:
+  """Whether a summary key is a judge's score, of any family (``judge/...``,
+  ``judge_residual/...``)."""
+  return key.split("/", 1)[0] in {key_root(f) for f in R_ARCHS} and "/" in key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,24 +96,59 @@ def name(spec: str) -> str:
   return "+".join(os.path.basename(w.rstrip("/")) for w in workdirs(spec))
 
 
-def load(spec: str) -> RestoredRecogniser | Ensemble:
-  """The judge: the finished real-only recogniser (stage ``real``) of the run in workdir
-  ``spec``, or, for several workdirs separated by commas, their :class:`Ensemble`."""
-  judges = [RestoredRecogniser.load(w, "real") for w in workdirs(spec)]
-  return judges[0] if len(judges) == 1 else Ensemble(tuple(judges))
-
-
-def fingerprints(judge: RestoredRecogniser | Ensemble) -> dict[str, str]:
-  """{judge's folder name: the content fingerprint of its weights} of a judge or of every member
-  of an ensemble (:func:`jfesgan.run.provenance.params_fingerprint`): a result records which
-  networks read it, so a judge retrained under the same path is told apart."""
+def family(judge: RestoredRecogniser | Ensemble) -> str:
+  """The architecture family of a judge (its recogniser's ``model.r_arch``)."""
   members = judge.members if isinstance(judge, Ensemble) else (judge,)
-  return {os.path.basename(m.workdir.rstrip("/")): params_fingerprint(m.params) for m in members}
+  return members[0].model.arch
 
 
-def fingerprints_of(spec: str) -> dict[str, str]:
-  """:func:`fingerprints` of the judge(s) in workdir(s) ``spec``, loaded for it."""
-  return fingerprints(load(spec))
+@dataclasses.dataclass(frozen=True)
+class Panel:
+  """The judges, one reader per architecture family (a judge or an :class:`Ensemble` of the
+  family's judges), the losses' family first; each family is scored apart."""
+
+  readers: dict[str, RestoredRecogniser | Ensemble]
+
+  @property
+  def members(self) -> tuple[RestoredRecogniser, ...]:
+    return tuple(m for r in self.readers.values()
+                 for m in (r.members if isinstance(r, Ensemble) else (r,)))
+
+
+def load(spec: str) -> Panel:
+  """The judges: the finished real-only recognisers (stage ``real``) of the runs in the workdirs
+  of ``spec`` (one, or several separated by commas), grouped by architecture family; a family's
+  several judges are read as their :class:`Ensemble`.  All must share their classes."""
+  judges = [RestoredRecogniser.load(w, "real") for w in workdirs(spec)]
+  names = {tuple(canonical(n) for n in j.class_names) for j in judges}
+  if len(names) > 1:
+    raise ValueError("the judges do not share their classes: "
+                     + "; ".join(f"{j.workdir}: {list(j.class_names)}" for j in judges))
+  readers = {}
+  for fam in sorted({family(j) for j in judges}, key=lambda f: (f != LOSSES_FAMILY, f)):
+    mine = tuple(j for j in judges if family(j) == fam)
+    readers[fam] = mine[0] if len(mine) == 1 else Ensemble(mine)
+  return Panel(readers)
+
+
+def fingerprints(panel: Panel) -> dict[str, str]:
+  """{judge's folder name: the content fingerprint of its weights} of every judge
+  (:func:`jfesgan.run.provenance.params_fingerprint`): a result records which networks read it,
+  so a judge retrained under the same path is told apart."""
+  return {os.path.basename(m.workdir.rstrip("/")): params_fingerprint(m.params)
+          for m in panel.members}
+
+
+def families(panel: Panel) -> dict[str, str]:
+  """{judge's folder name: its architecture family}: which scores each judge is in."""
+  return {os.path.basename(m.workdir.rstrip("/")): m.model.arch for m in panel.members}
+
+
+def provenance_of(spec: str) -> tuple[dict[str, str], dict[str, str]]:
+  """(:func:`fingerprints`, :func:`families`) of the judge(s) in workdir(s) ``spec``, loaded for
+  it."""
+  panel = load(spec)
+  return fingerprints(panel), families(panel)
 
 
 def judge_scores(judge: RestoredRecogniser | Ensemble, class_names, *, real: np.ndarray,
@@ -114,12 +174,14 @@ def judge_scores(judge: RestoredRecogniser | Ensemble, class_names, *, real: np.
   return scores
 
 
-def judge_synthesis(ev: Evaluator, judge: RestoredRecogniser | Ensemble, g_params, test: ArrayDataset, *,
+def judge_synthesis(ev: Evaluator, panel: Panel, g_params, test: ArrayDataset, *,
                     rng: np.random.Generator, num_prior_samples: int,
-                    prefix: str) -> dict[str, float]:
-  """The judge's reading of one generator: every held-out image translated to every other
-  expression (``<prefix>/acc_t``) and new identities (``<prefix>/acc_p``), overall and per
-  class, next to its reading of the real held-out faces (``judge/real_acc``)."""
+                    stage: str) -> dict[str, float]:
+  """Each family's reading of one generator (the ``stage``'s): every held-out image translated
+  to every other expression (``<root>/<stage>/acc_t``) and new identities
+  (``<root>/<stage>/acc_p``), overall and per class, next to its reading of the real held-out
+  faces (``<root>/real_acc``); ``<root>`` is the family's :func:`key_root`.  Every family reads
+  the same faces."""
   k = test.num_classes
   x = to_float(test.image)
   idx, c_t = translation_targets(test.label, k)
@@ -127,10 +189,12 @@ def judge_synthesis(ev: Evaluator, judge: RestoredRecogniser | Ensemble, g_param
   z_p = rng.uniform(-1, 1, (num_prior_samples, ev.models.latent_dim)).astype(np.float32)
   c_p = rng.integers(0, k, num_prior_samples)
   x_p = ev.decode(g_params, z_p, c_p)
-  raw = judge_scores(judge, test.class_names, real=x, real_labels=test.label, x_t=x_t, c_t=c_t,
-                     x_p=x_p, c_p=c_p)
   out = {}
-  for key, v in raw.items():
-    name = key[len("judge/"):]
-    out[f"judge/{name}" if name.startswith("real") else f"{prefix}/{name}"] = v
+  for fam, judge in panel.readers.items():
+    root = key_root(fam)
+    raw = judge_scores(judge, test.class_names, real=x, real_labels=test.label, x_t=x_t,
+                       c_t=c_t, x_p=x_p, c_p=c_p)
+    for key, v in raw.items():
+      name = key[len("judge/"):]
+      out[f"{root}/{name}" if name.startswith("real") else f"{root}/{stage}/{name}"] = v
   return out

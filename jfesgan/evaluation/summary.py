@@ -2,8 +2,9 @@
 grids of every generator, scores of every recogniser, the synthesis scores and the independent
 judge's), collected into ``summary.json``; and its end-of-run text.
 
-Metric keys are ``eval/<stage>/...`` (recognisers), ``synth/...`` (synthesis, in-domain) and
-``judge/...`` (the independent judge): :mod:`jfesgan.evaluation.scores` says what each means.
+Metric keys are ``eval/<stage>/...`` (recognisers), ``synth/...`` (synthesis, in-domain),
+``judge/...`` and ``judge_residual/...`` (the independent judges of each architecture family):
+:mod:`jfesgan.evaluation.scores` says what each means.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class RunSummary:
     self.judge = judge_lib.load(config.eval.judge) if config.eval.judge else None
     self.judge_fingerprints = (judge_lib.fingerprints(self.judge) if self.judge is not None
                                else None)
+    self.judge_families = (judge_lib.families(self.judge) if self.judge is not None else None)
     self.paths = {"workdir": workdir, "metrics": writer.jsonl_path, "tensorboard": writer.tb_dir,
                   "checkpoints": os.path.join(workdir, "checkpoints")}
     self.summary: dict[str, Any] = {"confusion": {}, "paths": self.paths,
@@ -86,9 +88,10 @@ class RunSummary:
         scores = judge_lib.judge_synthesis(
             self.ev, self.judge, stage.generator(state), self.test,
             rng=np.random.default_rng([self.config.seed, stages.EVAL_STREAM]),
-            num_prior_samples=self.config.eval.num_prior_samples, prefix=f"judge/{stage.name}")
+            num_prior_samples=self.config.eval.num_prior_samples, stage=stage.name)
         self.summary.update(scores)
         self.summary[JUDGE_FINGERPRINTS] = self.judge_fingerprints
+        self.summary[JUDGE_FAMILIES] = self.judge_families
         self.writer.scalars(step, scores, "eval")
     if stage.recogniser is not None:
       scores, cm = scores_lib.recognition_scores(self.ev, stage.recogniser(state), self.test,
@@ -114,6 +117,9 @@ class RunSummary:
 
 # The summary's record of which networks the judge/* scores came from ({name: fingerprint}).
 JUDGE_FINGERPRINTS = "judge_fingerprints"
+# ... and each judge's architecture family ({name: "trunk" or "residual"}): the trunk family's
+# scores are judge/*, another family's judge_<family>/* (jfesgan.evaluation.judge.key_root).
+JUDGE_FAMILIES = "judge_families"
 
 
 def format_summary(summary: dict[str, Any]) -> str:

@@ -11,12 +11,13 @@ from jfesgan.models.discriminators import ImageDiscriminator, LatentDiscriminato
 from jfesgan.models.generator import EDITS, Decoder, Encoder, Generator
 from jfesgan.models.identity import IdentityNet
 from jfesgan.models.layers import UPSAMPLERS, Conv, ConvTranspose2x, ResizeConv2x
-from jfesgan.models.recogniser import Recogniser
+from jfesgan.models.recogniser import R_ARCHS, Recogniser
+from jfesgan.models.residual import ResidualTrunk
 from jfesgan.models.trunk import ConvTrunk
 
 __all__ = ["EDITS", "UPSAMPLERS", "Conv", "ConvTranspose2x", "ConvTrunk", "Decoder", "Encoder", "Generator",
-           "IdentityNet", "ImageDiscriminator", "LatentDiscriminator", "Models", "Recogniser",
-           "ResizeConv2x", "build_models"]
+           "IdentityNet", "ImageDiscriminator", "LatentDiscriminator", "Models", "R_ARCHS",
+           "Recogniser", "ResidualTrunk", "ResizeConv2x", "build_models", "r_arch"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,9 +60,14 @@ def build_models(config, num_classes: int, num_subjects: int) -> Models:
       dimg=ImageDiscriminator(num_classes=num_classes, **common),
       dz=LatentDiscriminator(hidden=tuple(m.dz_hidden), dtype=dtype),
       phi=IdentityNet(num_subjects=num_subjects, embed_dim=m.embed_dim, **common),
-      r=Recogniser(num_classes=num_classes, embed_dim=m.embed_dim, **common),
+      r=Recogniser(num_classes=num_classes, embed_dim=m.embed_dim, arch=r_arch(config), **common),
       image_size=d.image_size, channels=d.channels, num_classes=num_classes,
       latent_dim=m.latent_dim)
+
+
+def r_arch(config) -> str:
+  """R's architecture family, ``config.model.r_arch`` (runs written before it existed: "trunk")."""
+  return config.model.get("r_arch", "trunk")
 
 
 def edit_mode(value) -> str:
@@ -82,6 +88,9 @@ def check_config(config, need) -> list[str]:
   need(m.g_width >= 0, "model.g_width", m.g_width, "must be >= 0 (0: model.width)")
   need(m.g_depth >= 0, "model.g_depth", m.g_depth, "must be >= 0")
   need(edit_mode(m.g_edit) in EDITS, "model.g_edit", m.g_edit, f"must be one of {EDITS}")
+  need(r_arch(config) in R_ARCHS, "model.r_arch", m.get("r_arch"), f"must be one of {R_ARCHS}")
+  need(r_arch(config) == "trunk" or not config.joint.get("init_r_from_phi", False),
+       "joint.init_r_from_phi", True, "needs model.r_arch='trunk' (R takes Phi's trunk, a ConvTrunk)")
   need(m.g_upsample in UPSAMPLERS, "model.g_upsample", m.g_upsample,
        f"must be one of {tuple(UPSAMPLERS)}")
   try:

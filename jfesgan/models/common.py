@@ -1,6 +1,18 @@
-"""Shape helpers shared by the networks: level widths and the bottleneck resolution."""
+"""Helpers shared by the networks: level widths, the bottleneck resolution, per-image
+standardisation."""
 
 from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def standardise(x: jax.Array) -> jax.Array:
+  """Each image to zero mean and unit standard deviation over its pixels and channels.  Lighting
+  and skin tone are nuisances for both identity (mostly) and expression; removing them up front
+  lets the first layers look for shape (the trunks of Phi, D_img and R)."""
+  mean = jnp.mean(x, axis=(1, 2, 3), keepdims=True)
+  return (x - mean) / (jnp.std(x, axis=(1, 2, 3), keepdims=True) + 1e-3)
 
 
 def level_widths(width: int, max_width: int, num_down: int) -> list[int]:

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from jfesgan.models.common import check_resolution, level_widths
+from jfesgan.models.common import check_resolution, level_widths, standardise
 from jfesgan.models.layers import Conv
 
 
@@ -34,10 +34,7 @@ class ConvTrunk(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     check_resolution(x.shape[1], self.num_down)
     widths = level_widths(self.width, self.max_width, self.num_down)
-    # Per-image standardisation: lighting and skin tone are nuisances for both identity (mostly)
-    # and expression; removing them up front lets the first layers look for shape.
-    mean = jnp.mean(x, axis=(1, 2, 3), keepdims=True)
-    h = ((x - mean) / (jnp.std(x, axis=(1, 2, 3), keepdims=True) + 1e-3)).astype(self.dtype)
+    h = standardise(x).astype(self.dtype)
     for w in widths:
       h = nn.relu(Conv(w, 4, strides=2, impl=self.impl)(h))
       h = nn.relu(Conv(w, 3, impl=self.impl)(h))

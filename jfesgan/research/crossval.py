@@ -47,7 +47,8 @@ from jfesgan import stages, train
 from jfesgan.evaluation import judge as judge_lib
 from jfesgan.evaluation import scores as scores_lib
 from jfesgan.evaluation.restored import RestoredRecogniser
-from jfesgan.evaluation.summary import JUDGE_FINGERPRINTS
+from jfesgan.evaluation.summary import JUDGE_FAMILIES, JUDGE_FINGERPRINTS
+from jfesgan.models import R_ARCHS
 from jfesgan.research import rejudge as rejudge_lib
 from jfesgan.research import stats
 from jfesgan.run import host, metrics, provenance
@@ -238,7 +239,7 @@ def intra_curve(run_dir: str, stage: str = stages.JOINT.name) -> list[list[float
                 if r.get("stage") == stage and key in r)
 
 
-SYNTHESIS_PREFIXES = ("synth/", "judge/", "xdb/")
+SYNTHESIS_PREFIXES = ("synth/", *(f"{judge_lib.key_root(f)}/" for f in R_ARCHS), "xdb/")
 # A summary's (added) key: the logged intra-class loss of a row that has one (joint or control).
 INTRA_CURVE = "intra_curve"
 # A summary's (added) key: the folder the run is in.
@@ -284,23 +285,27 @@ def rejudged(results: dict[tuple[int, int], dict[str, dict]], judge: str) -> str
   ``jfesgan rejudge`` writes) and read back from there by later calls with the same
   judges.  A row without a generator keeps no ``judge/*`` scores.  Returns the judges' names."""
   dirs = ",".join(judge_lib.workdirs(judge, "--rejudge"))
-  now = None  # the judges' fingerprints today, computed once if a row needs judging
+  now = None  # the judges' fingerprints and families today, computed once if a row needs judging
   for _, rows in sorted(results.items()):
     for summary in rows.values():
-      for key in [k for k in summary if k.startswith("judge/")]:
+      for key in [k for k in summary if judge_lib.is_judge_key(k)]:
         del summary[key]
       summary.pop(JUDGE_FINGERPRINTS, None)
+      summary.pop(JUDGE_FAMILIES, None)
       d = summary[RUN_DIR]
       if not rejudge_lib.has_generator(d):
         continue
       kept = rejudge_lib.saved_record(d, dirs)
       if kept is None:
-        now = now or judge_lib.fingerprints_of(dirs)
-        kept = {"scores": rejudge_lib.rejudge(d, dirs), "fingerprints": now}
-        rejudge_lib.save(d, dirs, kept["scores"], now)
+        now = now or judge_lib.provenance_of(dirs)
+        kept = {"scores": rejudge_lib.rejudge(d, dirs), "fingerprints": now[0],
+                "families": now[1]}
+        rejudge_lib.save(d, dirs, kept["scores"], *now)
       summary.update(kept["scores"])
       if kept.get("fingerprints"):
         summary[JUDGE_FINGERPRINTS] = kept["fingerprints"]
+      if kept.get("families"):
+        summary[JUDGE_FAMILIES] = kept["families"]
   return judge_lib.name(dirs)
 
 
@@ -375,6 +380,9 @@ def aggregate(results: dict[tuple[int, int], dict[str, dict]]) -> dict[str, dict
     prints = _distinct(sm[JUDGE_FINGERPRINTS] for sm in summaries if JUDGE_FINGERPRINTS in sm)
     if prints:
       a["judge_fingerprints"] = prints
+    fams = _distinct(sm[JUDGE_FAMILIES] for sm in summaries if JUDGE_FAMILIES in sm)
+    if fams:
+      a["judge_families"] = fams
     for name, ref, _ in COMPARISONS:
       if row == ref or ref not in acc:
         continue
@@ -575,17 +583,21 @@ def write_tables(config, workdir: str, ablation: bool, command: str, out: str = 
   made_at = provenance.commit()
   judged_by = judge or config.eval.judge
   prints = _distinct(f for a in agg.values() for f in a.get("judge_fingerprints", []))
+  fams = _distinct(f for a in agg.values() for f in a.get("judge_families", []))
   line = f"Commit `{made_at}`."
   if judged_by:
     line += (f" Judge `{judge_lib.name(judged_by)}`, weights "
              + ("; ".join(rejudge_lib.describe_fingerprints(f) for f in prints)
                 if prints else "not fingerprinted (runs judged before fingerprints were kept)")
              + (" (MORE THAN ONE SET: the runs were judged by different networks)"
-                if len(prints) > 1 else "") + ".")
+                if len(prints) > 1 else "") + "."
+             + (" Families: " + "; ".join(rejudge_lib.describe_families(f) for f in fams)
+                + " (trunk: judge/*, the design of D_img, Phi and R; residual: judge_residual/*)."
+                if fams else ""))
   table = markdown_table(agg, f"{name}: held-out accuracy, folds by subject", command, class_names,
                          line)
   record = {"command": command, "commit": made_at, "class_names": class_names,
-            "judge": judged_by, "judge_fingerprints": prints, "rows": agg}
+            "judge": judged_by, "judge_fingerprints": prints, "judge_families": fams, "rows": agg}
   if seeds is None:
     record["seed"] = int(config.seed)
   else:

@@ -24,6 +24,7 @@ import numpy as np
 from absl import app, flags
 
 from jfesgan.data import pipeline
+from jfesgan.evaluation import judge as judge_lib
 from jfesgan.evaluation import scores as scores_lib
 from jfesgan.evaluation.restored import RestoredGenerator
 from jfesgan.run import provenance
@@ -63,7 +64,8 @@ def read_recipe(spec: str, rescore: bool = False) -> tuple[str, dict[int, dict[s
       raise ValueError(f"--recipe {name}: two runs of seed {seed} ({run})")
     summary = workdir_lib.read_summary(run)
     out[seed] = {k: float(v) for k, v in summary.items()
-                 if k.startswith(("synth/", "judge/")) and isinstance(v, (int, float))}
+                 if (k.startswith("synth/") or judge_lib.is_judge_key(k))
+                 and isinstance(v, (int, float))}
     if rescore:
       out[seed].update(rescored(run))
   return name, out

@@ -29,7 +29,7 @@ from jfesgan import stages
 from jfesgan.data import pipeline
 from jfesgan.evaluation import judge as judge_lib
 from jfesgan.evaluation import scores as scores_lib
-from jfesgan.models import build_models
+from jfesgan.models import R_ARCHS, build_models
 from jfesgan.run import provenance
 from jfesgan.run import workdir as workdir_lib
 from jfesgan.run.flags import one_line_errors, parse_flags, quiet_tool
@@ -77,7 +77,7 @@ def rejudge(workdir: str, judge: str, *, data_dir: str | None = None,
     rng = np.random.default_rng([config.seed, stages.EVAL_STREAM])  # as the run's evaluation
     scores.update(judge_lib.judge_synthesis(
         ev, reader, tree["g_ema"], test, rng=rng,
-        num_prior_samples=int(config.eval.num_prior_samples), prefix=f"judge/{name}"))
+        num_prior_samples=int(config.eval.num_prior_samples), stage=name))
   return scores
 
 
@@ -87,13 +87,16 @@ def saved_path(workdir: str, judge: str) -> str:
 
 
 def save(workdir: str, judge: str, scores: dict[str, float],
-         fingerprints: dict[str, str] | None = None) -> str:
-  """Keeps a run's scores by ``judge`` in its workdir (with the judges' workdirs and the content
-  fingerprints of their weights, :func:`jfesgan.evaluation.judge.fingerprints`); the path."""
+         fingerprints: dict[str, str] | None = None,
+         families: dict[str, str] | None = None) -> str:
+  """Keeps a run's scores by ``judge`` in its workdir (with the judges' workdirs, the content
+  fingerprints of their weights, :func:`jfesgan.evaluation.judge.fingerprints`, and their
+  architecture families, :func:`jfesgan.evaluation.judge.families`); the path."""
   path = saved_path(workdir, judge)
   with open(path, "w") as f:
     json.dump({"workdir": os.path.abspath(workdir), "judge": ",".join(judge_lib.workdirs(judge)),
-               "fingerprints": fingerprints, "scores": scores}, f, indent=2)
+               "fingerprints": fingerprints, "families": families, "scores": scores}, f,
+              indent=2)
   return path
 
 
@@ -118,6 +121,11 @@ def describe_fingerprints(fingerprints: dict[str, str]) -> str:
   return ", ".join(f"{k} `{v}`" for k, v in fingerprints.items())
 
 
+def describe_families(families: dict[str, str] | None) -> str:
+  """``name family, ...`` (the trunk family's scores are judge/*, another's judge_<family>/*)."""
+  return ", ".join(f"{k} {v}" for k, v in (families or {}).items()) or "not recorded"
+
+
 def _percent(v: float) -> str:
   return f"{100 * v:.1f} %"
 
@@ -140,22 +148,32 @@ def table(runs: dict[str, dict[str, float]]) -> str:
   each generator's translations (x_t) and new identities (x_p), and x_t as a fraction of real;
   then the runs' own identity and reconstruction scores (:data:`OWN_COLUMNS`) where they have
   them (a cell is empty where a run lacks one)."""
-  head = ["run", "judge on real faces"]
+  roots = [judge_lib.key_root(f) for f in R_ARCHS
+            if any(f"{judge_lib.key_root(f)}/real_acc" in sc for sc in runs.values())]
+  roots = roots or ["judge"]
+  # The trunk family's columns are titled as before; another family's name its root.
+  named = lambda root, words: words if root == "judge" else f"{root}: {words}"
+  head = ["run"]
   cols = []
-  for stage in ("fesgan", "joint"):
-    if any(f"judge/{stage}/acc_t" in sc for sc in runs.values()):
-      cols.append(stage)
-      head += [f"{stage} x_t", f"{stage} x_p", f"{stage} x_t / real"]
+  for root in roots:
+    head.append(named(root, "judge on real faces"))
+    for stage in ("fesgan", "joint"):
+      if any(f"{root}/{stage}/acc_t" in sc for sc in runs.values()):
+        cols.append((root, stage))
+        head += [named(root, f"{stage} x_t"), named(root, f"{stage} x_p"),
+                 named(root, f"{stage} x_t / real")]
   own = [c for c in OWN_COLUMNS if any(c[0] in sc for sc in runs.values())]
   head += [title for _, title, _ in own]
   lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
   for name, sc in runs.items():
-    real = sc.get("judge/real_acc")
-    cells = [name, _percent(real) if real is not None else ""]
-    for stage in cols:
-      t, p = sc.get(f"judge/{stage}/acc_t"), sc.get(f"judge/{stage}/acc_p")
-      cells += [_percent(t) if t is not None else "", _percent(p) if p is not None else "",
-                f"{t / real:.2f}" if t is not None and real else ""]
+    cells = [name]
+    for root in roots:
+      real = sc.get(f"{root}/real_acc")
+      cells.append(_percent(real) if real is not None else "")
+      for stage in [s for r, s in cols if r == root]:
+        t, p = sc.get(f"{root}/{stage}/acc_t"), sc.get(f"{root}/{stage}/acc_p")
+        cells += [_percent(t) if t is not None else "", _percent(p) if p is not None else "",
+                  f"{t / real:.2f}" if t is not None and real else ""]
     cells += [fmt(sc[key]) if key in sc else "" for key, _, fmt in own]
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
@@ -167,12 +185,12 @@ def main(argv):
   quiet_tool()
   f = flags.FLAGS
   judge_dir = ",".join(judge_lib.workdirs(f.judge, "--judge"))
-  fingerprints = judge_lib.fingerprints_of(judge_dir)
+  fingerprints, families = judge_lib.provenance_of(judge_dir)
   runs = {}
   for workdir in f.workdir:
     workdir = os.path.abspath(workdir)
     scores = rejudge(workdir, judge_dir, data_dir=f.data_dir, manual_dir=f.manual_dir)
-    path = save(workdir, judge_dir, scores, fingerprints)
+    path = save(workdir, judge_dir, scores, fingerprints, families)
     print(f"{workdir} judged by {judge_dir}:")
     for k, v in sorted(scores.items()):
       print(f"  {k:32s} {v:.4f}")
@@ -184,9 +202,11 @@ def main(argv):
     made_at = provenance.commit()
     with open(base + ".json", "w") as fh:
       json.dump({"command": command, "commit": made_at, "judge": judge_dir,
-                 "judge_fingerprints": fingerprints, "runs": runs}, fh, indent=2)
+                 "judge_fingerprints": fingerprints, "judge_families": families, "runs": runs},
+                fh, indent=2)
     with open(base + ".md", "w") as fh:
-      fh.write(f"Judge: `{judge_dir}` (weights {describe_fingerprints(fingerprints)}). Commit "
+      fh.write(f"Judge: `{judge_dir}` (weights {describe_fingerprints(fingerprints)}; "
+               f"families {describe_families(families)}). Commit "
                f"`{made_at}`. Command:\n\n```\n{command}\n```\n\n{table(runs)}")
     print(f"written to {base}.json and {base}.md", flush=True)
 
