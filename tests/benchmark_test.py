@@ -124,3 +124,13 @@ def test_trunk_layers_refuse_a_pytorch_layer_that_computes_something_else(tiny_c
   monkeypatch.setattr(torch_reference, "trunk_layer_call", off)
   with pytest.raises(RuntimeError, match=r"trunk layer conv 4x4/2 32x32x1->8: PyTorch's loss"):
     benchmark.trunk_layer_benchmarks(tiny_config, 1, True)
+
+
+def test_the_cpu_is_named_with_its_vector_extensions(tmp_path):
+  info = tmp_path / "cpuinfo"
+  info.write_text("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\nflags\t\t: fpu sse avx2 "
+                  "avx512f avx512bw avx512_vnni\n\nprocessor\t: 1\nmodel name\t: Intel(R) Xeon(R) "
+                  "Processor\nflags\t\t: fpu\n")
+  assert benchmark.cpu_model(str(info)) == "Intel(R) Xeon(R) Processor [avx2, avx512f, avx512_vnni]"
+  info.write_text("model name\t: AMD EPYC\nflags\t\t: fpu sse\n")
+  assert benchmark.cpu_model(str(info)) == "AMD EPYC"

@@ -672,17 +672,30 @@ def markdown(report: dict) -> str:
              + trunk_table(report) if report.get("trunk_layers") else ""))
 
 
-def cpu_model() -> str:
-  """The CPU's model name (Linux /proc/cpuinfo), or the platform's processor string."""
+# The vector extensions that decide which kernels XLA:CPU and PyTorch's oneDNN run, in the order
+# a CPU gains them (AVX-512 and AMX are where the CPU families part ways).
+VECTOR_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+
+
+def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
+  """The CPU's model name and its vector extensions of :data:`VECTOR_FEATURES` (Linux
+  ``/proc/cpuinfo``: "Intel(R) Xeon(R) Processor [avx2, avx512f, avx512_vnni]"), or the
+  platform's processor string."""
+  name, features = None, set()
   try:
-    with open("/proc/cpuinfo") as f:
+    with open(cpuinfo) as f:
       for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
+        if line.startswith("model name") and name is None:
+          name = line.split(":", 1)[1].strip()
+        elif line.startswith("flags") and not features:
+          features = set(line.split(":", 1)[1].split())
   except OSError:
     pass
-  import platform  # pylint: disable=g-import-not-at-top
-  return platform.processor() or "unknown"
+  if name is None:
+    import platform  # pylint: disable=g-import-not-at-top
+    return platform.processor() or "unknown"
+  have = [f for f in VECTOR_FEATURES if f in features]
+  return f"{name} [{', '.join(have)}]" if have else name
 
 
 def _config_argv(argv: list[str]) -> list[str]:
