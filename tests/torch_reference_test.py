@@ -136,6 +136,10 @@ def test_refuses_what_it_does_not_mirror():
   with pytest.raises(ValueError, match=r"g_upsample='resize' 'transpose'"):
     torch_reference.check_config(c)
   c = _config()
+  c.model.r_arch = "residual"
+  with pytest.raises(ValueError, match=r"config.model.r_arch='residual' must be 'trunk'"):
+    torch_reference.check_config(c)
+  c = _config()
   c.real.intra_weight = 0.01
   with pytest.raises(ValueError, match=r"config.real.intra_weight=0.01 must be 0"):
     torch_reference.check_config(c)

@@ -74,6 +74,9 @@ def check_config(config) -> None:
                      f"g_depth={config.model.g_depth} must be 0, "
                      f"g_upsample={config.model.get('g_upsample', 'transpose')!r} 'transpose' and "
                      f"g_edit={config.model.get('g_edit', 'none')!r} 'none'")
+  if config.model.get("r_arch", "trunk") != "trunk":
+    raise ValueError(f"the PyTorch reference mirrors R of the trunk family only; "
+                     f"config.model.r_arch={config.model.r_arch!r} must be 'trunk' for --torch")
   if config.real.get("intra_weight", 0.0):
     raise ValueError(f"the PyTorch reference's real-only R learns from cross-entropy only; "
                      f"config.real.intra_weight={config.real.intra_weight} must be 0")
