@@ -178,6 +178,14 @@ def test_build_models_takes_r_arch_and_refuses_phi_trunk_for_residual(tiny_confi
   cfg.joint.init_r_from_phi = True
   M.check_config(cfg, lambda ok, field, value, rule: problems.append(field) if not ok else None)
   assert problems == ["joint.init_r_from_phi"]
+  # The residual judge's config is the trunk judge's recipe with the other family, and valid.
+  from configs import judge_fer2013, judge_fer2013_residual
+  from jfesgan import stages, validate
+  want = judge_fer2013.get_config()
+  want.model.r_arch = "residual"
+  got = judge_fer2013_residual.get_config()
+  assert got.to_dict() == want.to_dict()
+  assert validate.problems(got, stages.select(got)) == []
 
 
 def test_bad_resolution_is_named():
