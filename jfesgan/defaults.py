@@ -39,6 +39,14 @@ def tied(section: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict({k: section.get_ref(k) for k in section.keys()})
 
 
+def stage_names(config) -> tuple[str, ...]:
+  """The stage names ``config.stages`` lists, as written (``("phi", "fesgan")``, or the one
+  string ``"phi,fesgan"`` that ``--config.stages=phi,fesgan`` gives), unchecked:
+  :func:`jfesgan.stages.select` checks them against the plan."""
+  return tuple(n.strip() for entry in config.get("stages", ()) for n in entry.split(",")
+               if n.strip())
+
+
 def get_config() -> ml_collections.ConfigDict:
   """Returns the default configuration."""
   c = ml_collections.ConfigDict()

@@ -30,6 +30,7 @@ from jfesgan import state as state_lib
 from jfesgan import steps
 from jfesgan.augment import Augment
 from jfesgan.data.pipeline import ArrayDataset
+from jfesgan.defaults import stage_names
 from jfesgan.models import Models
 
 # The random stream of the held-out evaluation (prior samples of the synthesis scores).
@@ -160,7 +161,7 @@ def select(config) -> tuple[Stage, ...]:
   """The stages ``config.stages`` names, in the plan's order; raises naming a stage that is
   unknown or that lacks a stage it needs.  Entries may hold several comma-separated names, as
   ``--config.stages=phi,fesgan`` gives."""
-  names = tuple(n.strip() for entry in config.stages for n in entry.split(",") if n.strip())
+  names = stage_names(config)
   unknown = [n for n in names if n not in BY_NAME]
   if unknown:
     raise ValueError(f"config.stages has unknown stages {unknown}; the plan is {NAMES}")

@@ -20,6 +20,7 @@ from flax import traverse_util
 from flax.training import train_state
 
 from jfesgan.data.classes import class_map
+from jfesgan.defaults import stage_names
 from jfesgan.models import Models
 from jfesgan.run import workdir as workdir_lib
 
@@ -344,7 +345,7 @@ def section_updates(config, path: str) -> list[tuple[str, int]]:
   if stage not in ("phi", "fesgan", "real", "joint") or not (
       stage in config and "steps" in config[stage]):
     return []
-  planned = {n.strip() for entry in config.get("stages", ()) for n in entry.split(",")}
+  planned = set(stage_names(config))
   steps = int(config[stage].steps)
   if stage != "fesgan":
     return [(stage, steps)] if stage in planned else []

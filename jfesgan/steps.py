@@ -18,6 +18,7 @@ import optax
 
 from jfesgan import losses
 from jfesgan.augment import Augment
+from jfesgan.defaults import stage_names
 from jfesgan.models import Models
 from jfesgan.models.generator import blend, expression_estimate, shift
 from jfesgan.state import FesganStates, JointStates, TrainState
@@ -526,8 +527,7 @@ def check_config(config, need) -> None:
   need(config.fesgan.get("cycle_weight", 0.0) >= 0, "fesgan.cycle_weight",
        config.fesgan.get("cycle_weight"), "must be >= 0 (0: off)")
   if not config.fesgan.get("expression_labels", True):
-    planned = {n.strip() for entry in config.stages for n in entry.split(",")}
-    need("joint" not in planned, "fesgan.expression_labels", False,
+    need("joint" not in stage_names(config), "fesgan.expression_labels", False,
          "(label-free stage 1, for pre-training) cannot run stage 'joint', which learns from the "
          "labels: train a labelled run from this one's workdir with fesgan.init_from")
     need(config.model.g_edit != "difference", "fesgan.expression_labels", False,
