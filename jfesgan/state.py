@@ -169,18 +169,9 @@ def pretrained_r_params(params, workdir: str, class_names, field: str = "real.in
     source = workdir_lib.restore_finished(os.path.abspath(workdir), "real", source_config)["params"]
   except (FileNotFoundError, ValueError) as e:
     raise ValueError(f"config.{field}={workdir!r}: {e}") from e
-  mine = traverse_util.flatten_dict(flax.core.unfreeze(params["trunk"]), sep="/")
-  theirs = traverse_util.flatten_dict(flax.core.unfreeze(source["trunk"]), sep="/")
-  if mine.keys() != theirs.keys():
-    raise ValueError(f"config.{field}={workdir!r}: its recogniser's trunk has layers "
-                     f"{sorted(theirs)}, this one {sorted(mine)} (model.r_arch or model.num_down "
-                     "differs?)")
-  for name, leaf in mine.items():
-    if leaf.shape != theirs[name].shape:
-      raise ValueError(
-          f"config.{field}={workdir!r}: trunk/{name} has shape {tuple(theirs[name].shape)} there "
-          f"and {tuple(leaf.shape)} here: model widths, data.image_size and data.channels must "
-          "match the source run's")
+  _check_same_layers(params["trunk"], source["trunk"], f"config.{field}={workdir!r}",
+                     "recogniser's trunk", "trunk", "model.r_arch or model.num_down",
+                     "model widths, data.image_size and data.channels")
   cmap = class_map(source_classes, class_names)
   shared = np.flatnonzero(cmap >= 0)
   if not shared.size:
@@ -188,6 +179,24 @@ def pretrained_r_params(params, workdir: str, class_names, field: str = "real.in
                      f"one of these {tuple(class_names)}")
   head = _shared_rows(params["head"], source["head"], cmap)
   return dict(params, trunk=jax.tree.map(jnp.asarray, source["trunk"]), head=head)
+
+
+def _check_same_layers(fresh, source, where: str, what: str, prefix: str, layer_fields: str,
+                       shape_fields: str, skip: str | None = None) -> None:
+  """Raises a ValueError starting with ``where`` unless ``source`` (a pre-training run's
+  parameters) has the layers of ``fresh`` with the same shapes (those under ``skip`` may differ
+  in shape): ``layer_fields`` / ``shape_fields`` name the config fields that would explain a
+  difference in layers / shapes."""
+  mine = traverse_util.flatten_dict(flax.core.unfreeze(fresh), sep="/")
+  theirs = traverse_util.flatten_dict(flax.core.unfreeze(source), sep="/")
+  if mine.keys() != theirs.keys():
+    raise ValueError(f"{where}: its {what} has layers {sorted(theirs)}, this one {sorted(mine)} "
+                     f"({layer_fields} differ?)")
+  for name, leaf in mine.items():
+    if leaf.shape != theirs[name].shape and not (skip and name.startswith(skip)):
+      raise ValueError(f"{where}: {prefix}/{name} has shape {tuple(theirs[name].shape)} there "
+                       f"and {tuple(leaf.shape)} here: {shape_fields} must match the source "
+                       "run's")
 
 
 def _shared_rows(head: dict, source: dict, cmap: np.ndarray) -> dict:
@@ -238,18 +247,11 @@ def pretrained_fesgan_params(params: dict, workdir: str, class_names) -> dict:
                 "dz": source["dz"]["params"]}
   out = {}
   for net, fresh in params.items():
-    mine = traverse_util.flatten_dict(flax.core.unfreeze(fresh), sep="/")
-    theirs = traverse_util.flatten_dict(flax.core.unfreeze(theirs_all[net]), sep="/")
-    if mine.keys() != theirs.keys():
-      raise ValueError(f"config.{field}={workdir!r}: its {net} has layers {sorted(theirs)}, this "
-                       f"one {sorted(mine)} (model fields such as g_depth, g_edit or num_down "
-                       "differ?)")
-    for name, leaf in mine.items():
-      if leaf.shape != theirs[name].shape and not (net == "dimg" and name.startswith("classifier")):
-        raise ValueError(
-            f"config.{field}={workdir!r}: {net}/{name} has shape {tuple(theirs[name].shape)} "
-            f"there and {tuple(leaf.shape)} here: model widths, latent_dim, data.image_size and "
-            "data.channels must match the source run's")
+    # D_img's expression head may differ (another database's classes): its rows are mapped below.
+    _check_same_layers(fresh, theirs_all[net], f"config.{field}={workdir!r}", net, net,
+                       "model fields such as g_depth, g_edit or num_down",
+                       "model widths, latent_dim, data.image_size and data.channels",
+                       skip="classifier" if net == "dimg" else None)
     out[net] = jax.tree.map(jnp.asarray, flax.core.unfreeze(theirs_all[net]))
   head = flax.core.unfreeze(params["dimg"])["classifier"]
   if bool(source_config.fesgan.get("expression_labels", True)):

@@ -352,6 +352,13 @@ def test_recogniser_starts_from_a_pretrained_run(tiny_config, fesgan_setup, tmp_
                      match=r"real.init_from=.*trunk/Conv_0/.* has shape \(8,.*\) there"):
     state_lib.create_r_state(build_models(wide, 7, 6), cfg.real.optimizer, jax.random.key(5),
                              init_from=source, class_names=names)
+  residual = tiny_config.copy_and_resolve_references()
+  residual.model.r_arch = "residual"  # another family: other layers, named
+  with pytest.raises(ValueError, match=r"real.init_from=.*its recogniser's trunk has layers "
+                     r"\['Conv_0/bias'.*this one \[.*'embed/bias'.*\(model.r_arch or "
+                     r"model.num_down differ\?\)"):
+    state_lib.create_r_state(build_models(residual, 7, 6), cfg.real.optimizer, jax.random.key(5),
+                             init_from=source, class_names=names)
   with pytest.raises(ValueError, match=r"real.init_from=.*nowhere.*not the workdir"):
     state_lib.create_r_state(models, cfg.real.optimizer, jax.random.key(5),
                              init_from=str(tmp_path / "nowhere"), class_names=names)
