@@ -1,6 +1,6 @@
 """A judge of synthetic expressions of another architecture family: configs/judge_fer2013.py's
-recipe (FER2013, stage `real` alone) with R built as a pre-activation ResNet with GroupNorm and
-global average pooling (``model.r_arch="residual"``, jfesgan/models/residual.py) instead of the
+recipe (FER2013, stage `real` alone) with R built as a normalisation-free pre-activation ResNet
+with global average pooling (``model.r_arch="residual"``, jfesgan/models/residual.py) instead of the
 convolutional trunk that D_img, Phi and the default R share.  Networks of one family read each
 other's cues; this judge shares no design with any network in the losses.
 

@@ -109,9 +109,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Embedding size of Phi and R.
   c.model.embed_dim = 64
   # R's architecture family (jfesgan/models/recogniser.py): "trunk", the convolutional trunk that
-  # D_img and Phi share (R can start from Phi's), or "residual", a pre-activation ResNet with
-  # GroupNorm and global average pooling, for judges of synthesis of another family than every
-  # network in the losses (configs/judge_fer2013_residual.py).
+  # D_img and Phi share (R can start from Phi's), or "residual", a normalisation-free
+  # pre-activation ResNet with global average pooling, for judges of synthesis of another family
+  # than every network in the losses (configs/judge_fer2013_residual.py).
   c.model.r_arch = "trunk"
   # Hidden widths of the latent discriminator D_z.
   c.model.dz_hidden = (256, 256)

@@ -26,7 +26,7 @@ def _run(model, feeds):
     pytest.param(dict(g_upsample="resize", g_edit="mask", g_depth=1), marks=pytest.mark.slow),
     pytest.param(dict(g_edit="difference"), marks=pytest.mark.slow),
     pytest.param(dict(channels=3, image_size=16, num_down=2), marks=pytest.mark.slow),
-    # R of the residual family (a judge's): GroupNorm, projections, global pooling.
+    # R of the residual family (a judge's): projections, residual sums, global pooling.
     pytest.param(dict(r_arch="residual"), marks=pytest.mark.slow),
 ])
 def test_onnx_equals_jax_at_every_batch_size(tiny_config, variant):
