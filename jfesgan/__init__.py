@@ -5,7 +5,7 @@ library fusions off (``--xla_cpu_experimental_ynn_fusion_type=``, an empty set),
 convolutions and their gradients run on XLA:CPU's Eigen kernels.  Measured on 2 CPU cores
 (``jfesgan benchmark``), the YNNPACK convolutions' weight gradients are 2-3x slower
 than Eigen's on this project's layers and its whole train steps 1.0-1.9x slower, on both CPU
-families measured: an AMD EPYC (AVX2) and an Intel Xeon (AVX-512; there 1.2-2.0x slower per step,
+families measured: an AMD EPYC (AVX2) and an Intel Xeon (AVX-512; there 1.0-2.0x slower per step,
 docs/performance.md), so the choice does not depend on the machine.  On the Xeon, XLA's oneDNN
 fusions and 512-bit vectors were measured too and left the steps within noise.  The flag
 only concerns XLA:CPU (GPU and TPU compilers ignore it) and is left alone when ``XLA_FLAGS``
