@@ -13,7 +13,8 @@ another family (``configs/judge_fer2013_residual.py``; docs/method.md):
   the network starts as its shortcuts and trains stably without normalisation (as Fixup and
   SkipInit do).  With GroupNorm before each convolution the recogniser stayed near chance on the
   embedded faces, whose expression cues are small: 31.7 % of held-out faces read after 800 steps
-  against 40.9 % without it (14.3 %, chance, with the map flattened instead of pooled);
+  against 40.9 % without it (14.3 %, chance, with the map flattened instead of pooled; a one-seed
+  probe on the main job's data, not a committed result);
 - global average pooling: where on the face a feature fires is pooled away, the opposite of
   ConvTrunk's flattening, so a judge of this family cannot lean on the same positional cues.
 """
