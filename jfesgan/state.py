@@ -173,8 +173,7 @@ def pretrained_r_params(params, workdir: str, class_names, field: str = "real.in
                      "recogniser's trunk", "trunk", "model.r_arch or model.num_down",
                      "model widths, data.image_size and data.channels")
   cmap = class_map(source_classes, class_names)
-  shared = np.flatnonzero(cmap >= 0)
-  if not shared.size:
+  if not (cmap >= 0).any():
     raise ValueError(f"config.{field}={workdir!r}: none of its classes {source_classes} is "
                      f"one of these {tuple(class_names)}")
   head = _shared_rows(params["head"], source["head"], cmap)

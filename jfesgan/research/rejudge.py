@@ -47,14 +47,16 @@ def has_generator(workdir: str) -> bool:
   return any(s.generator is not None for s in stages.select(config))
 
 
-def rejudge(workdir: str, judge: str, *, data_dir: str | None = None,
+def rejudge(workdir: str, judge: str | judge_lib.Panel, *, data_dir: str | None = None,
             manual_dir: str | None = None) -> dict[str, float]:
   """The scores of every finished generator of the run in ``workdir`` by ``judge``: a judge's
-  workdir, or several comma-separated (an ensemble, :func:`jfesgan.judge.load`)."""
+  workdir, or several comma-separated (:func:`jfesgan.evaluation.judge.load`), or the judges
+  already loaded (a :class:`jfesgan.evaluation.judge.Panel`, to score several runs with one
+  load)."""
   workdir = os.path.abspath(workdir)
   config, class_names = workdir_lib.read_run(workdir)
   summary = workdir_lib.read_summary(workdir)
-  reader = judge_lib.load(judge)
+  reader = judge if isinstance(judge, judge_lib.Panel) else judge_lib.load(judge)
   plan = stages.select(config)
   names = [s.name for s in plan if s.generator is not None]
   if not names:
@@ -185,11 +187,12 @@ def main(argv):
   quiet_tool()
   f = flags.FLAGS
   judge_dir = ",".join(judge_lib.workdirs(f.judge, "--judge"))
-  fingerprints, families = judge_lib.provenance_of(judge_dir)
+  panel = judge_lib.load(judge_dir)  # once for every run
+  fingerprints, families = judge_lib.fingerprints(panel), judge_lib.families(panel)
   runs = {}
   for workdir in f.workdir:
     workdir = os.path.abspath(workdir)
-    scores = rejudge(workdir, judge_dir, data_dir=f.data_dir, manual_dir=f.manual_dir)
+    scores = rejudge(workdir, panel, data_dir=f.data_dir, manual_dir=f.manual_dir)
     path = save(workdir, judge_dir, scores, fingerprints, families)
     print(f"{workdir} judged by {judge_dir}:")
     for k, v in sorted(scores.items()):
