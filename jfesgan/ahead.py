@@ -14,13 +14,9 @@ program.  Without a persistent cache, or with ``config.steps_per_call`` > 1 (who
 depends on the run's schedule), it does nothing.  A failure to compile ahead is logged, and the
 stage then compiles its step itself as it would have.
 
-Known limit (why ``config.compile_ahead`` is off by default): the persistent cache is keyed by
-the lowered module's text.  For the classifier stages (``phi``, ``real``) the program lowered from
-the state's shapes is the one the stage runs (``tests/ahead_test.py``); for the GAN stages
-(``fesgan``, ``joint``) it is the same computation but its private functions are numbered
-differently from the program lowered from the trained states the stage starts from (measured
-with jax 0.10.2: ``_one_hot`` vs ``_one_hot_13``; the arrays' shapes, dtypes and weak types all
-equal), so those stages miss the cache and compile again, and compiling ahead only costs CPU.
+The programs compiled ahead are lowered from the shapes *placed* as the training loop places its
+arguments (:func:`placed_arguments`): lowered from unplaced shapes the GAN stages' programs differ
+in their text from the ones the stages run, miss the cache and would be compiled twice.
 """
 
 from __future__ import annotations
@@ -49,6 +45,29 @@ def abstract_batch(ctx: stages.Context, stage: stages.Stage) -> dict[str, jax.Sh
   batches = pipeline.Batches(ctx.train, ctx.config.batch_size, seed=0,
                              hflip=ctx.config.data.hflip, subject_index=stage.label_key == "subject")
   return {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in batches.at(0).items()}
+
+
+def placed_arguments(state, batch, stage: stages.Stage, ctx: stages.Context, mesh) -> tuple:
+  """The shapes of a step's arguments placed as the training loop places them: the state
+  replicated over the mesh, the batch sharded over it, the key on the default device as
+  ``jax.random.fold_in`` leaves it.
+
+  Placement is part of the program: an array's sharding rides on its abstract value while jax
+  traces, and two calls of one jitted helper whose arguments are placed differently are lowered as
+  two functions (measured with jax 0.10.2: the stage-1 step draws one target expression from the
+  batch's labels and one from the key, both through ``jax.nn.one_hot``; lowered from unplaced
+  shapes they share one function, from the loop's arrays they are two, ``_one_hot`` and
+  ``_one_hot_13``).  The persistent cache is keyed by the module's text, so the program compiled
+  ahead must be lowered from arguments placed exactly as the loop's (``tests/ahead_test.py``
+  compares the texts for every stage).
+  """
+  def placed(tree, sharding):
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding,
+                                                       weak_type=s.weak_type), tree)
+
+  key = jax.eval_shape(lambda: jax.random.fold_in(stage.key(ctx.config.seed), 0))
+  return (placed(state, parallel.replicated(mesh)), placed(batch, parallel.data_sharding(mesh)),
+          key)
 
 
 def static_variants(config, stage: stages.Stage) -> list[dict[str, Any]]:
@@ -89,10 +108,10 @@ class CompileAhead:
             create = stages.BY_NAME[name].create
             abstract[name] = jax.eval_shape(lambda fin, create=create: create(ctx, fin), need)
         step = parallel.jit_step(stage.step(ctx), mesh, static_argnames=stage.static_argnames)
-        key = jax.eval_shape(lambda: jax.random.fold_in(stage.key(ctx.config.seed), 0))
-        batch = abstract_batch(ctx, stage)
+        state, batch, key = placed_arguments(abstract[stage.name], abstract_batch(ctx, stage),
+                                             stage, ctx, mesh)
         for static in static_variants(ctx.config, stage):
-          step.lower(abstract[stage.name], batch, key, **static).compile()
+          step.lower(state, batch, key, **static).compile()
         self.seconds[stage.name] = time.time() - t
         logging.info("stage %s: step compiled ahead in %.1f s", stage.name, self.seconds[stage.name])
       except Exception as e:  # pylint: disable=broad-except

@@ -51,6 +51,35 @@ def test_a_step_compiled_ahead_is_loaded_not_compiled_again(tiny_config, tmp_pat
   assert int(new.step) == 1 and np.isfinite(float(metrics["real/loss"]))
 
 
+@pytest.mark.slow
+def test_every_stage_lowered_ahead_is_the_program_the_loop_runs(tiny_config, tmp_path):
+  # The persistent cache hands a program over only if the module's text is the same: lowered from
+  # the placed shapes of the states a stage starts from, and from those states themselves (created,
+  # replicated over the mesh; the batch sharded; the key as the loop folds it), for every stage.
+  cfg, ctx = _ctx(tiny_config, tmp_path)
+  mesh = parallel.make_mesh()
+  assert mesh.size > 1  # the fake devices of the test session: placement matters
+  made, shapes = {}, {}
+  for stage in stages.PLAN:
+    need = {m: made[m] for m in stage.needs}
+    made[stage.name] = parallel.replicate(stage.create(ctx, need), mesh)
+    shapes[stage.name] = jax.eval_shape(lambda fin, stage=stage: stage.create(ctx, fin),
+                                        {m: shapes[m] for m in stage.needs})
+    step = parallel.jit_step(stage.step(ctx), mesh, static_argnames=stage.static_argnames)
+    static = ahead.static_variants(cfg, stage)[0]
+    batches = pipeline.Batches(ctx.train, cfg.batch_size, seed=0, hflip=cfg.data.hflip,
+                               subject_index=stage.label_key == "subject")
+    loop = step.lower(made[stage.name], parallel.shard_batch(batches.at(0), mesh),
+                      jax.random.fold_in(stage.key(cfg.seed), 0), **static).as_text()
+    state, batch, key = ahead.placed_arguments(shapes[stage.name], ahead.abstract_batch(ctx, stage),
+                                               stage, ctx, mesh)
+    assert step.lower(state, batch, key, **static).as_text() == loop, stage.name
+    # Unplaced shapes lower another program for the GAN stages (the reason for placing them).
+    if stage.name == "fesgan":
+      assert step.lower(shapes[stage.name], ahead.abstract_batch(ctx, stage), key,
+                        **static).as_text() != loop
+
+
 def test_static_variants_are_the_distinct_ones_over_the_steps(tiny_config):
   cfg = tiny_config.copy_and_resolve_references()
   for stage in stages.PLAN:
