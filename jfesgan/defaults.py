@@ -257,12 +257,12 @@ def get_config() -> ml_collections.ConfigDict:
   # batches and results either way.  For GPU/TPU (e.g. 50); on CPU the scan is unrolled (XLA:CPU
   # runs convolutions in loops slowly), which buys little and compiles K copies of each step.
   c.steps_per_call = 1
-  # Compile every stage's step at the start, in a background thread, while data loads and the
-  # earlier stages train (jfesgan/ahead.py; needs the persistent compilation cache, on by
-  # default, and steps_per_call = 1).  The same programs and results either way.  Off: so far
-  # only the classifier stages' programs (phi, real) lowered from shapes are the ones the stages
-  # then run; the GAN stages' differ in the numbering of their private functions, so they would
-  # be compiled twice (see jfesgan/ahead.py).
+  # Compile every stage's step at the start, in a background thread, while the earlier stages
+  # train (jfesgan/ahead.py; needs the persistent compilation cache, on by default, and
+  # steps_per_call = 1).  The same programs and results either way (each stage loads the program
+  # compiled ahead from the cache).  Off: on 2 CPU cores the compiler and the training share the
+  # cores, and the main job took as long with it (457.2 vs 457.3 s, docs/performance.md); where
+  # the steps run on an accelerator the host's cores are free to compile.
   c.compile_ahead = False
   # Logging and checkpointing (in steps of the running stage).
   c.log_every = 50
