@@ -357,11 +357,19 @@ def test_rejudged_replaces_the_runs_judge_scores_and_keeps_them(tiny_config, tmp
   monkeypatch.setattr(rejudge, "rejudge", fake_rejudge)
   prints = {"a": "0123456789ab", "b": "ba9876543210"}
   families = {"a": "trunk", "b": "residual"}
-  monkeypatch.setattr(crossval.judge_lib, "provenance_of",
-                      lambda spec: (dict(prints), dict(families)))
+  loads, panels = [], []
+
+  def fake_load(spec):  # the judges are loaded once for all the rows that need them
+    loads.append(spec)
+    panels.append(object())
+    return panels[-1]
+
+  monkeypatch.setattr(crossval.judge_lib, "load", fake_load)
+  monkeypatch.setattr(crossval.judge_lib, "fingerprints", lambda panel: dict(prints))
+  monkeypatch.setattr(crossval.judge_lib, "families", lambda panel: dict(families))
   results = crossval.collect_finished(cfg, workdir, ablation=True)
   assert crossval.rejudged(results, "/j/a, /j/b") == "a+b"
-  assert [c[1] for c in calls] == ["/j/a,/j/b"] * 2
+  assert loads == ["/j/a,/j/b"] and [c[1] for c in calls] == panels * 2
   for k, row in enumerate(("real", "joint_rdbp")):
     summary = results[(0, 0)][row]
     assert {x: v for x, v in summary.items() if x.startswith("judge/")} == {
@@ -377,10 +385,10 @@ def test_rejudged_replaces_the_runs_judge_scores_and_keeps_them(tiny_config, tmp
   prints["a"] = "retrained000"
   again = crossval.collect_finished(cfg, workdir, ablation=True)
   crossval.rejudged(again, "/j/a,/j/b")
-  assert len(calls) == 2 and again[(0, 0)]["joint_rdbp"]["judge/fesgan/acc_t"] == 0.5
+  assert len(calls) == 2 and len(loads) == 1 and again[(0, 0)]["joint_rdbp"]["judge/fesgan/acc_t"] == 0.5
   assert again[(0, 0)]["joint_rdbp"]["judge_fingerprints"]["a"] == "0123456789ab"
   crossval.rejudged(crossval.collect_finished(cfg, workdir, ablation=True), "/j/a")
-  assert len(calls) == 4
+  assert len(calls) == 4 and loads == ["/j/a,/j/b", "/j/a"]
   with pytest.raises(ValueError, match="names no judge"):
     crossval.rejudged(again, " ,")
   # A run without a generator keeps no judge scores.

@@ -285,7 +285,7 @@ def rejudged(results: dict[tuple[int, int], dict[str, dict]], judge: str) -> str
   ``jfesgan rejudge`` writes) and read back from there by later calls with the same
   judges.  A row without a generator keeps no ``judge/*`` scores.  Returns the judges' names."""
   dirs = ",".join(judge_lib.workdirs(judge, "--rejudge"))
-  now = None  # the judges' fingerprints and families today, computed once if a row needs judging
+  panel = None  # the judges, loaded once if a row needs judging
   for _, rows in sorted(results.items()):
     for summary in rows.values():
       for key in [k for k in summary if judge_lib.is_judge_key(k)]:
@@ -297,8 +297,9 @@ def rejudged(results: dict[tuple[int, int], dict[str, dict]], judge: str) -> str
         continue
       kept = rejudge_lib.saved_record(d, dirs)
       if kept is None:
-        now = now or judge_lib.provenance_of(dirs)
-        kept = {"scores": rejudge_lib.rejudge(d, dirs), "fingerprints": now[0],
+        panel = panel or judge_lib.load(dirs)
+        now = judge_lib.fingerprints(panel), judge_lib.families(panel)
+        kept = {"scores": rejudge_lib.rejudge(d, panel), "fingerprints": now[0],
                 "families": now[1]}
         rejudge_lib.save(d, dirs, kept["scores"], *now)
       summary.update(kept["scores"])
