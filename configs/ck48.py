@@ -12,7 +12,7 @@ existed (docs/crossval.md, "Probe: ... adv_weight=0.1"), and has not been re-dec
 validation subjects since; read every CK+48 table made with this config knowing that.  (It is
 now also the default of every config, chosen on the embedded faces' validation subjects,
 ``results/procedural/generator_validation.md``.)  ``latent_weight`` stays 1.0 here: the default's
-0.1 was chosen on the embedded faces (``results/procedural/generator_terms.md``) and is not
+0.03 was chosen on the embedded faces (``results/procedural/generator_terms.md``) and is not
 measured on CK+48, whose committed tables were made with 1.0.  About 30 minutes of
 stage 1 per fold on 2 CPU cores, then ~2.5 minutes per joint row; the cross-validation resumes
 where it stopped.
