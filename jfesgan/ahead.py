@@ -1,5 +1,5 @@
-"""Compiling the stages' train steps ahead of time, in a background thread, while data loads and
-earlier stages train.
+"""Compiling the stages' train steps ahead of time, in a background thread, while the earlier
+stages train (it starts once the data are loaded: the batches' shapes come from them).
 
 XLA compiles each stage's step the first time it is called; for the main job that is about 50 s
 on 2 CPU cores, spent in turn at the start of every stage.  :class:`CompileAhead` lowers every

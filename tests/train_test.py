@@ -156,8 +156,8 @@ def test_train_and_evaluate_resume_and_start_from(tiny_config, tmp_path):
   alone = rejudge.rejudge(row, res_dir)
   assert set(alone) == {k.replace("judge/", "judge_residual/", 1) for k in judge_scores}
   assert rejudge.rejudge(row, f"{res_dir},{judge_dir}") == {**judge_scores, **alone}
-  assert judge_lib.provenance_of(f"{res_dir},{judge_dir}")[1] == {"judge_res": "residual",
-                                                                  "judge": "trunk"}
+  panel = judge_lib.load(f"{res_dir},{judge_dir}")
+  assert judge_lib.provenance(panel)[1] == {"judge_res": "residual", "judge": "trunk"}
   with pytest.raises(ValueError, match="no generator stage"):
     rejudge.rejudge(judge_dir, judge_dir)
   bad = judged_cfg.copy_and_resolve_references()

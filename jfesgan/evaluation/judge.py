@@ -144,10 +144,9 @@ def families(panel: Panel) -> dict[str, str]:
   return {os.path.basename(m.workdir.rstrip("/")): m.model.arch for m in panel.members}
 
 
-def provenance_of(spec: str) -> tuple[dict[str, str], dict[str, str]]:
-  """(:func:`fingerprints`, :func:`families`) of the judge(s) in workdir(s) ``spec``, loaded for
-  it."""
-  panel = load(spec)
+def provenance(panel: Panel) -> tuple[dict[str, str], dict[str, str]]:
+  """(:func:`fingerprints`, :func:`families`) of the judges: what a result records of its
+  readers."""
   return fingerprints(panel), families(panel)
 
 

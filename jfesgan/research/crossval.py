@@ -285,7 +285,8 @@ def rejudged(results: dict[tuple[int, int], dict[str, dict]], judge: str) -> str
   ``jfesgan rejudge`` writes) and read back from there by later calls with the same
   judges.  A row without a generator keeps no ``judge/*`` scores.  Returns the judges' names."""
   dirs = ",".join(judge_lib.workdirs(judge, "--rejudge"))
-  panel = None  # the judges, loaded once if a row needs judging
+  # The judges, and their fingerprints and families, loaded once if a row needs judging.
+  panel = now = None
   for _, rows in sorted(results.items()):
     for summary in rows.values():
       for key in [k for k in summary if judge_lib.is_judge_key(k)]:
@@ -297,8 +298,9 @@ def rejudged(results: dict[tuple[int, int], dict[str, dict]], judge: str) -> str
         continue
       kept = rejudge_lib.saved_record(d, dirs)
       if kept is None:
-        panel = panel or judge_lib.load(dirs)
-        now = judge_lib.fingerprints(panel), judge_lib.families(panel)
+        if panel is None:
+          panel = judge_lib.load(dirs)
+          now = judge_lib.provenance(panel)
         kept = {"scores": rejudge_lib.rejudge(d, panel), "fingerprints": now[0],
                 "families": now[1]}
         rejudge_lib.save(d, dirs, kept["scores"], *now)

@@ -188,7 +188,7 @@ def main(argv):
   f = flags.FLAGS
   judge_dir = ",".join(judge_lib.workdirs(f.judge, "--judge"))
   panel = judge_lib.load(judge_dir)  # once for every run
-  fingerprints, families = judge_lib.fingerprints(panel), judge_lib.families(panel)
+  fingerprints, families = judge_lib.provenance(panel)
   runs = {}
   for workdir in f.workdir:
     workdir = os.path.abspath(workdir)
