@@ -36,9 +36,8 @@ class RunSummary:
     self.ev = scores_lib.Evaluator(models, config.eval.batch_size)
     # The independent judge of synthesis: loaded here, by the evaluation alone (no stage sees it).
     self.judge = judge_lib.load(config.eval.judge) if config.eval.judge else None
-    self.judge_fingerprints = (judge_lib.fingerprints(self.judge) if self.judge is not None
-                               else None)
-    self.judge_families = (judge_lib.families(self.judge) if self.judge is not None else None)
+    self.judge_fingerprints, self.judge_families = (
+        judge_lib.provenance(self.judge) if self.judge is not None else (None, None))
     self.paths = {"workdir": workdir, "metrics": writer.jsonl_path, "tensorboard": writer.tb_dir,
                   "checkpoints": os.path.join(workdir, "checkpoints")}
     self.summary: dict[str, Any] = {"confusion": {}, "paths": self.paths,
