@@ -346,5 +346,9 @@ def test_a_full_disk_during_a_save_ends_with_one_traceback_and_one_clean_line(ti
   assert out.stderr.count("Traceback") == 1, out.stderr[-4000:]
   assert "Event loop is closed" not in out.stderr and "never retrieved" not in out.stderr
   last = out.stderr.rstrip("\n").split("\n")[-1]
-  assert last.startswith("jfesgan: failed: ValueError: OUT_OF_RANGE: Error writing"), last
-  assert last.endswith("File too large [os_error_code='27']"), last
+  # Which write meets the limit first depends on the checkpointer's threads' timing: tensorstore
+  # then says "Error writing ..." or "Error opening "zarr" driver: Error writing ...", and the
+  # spec may follow the OS error. What must hold: the failure is named, whole, on the last line.
+  assert last.startswith("jfesgan: failed: ValueError: OUT_OF_RANGE: Error "), last
+  assert "Error writing" in last and "File too large" in last, last
+  assert last.endswith("[os_error_code='27']"), last
