@@ -191,6 +191,12 @@ def get_config() -> ml_collections.ConfigDict:
   # One optimiser per player; stage `joint` continues them with the same settings (fresh moments).
   c.fesgan.optimizer = ml_collections.ConfigDict(dict(
       g=optimizer(2e-4, 0.5), dimg=optimizer(2e-4, 0.5), dz=optimizer(2e-4, 0.5)))
+  # A warm-up of the encoder and decoder inside stage 1: its first `steps` iterations (counted in
+  # fesgan.steps) train g on the reconstruction and identity terms alone, with an optimiser of
+  # its own; the discriminators step as in every iteration.  Then g's adversarial, latent and
+  # expression terms join and fesgan.optimizer.g takes over with fresh moments (its schedule
+  # spans the updates left).  0 = no warm-up (the paper's stage 1).
+  c.fesgan.warmup = ml_collections.ConfigDict(dict(steps=0, optimizer=optimizer(1e-3, 0.9)))
 
   # Stage `real`: a recogniser trained on real images only, the real-only baseline and the judge
   # of synthetic expressions.

@@ -104,9 +104,16 @@ def _fesgan_loss(ctx: Context) -> steps.FesganLoss:
   return steps.FesganLoss.from_config(ctx.config.fesgan)
 
 
-def _n_critic_variant(config, step: int) -> dict:
+def _fesgan_variant(config, step: int) -> dict:
+  """Stage 1's step at iteration ``step``: whether g updates (every ``n_critic``-th) and whether
+  it is in its warm-up (``fesgan.warmup.steps``: the reconstruction and identity terms alone)."""
   n = config.fesgan.n_critic
-  return {"update_g": step % n == n - 1}
+  return {"update_g": step % n == n - 1, "warmup": step < _warmup_steps(config)}
+
+
+def _warmup_steps(config) -> int:
+  warmup = config.fesgan.get("warmup")  # runs saved before the field read as no warm-up
+  return int(warmup.steps) if warmup is not None else 0
 
 
 PLAN: tuple[Stage, ...] = (
@@ -123,10 +130,10 @@ PLAN: tuple[Stage, ...] = (
             ctx.models, ctx.config.fesgan.optimizer, FESGAN.key(ctx.config.seed), done["phi"],
             steps=ctx.config.fesgan.steps, n_critic=ctx.config.fesgan.n_critic,
             init_from=ctx.config.fesgan.get("init_from", ""),
-            class_names=ctx.train.class_names),
+            class_names=ctx.train.class_names, warmup=ctx.config.fesgan.get("warmup")),
         step=lambda ctx: functools.partial(steps.fesgan_step, models=ctx.models,
                                            loss=_fesgan_loss(ctx)),
-        static=_n_critic_variant, static_argnames=("update_g",),
+        static=_fesgan_variant, static_argnames=("update_g", "warmup"),
         show=("g/rec", "g/expr", "g/expr_acc_t", "dimg/wasserstein", "dimg/score_gap",
               "dimg/cls_acc"),
         generator=lambda s: s.g_ema),

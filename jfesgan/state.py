@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax
 import jax
@@ -102,6 +102,54 @@ def make_optimizer(section, steps: int | None = None) -> optax.GradientTransform
   if section.grad_clip:
     tx = optax.chain(optax.clip_by_global_norm(section.grad_clip), tx)
   return tx
+
+
+class PhasedState(NamedTuple):
+  """The state of :func:`phased`: updates made, and each phase's optimiser state."""
+
+  count: jax.Array
+  first: optax.OptState
+  second: optax.OptState
+
+
+def phased(first: optax.GradientTransformation, second: optax.GradientTransformation,
+           boundary: int) -> optax.GradientTransformation:
+  """``first`` for the first ``boundary`` updates, then ``second``.  ``second``'s state is not
+  touched before the switch, so it starts there with fresh moments and its schedule's count at
+  0 (stage 1's warm-up: ``config.fesgan.warmup``)."""
+  def init(params):
+    return PhasedState(jnp.zeros([], jnp.int32), first.init(params), second.init(params))
+
+  def update(updates, state, params=None):
+    def early(_):
+      u, s = first.update(updates, state.first, params)
+      return u, s, state.second
+
+    def late(_):
+      u, s = second.update(updates, state.second, params)
+      return u, state.first, s
+
+    u, s1, s2 = jax.lax.cond(state.count < boundary, early, late, None)
+    return u, PhasedState(optax.safe_increment(state.count), s1, s2)
+
+  return optax.GradientTransformation(init, update)
+
+
+def generator_optimizer(optimizers, g_steps: int | None, warmup=None,
+                        n_critic: int = 1) -> optax.GradientTransformation:
+  """g's stage-1 optimiser: ``optimizers.g`` over its ``g_steps`` updates, or, with a warm-up
+  (``warmup``: ``config.fesgan.warmup``, ``steps`` > 0 iterations), ``warmup.optimizer`` for the
+  updates g makes in those iterations and then ``optimizers.g`` from fresh moments, its schedule
+  spanning the updates left."""
+  iterations = int(warmup.steps) if warmup is not None else 0
+  if not iterations:
+    return make_optimizer(optimizers.g, g_steps)
+  warm = iterations // n_critic  # g steps at iterations i with i % n_critic == n_critic - 1
+  if g_steps is not None and warm >= g_steps:
+    raise ValueError(f"config.fesgan.warmup.steps={iterations} leaves no generator update of "
+                     f"stage 1's {g_steps * n_critic} iterations after it (fesgan.steps)")
+  rest = None if g_steps is None else g_steps - warm
+  return phased(make_optimizer(warmup.optimizer, warm), make_optimizer(optimizers.g, rest), warm)
 
 
 def _copy(tree):
@@ -261,12 +309,14 @@ def pretrained_fesgan_params(params: dict, workdir: str, class_names) -> dict:
 
 def create_fesgan_states(models: Models, optimizers, rng: jax.Array, phi: TrainState,
                          steps: int | None = None, n_critic: int = 1, init_from: str = "",
-                         class_names=None) -> FesganStates:
+                         class_names=None, warmup=None) -> FesganStates:
   """Fresh stage-1 states around a trained identity network ``phi``; ``optimizers`` has sections
   ``g``, ``dimg`` and ``dz``.  Over ``steps`` iterations the discriminators step every time and
   ``g`` every ``n_critic``-th, so a cosine schedule spans ``steps`` updates of theirs and
-  ``steps // n_critic`` of g's.  With ``init_from`` (``config.fesgan.init_from``) the networks
-  start from that run's stage 1 (:func:`pretrained_fesgan_params`)."""
+  ``steps // n_critic`` of g's (:func:`generator_optimizer`: with ``warmup``,
+  ``config.fesgan.warmup``, g's first updates have an optimiser of their own).  With
+  ``init_from`` (``config.fesgan.init_from``) the networks start from that run's stage 1
+  (:func:`pretrained_fesgan_params`)."""
   g_steps = None if steps is None else steps // n_critic
   kg, kd, kz = jax.random.split(rng, 3)
   img = _dummy_image(models)
@@ -283,7 +333,7 @@ def create_fesgan_states(models: Models, optimizers, rng: jax.Array, phi: TrainS
     g_params, dimg_params, dz_params = pre["g"], pre["dimg"], pre["dz"]
   return FesganStates(
       g=TrainState.create(apply_fn=models.g.apply, params=g_params,
-                          tx=make_optimizer(optimizers.g, g_steps)),
+                          tx=generator_optimizer(optimizers, g_steps, warmup, n_critic)),
       dimg=TrainState.create(apply_fn=models.dimg.apply, params=dimg_params,
                              tx=make_optimizer(optimizers.dimg, steps)),
       dz=TrainState.create(apply_fn=models.dz.apply, params=dz_params,

@@ -267,8 +267,8 @@ def discriminator_losses(params: Params, batch: Batch, rng: jax.Array, *, models
 
 
 def generator_terms(params: Params, batch: Batch, rng: jax.Array, *, models: Models,
-                    syn: dict[str, jax.Array] | None = None, loss: FesganLoss = FesganLoss()
-                    ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+                    syn: dict[str, jax.Array] | None = None, loss: FesganLoss = FesganLoss(),
+                    warmup: bool = False) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
   """The unweighted stage-1 generator terms, and the synthesised images.
 
   adv: WGAN terms on x_t and x_p; latent: non-saturating D_z term on E(x); expr: D_img's expression
@@ -281,24 +281,29 @@ def generator_terms(params: Params, batch: Batch, rng: jax.Array, *, models: Mod
   expression accuracy in the returned images' dict.
   ``syn`` reuses images already drawn with ``params["g"]`` (stage 2 shares them with R).
   D_img sees x_t and x_p as ``loss.dimg_view`` makes them (``fesgan.dimg_augment``).
+  ``warmup`` (stage 1's warm-up, ``fesgan.warmup``): rec and identity only; the discriminators
+  are not run.
   """
   x, y = batch["image"], batch["label"]
   if syn is None:
     syn = synthesise(params["g"], x, y, rng, models=models, labels=loss.labels)
   n = x.shape[0]
-  scores, logits = models.dimg.apply(
-      {"params": params["dimg"]}, loss.dimg_view(jnp.concatenate([syn["x_t"], syn["x_p"]]), rng))
   phi = lambda im: models.phi.apply({"params": params["phi"]}, im, method="embed")
   e = phi(jnp.concatenate([x, syn["x_t"], syn["x_rec"]]))
   e_x, e_t, e_rec = e[:n], e[n:2 * n], e[2 * n:]
+  reconstruction = {"rec": losses.l1(x, syn["x_rec"]),
+                    "identity": losses.l1(e_x, e_t) + losses.l1(e_x, e_rec)}
+  if warmup:
+    return reconstruction, dict(syn)
+  scores, logits = models.dimg.apply(
+      {"params": params["dimg"]}, loss.dimg_view(jnp.concatenate([syn["x_t"], syn["x_p"]]), rng))
   terms = {
       "adv": loss.generator_adv(scores[:n]) + loss.generator_adv(scores[n:]),
       "latent": losses.ns_generator_loss(models.dz.apply({"params": params["dz"]}, syn["z"])),
       # Label-free stage 1 (loss.labels False) has no expression to ask D_img's head for.
       **({"expr": losses.cross_entropy(logits[:n], syn["c_t"])
                   + losses.cross_entropy(logits[n:], syn["c_p"])} if loss.labels else {}),
-      "rec": losses.l1(x, syn["x_rec"]),
-      "identity": losses.l1(e_x, e_t) + losses.l1(e_x, e_rec),
+      **reconstruction,
       "tv": losses.total_variation(syn["x_t"]) + losses.total_variation(syn["x_p"]),
   }
   if "mask_t" in syn:
@@ -337,12 +342,15 @@ def discriminator_update(states: FesganStates, batch: Batch, rng: jax.Array, *, 
 
 
 def generator_update(states: FesganStates, batch: Batch, rng: jax.Array, *, models: Models,
-                     loss: FesganLoss) -> tuple[FesganStates, dict[str, jax.Array]]:
-  """One optimiser step of ``g`` (encoder and decoder) on the weighted stage-1 terms."""
+                     loss: FesganLoss, warmup: bool = False
+                     ) -> tuple[FesganStates, dict[str, jax.Array]]:
+  """One optimiser step of ``g`` (encoder and decoder) on the weighted stage-1 terms (in the
+  warm-up, ``warmup``, on the reconstruction and identity terms alone)."""
   params = _all_params(states)
 
   def loss_fn(g_params):
-    terms, aux = generator_terms({**params, "g": g_params}, batch, rng, models=models, loss=loss)
+    terms, aux = generator_terms({**params, "g": g_params}, batch, rng, models=models, loss=loss,
+                                 warmup=warmup)
     total = loss.generator_total(terms)
     metrics = {f"g/{k}": v for k, v in terms.items()}
     metrics["g/loss"] = total
@@ -355,12 +363,16 @@ def generator_update(states: FesganStates, batch: Batch, rng: jax.Array, *, mode
 
 
 def fesgan_step(states: FesganStates, batch: Batch, rng: jax.Array, *, models: Models,
-                loss: FesganLoss, update_g: bool = True) -> tuple[FesganStates, dict[str, jax.Array]]:
-  """Stage 1: a discriminator step, then (when ``update_g``) a generator step on the same batch."""
+                loss: FesganLoss, update_g: bool = True, warmup: bool = False
+                ) -> tuple[FesganStates, dict[str, jax.Array]]:
+  """Stage 1: a discriminator step, then (when ``update_g``) a generator step on the same batch;
+  ``warmup``: the generator's step is its warm-up's (``config.fesgan.warmup``: the reconstruction
+  and identity terms alone; g's optimiser switches by its own count)."""
   keys = named_keys(rng, "d", "g")
   states, metrics = discriminator_update(states, batch, keys["d"], models=models, loss=loss)
   if update_g:
-    states, m = generator_update(states, batch, keys["g"], models=models, loss=loss)
+    states, m = generator_update(states, batch, keys["g"], models=models, loss=loss,
+                                 warmup=warmup)
     metrics.update(m)
   return states, metrics
 
@@ -524,6 +536,11 @@ def check_config(config, need) -> None:
   need(config.fesgan.n_critic >= 1, "fesgan.n_critic", config.fesgan.n_critic, "must be >= 1")
   need(0 <= config.fesgan.ema_decay < 1, "fesgan.ema_decay", config.fesgan.ema_decay,
        "must be in [0, 1)")
+  warmup = config.fesgan.get("warmup")
+  if warmup is not None:
+    need(0 <= warmup.steps < config.fesgan.steps, "fesgan.warmup.steps", warmup.steps,
+         f"must be in [0, fesgan.steps={config.fesgan.steps}): the warm-up is the first of "
+         "stage 1's iterations (0: none)")
   need(config.fesgan.get("cycle_weight", 0.0) >= 0, "fesgan.cycle_weight",
        config.fesgan.get("cycle_weight"), "must be >= 0 (0: off)")
   if not config.fesgan.get("expression_labels", True):

@@ -73,3 +73,21 @@ def test_every_shipped_config_loads_and_validates(name):
   takes_arg = bool(inspect.signature(module.get_config).parameters)
   config = module.get_config("/nonexistent/folder") if takes_arg else module.get_config()
   validate.validate(config, stages.select(config))
+
+
+def test_stage_one_warmup_is_its_first_iterations_and_a_variant_of_its_step(tiny_config):
+  """``fesgan.warmup.steps`` marks stage 1's first iterations as the warm-up variant of its step
+  (compiled once beside the main one); beyond the stage's length it is refused by name."""
+  from jfesgan import ahead, validate  # pylint: disable=g-import-not-at-top
+  cfg = tiny_config.copy_and_resolve_references()
+  cfg.fesgan.steps, cfg.fesgan.n_critic = 6, 2
+  cfg.fesgan.warmup.steps = 3
+  variants = [stages.FESGAN.static(cfg, s) for s in range(6)]
+  assert [v["warmup"] for v in variants] == [True] * 3 + [False] * 3
+  assert [v["update_g"] for v in variants] == [False, True] * 3
+  assert len(ahead.static_variants(cfg, stages.FESGAN)) == 4
+  cfg.fesgan.warmup.steps = 0
+  assert not any(stages.FESGAN.static(cfg, s)["warmup"] for s in range(6))
+  cfg.fesgan.warmup.steps = 6
+  with pytest.raises(ValueError, match=r"fesgan\.warmup\.steps"):
+    validate.validate(cfg, stages.select(cfg))

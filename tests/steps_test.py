@@ -6,6 +6,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from jfesgan import losses, parallel, steps
@@ -159,6 +160,74 @@ def test_each_step_updates_only_its_players(setup):
     assert not _changed(getattr(g_new, name).params, getattr(states, name).params), name
   chex.assert_tree_all_finite((d_metrics, g_metrics))
   assert {f"g/{t}" for t in steps.GENERATOR_TERMS} <= set(g_metrics)
+
+
+@pytest.mark.slow
+def test_the_warmup_trains_g_on_reconstruction_and_identity_alone(setup, tiny_config):
+  """Stage 1's warm-up (``fesgan.warmup``): the generator's loss is rec and identity, weighted,
+  the same values as in the full terms; its gradient reaches the encoder and decoder only, and g
+  steps with the warm-up's optimiser; the discriminators do not run in the generator's loss."""
+  loss, models, states, batch, params = setup
+  rng = jax.random.key(5)
+  warm, _ = steps.generator_terms(params, batch, rng, models=models, loss=loss, warmup=True)
+  full, _ = steps.generator_terms(params, batch, rng, models=models, loss=loss)
+  assert set(warm) == {"rec", "identity"}
+  chex.assert_trees_all_close(warm, {k: full[k] for k in warm})
+
+  def total(p):
+    terms, _ = steps.generator_terms(p, batch, rng, models=models, loss=loss, warmup=True)
+    return loss.rec * terms["rec"] + loss.identity * terms["identity"]
+
+  grads = jax.grad(total)(params)
+  n = norms(grads)
+  assert n["encoder"] > 0 and n["decoder"] > 0, n
+  assert n["dimg"] == 0 and n["dz"] == 0, n  # (Phi's gradient is never applied: it is frozen)
+  # The whole step: g moves by its warm-up optimiser (Adam at warmup.optimizer's settings from
+  # fresh moments) on exactly that gradient; the other players do not move in g's update.
+  cfg = tiny_config.copy_and_resolve_references()
+  cfg.fesgan.warmup.steps = 4
+  tx = state_lib.generator_optimizer(cfg.fesgan.optimizer, 10, cfg.fesgan.warmup)
+  g = state_lib.TrainState.create(apply_fn=models.g.apply, params=states.g.params, tx=tx)
+  new, metrics = steps.generator_update(states.replace(g=g), batch, rng, models=models,
+                                        loss=loss, warmup=True)
+  assert not any(k in metrics for k in ("g/adv", "g/latent", "g/expr", "g/expr_acc_t"))
+  chex.assert_trees_all_close(metrics["g/loss"], total(params), rtol=1e-6)
+  adam = state_lib.make_optimizer(cfg.fesgan.warmup.optimizer, 4)
+  updates, _ = adam.update(grads["g"], adam.init(states.g.params), states.g.params)
+  chex.assert_trees_all_close(new.g.params, optax.apply_updates(states.g.params, updates),
+                              atol=1e-6)
+  for name in ("dimg", "dz", "phi"):
+    assert not _changed(getattr(new, name).params, getattr(states, name).params), name
+
+
+def test_phased_optimizer_switches_once_with_fresh_moments():
+  """g's warm-up optimiser: the first phase's updates, then the second's as if it started at the
+  switch (fresh moments, its schedule's count at 0); each g update counts, so with n_critic = 2
+  a warm-up of 5 iterations is 2 of g's updates."""
+  first, second = optax.sgd(0.5), optax.adam(optax.linear_schedule(0.1, 0.0, 4))
+  tx = state_lib.phased(first, second, 2)
+  params = {"w": jnp.arange(3.0)}
+  grads = [{"w": jnp.full(3, float(i + 1)) * jnp.array([1.0, -2.0, 0.5])} for i in range(5)]
+  state, fresh = tx.init(params), second.init(params)
+  for i, g in enumerate(grads):
+    u, state = tx.update(g, state, params)
+    if i < 2:
+      want = first.update(g, first.init(params), params)[0]
+    else:
+      want, fresh = second.update(g, fresh, params)
+    chex.assert_trees_all_close(u, want)
+  assert int(state.count) == 5
+  from jfesgan.defaults import get_config  # pylint: disable=g-import-not-at-top
+  c = get_config()
+  c.fesgan.warmup.steps = 5
+  phased = state_lib.generator_optimizer(c.fesgan.optimizer, 10, c.fesgan.warmup, n_critic=2)
+  state = phased.init(params)
+  for g in grads[:3]:
+    _, state = phased.update(g, state, params)
+  assert int(state.second[0].count) == 1  # 2 warm-up updates, then the main optimiser's first
+  c.fesgan.warmup.steps = 20
+  with pytest.raises(ValueError, match=r"fesgan\.warmup\.steps=20 leaves no generator update"):
+    state_lib.generator_optimizer(c.fesgan.optimizer, 10, c.fesgan.warmup, n_critic=2)
 
 
 @pytest.mark.slow

@@ -211,7 +211,7 @@ class JaxSteps:
           s, b, k, models=self.models, loss=stages._fesgan_loss(self.ctx))  # pylint: disable=protected-access
       jitted, static = parallel.jit_step(fn, self.mesh), {}
     else:
-      static = stage.static(self.config, 0) if stage.static else {}
+      static = _main_variant(self.config, stage)
       fn = stage.step(self.ctx)
       jitted = parallel.jit_step(fn, self.mesh, static_argnames=stage.static_argnames)
     holder = {"state": jax.tree.map(jnp.array, self.finished[stage_name])}
@@ -228,7 +228,7 @@ class JaxSteps:
   def make_loop(self, name: str, k: int) -> Callable[[], Any]:
     """``k`` steps of stage ``name`` per call, as the fused loop runs them."""
     stage = stages.BY_NAME[name]
-    static = stage.static(self.config, 0) if stage.static else {}
+    static = _main_variant(self.config, stage)
     loop = parallel.jit_loop(stage.step(self.ctx), pipeline.gather_batch, self.mesh,
                              static_argnames=stage.static_argnames)
     batches = pipeline.Batches(self.data, self.config.batch_size, seed=0, hflip=True)
@@ -244,6 +244,13 @@ class JaxSteps:
                                       self.key, **static)
       jax.block_until_ready(metrics)
     return call
+
+
+def _main_variant(config, stage: stages.Stage) -> dict[str, Any]:
+  """The static arguments of the step as most of the stage runs it: its last iteration's (past
+  stage 1's warm-up, ``fesgan.warmup``; with n_critic > 1 a generator update when the stage's
+  steps are a multiple of it)."""
+  return stage.static(config, stage.steps(config) - 1) if stage.static else {}
 
 
 def check_torch_reference(config, jax_steps: JaxSteps) -> None:
