@@ -47,6 +47,26 @@ def stage_names(config) -> tuple[str, ...]:
                if n.strip())
 
 
+# Fields added to the code whose default is NOT what runs saved before them trained: the value
+# such a run trained with.  A saved config that lacks one of these compares as holding this
+# value, not today's default (jfesgan.run.workdir.diff_sections: resuming and start_from); a
+# field added at the value that reproduces the older code needs no entry.
+BEFORE_ADDED = {"fesgan.warmup.steps": 0}
+
+
+def as_before_added() -> ml_collections.ConfigDict:
+  """Today's defaults with every field of :data:`BEFORE_ADDED` at the value that runs saved
+  before the field existed trained with."""
+  c = get_config()
+  for path, value in BEFORE_ADDED.items():
+    *parents, leaf = path.split(".")
+    section = c
+    for p in parents:
+      section = section[p]
+    section[leaf] = value
+  return c
+
+
 def get_config() -> ml_collections.ConfigDict:
   """Returns the default configuration."""
   c = ml_collections.ConfigDict()

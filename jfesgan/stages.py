@@ -112,7 +112,7 @@ def _fesgan_variant(config, step: int) -> dict:
 
 
 def _warmup_steps(config) -> int:
-  warmup = config.fesgan.get("warmup")  # runs saved before the field read as no warm-up
+  warmup = config.fesgan.get("warmup")  # runs saved before the field had none (BEFORE_ADDED)
   return int(warmup.steps) if warmup is not None else 0
 
 

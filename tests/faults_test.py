@@ -266,6 +266,19 @@ def test_a_field_added_since_the_checkpoint_at_its_default_is_not_a_change(tiny_
                                                           "fesgan.r1_weight"]
 
 
+def test_a_field_added_at_a_default_that_trains_otherwise_is_a_change():
+  """Stage 1's warm-up was added on by default: a checkpoint saved before it existed trained
+  without one, so it matches a config with the warm-up off and not today's default."""
+  from jfesgan import defaults  # pylint: disable=g-import-not-at-top
+  ours = workdir_lib.as_dict(defaults.get_config())
+  assert ours["fesgan"]["warmup"]["steps"] > 0
+  saved = json.loads(json.dumps(ours))
+  del saved["fesgan"]["warmup"]
+  assert workdir_lib.diff_sections(saved, ours, ["fesgan"]) == ["fesgan.warmup"]
+  ours["fesgan"]["warmup"]["steps"] = 0
+  assert workdir_lib.diff_sections(saved, ours, ["fesgan"]) == []
+
+
 @pytest.mark.parametrize("field,value,message", [
     ("batch_size", 0, "config.batch_size=0 must be >= 1"),
     ("checkpoint_every", 0, "config.checkpoint_every=0 must be >= 1"),

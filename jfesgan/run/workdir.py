@@ -181,9 +181,10 @@ def diff_sections(a: dict, b: dict, keys, default: dict | None = None) -> list[s
   """Sorted dotted paths where two config dicts differ, within the top-level fields ``keys``.
 
   ``a`` is the saved (older) side: a field it lacks that ``b`` holds at its value in ``default``
-  (:func:`jfesgan.defaults.get_config`'s, as JSON) is a field added to the code since ``a`` was
-  saved and left at its default, which trains what ``a`` trained: not a difference."""
-  default = as_dict(defaults.get_config()) if default is None else default
+  (:func:`jfesgan.defaults.as_before_added`: today's defaults, with the fields whose default
+  changed what the code trains at the value older runs trained with) is a field added to the
+  code since ``a`` was saved and left where it trains what ``a`` trained: not a difference."""
+  default = as_dict(defaults.as_before_added()) if default is None else default
   paths = (d for k in keys for d in diff_paths(a.get(k), b.get(k), f"{k}."))
   return sorted(d for d in paths
                 if not (_lookup(a, d) is _ABSENT and _lookup(default, d) is not _ABSENT
