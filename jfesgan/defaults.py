@@ -39,12 +39,16 @@ def tied(section: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict({k: section.get_ref(k) for k in section.keys()})
 
 
+def listed(entries) -> tuple[str, ...]:
+  """The names a tuple field lists, as written (``("phi", "fesgan")``, or the one string
+  ``"phi,fesgan"`` that ``--config.stages=phi,fesgan`` gives), unchecked."""
+  return tuple(n.strip() for entry in entries for n in str(entry).split(",") if n.strip())
+
+
 def stage_names(config) -> tuple[str, ...]:
-  """The stage names ``config.stages`` lists, as written (``("phi", "fesgan")``, or the one
-  string ``"phi,fesgan"`` that ``--config.stages=phi,fesgan`` gives), unchecked:
+  """The stage names ``config.stages`` lists (:func:`listed`), unchecked:
   :func:`jfesgan.stages.select` checks them against the plan."""
-  return tuple(n.strip() for entry in config.get("stages", ()) for n in entry.split(",")
-               if n.strip())
+  return listed(config.get("stages", ()))
 
 
 # Fields added to the code whose default is NOT what runs saved before them trained: the value
@@ -222,7 +226,9 @@ def get_config() -> ml_collections.ConfigDict:
   # -0.1 / +1.6; the change made -0.012 / -0.017 and the target read -2 / -4 points; against
   # 600 and 1,000 better on PSNR and reconstruction on both seeds.  Real databases' configs
   # (configs/database.py, configs/ck48.py) keep 0: not measured there.
-  c.fesgan.warmup = ml_collections.ConfigDict(dict(steps=800, optimizer=optimizer(1e-3, 0.9)))
+  # warmup.terms: the generator terms it trains on (some of rec, identity, latent, tv).
+  c.fesgan.warmup = ml_collections.ConfigDict(dict(steps=800, optimizer=optimizer(1e-3, 0.9),
+                                                   terms=("rec", "identity")))
 
   # Stage `real`: a recogniser trained on real images only, the real-only baseline and the judge
   # of synthetic expressions.

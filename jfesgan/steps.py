@@ -18,7 +18,7 @@ import optax
 
 from jfesgan import losses
 from jfesgan.augment import Augment
-from jfesgan.defaults import stage_names
+from jfesgan.defaults import listed, stage_names
 from jfesgan.models import Models
 from jfesgan.models.generator import blend, expression_estimate, shift
 from jfesgan.state import FesganStates, JointStates, TrainState
@@ -27,6 +27,9 @@ Params = dict[str, Any]
 Batch = dict[str, jax.Array]
 
 GENERATOR_TERMS = ("adv", "latent", "expr", "rec", "identity", "tv")
+# The generator terms stage 1's warm-up may keep (config.fesgan.warmup.terms): those that need no
+# D_img, which the warm-up's generator loss never runs.
+WARMUP_TERMS = ("rec", "identity", "latent", "tv")
 # The terms a generator's way of making translations (model.g_edit) adds: "mask", the mean edit
 # mask of translations; "source", the encoder's expression estimate's cross-entropy on real faces.
 EDIT_TERMS = {"none": (), "mask": ("mask",), "difference": ("source",)}
@@ -59,18 +62,22 @@ class FesganLoss:
   ema_decay: float = 0.0
   dimg_augment: Augment = Augment()
   labels: bool = True
+  # The terms of stage 1's warm-up (``fesgan.warmup.terms``, some of WARMUP_TERMS).
+  warmup_terms: tuple[str, ...] = ("rec", "identity")
 
   @classmethod
   def from_config(cls, section) -> FesganLoss:
     """From the ``<name>_weight`` fields, ``gan_loss``, ``ema_decay`` and ``dimg_augment`` of
     ``config.fesgan``."""
     values = {f.name: float(section[f"{f.name}_weight"]) for f in dataclasses.fields(cls)
-              if f.name not in ("gan", "ema_decay", "dimg_augment", "labels")}
+              if f.name not in ("gan", "ema_decay", "dimg_augment", "labels", "warmup_terms")}
     if section.gan_loss not in GAN_LOSSES:
       raise ValueError(f"config.fesgan.gan_loss={section.gan_loss!r} must be one of {GAN_LOSSES}")
     return cls(**values, gan=section.gan_loss, ema_decay=float(section.ema_decay),
                dimg_augment=Augment.from_config(section.dimg_augment),
-               labels=bool(section.get("expression_labels", True)))
+               labels=bool(section.get("expression_labels", True)),
+               warmup_terms=listed(section.warmup.terms) if "warmup" in section
+               else cls.warmup_terms)
 
   def critic_losses(self, real_s: jax.Array, fake_s: jax.Array, critic, real: jax.Array,
                     fake: jax.Array, rng: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -281,8 +288,8 @@ def generator_terms(params: Params, batch: Batch, rng: jax.Array, *, models: Mod
   expression accuracy in the returned images' dict.
   ``syn`` reuses images already drawn with ``params["g"]`` (stage 2 shares them with R).
   D_img sees x_t and x_p as ``loss.dimg_view`` makes them (``fesgan.dimg_augment``).
-  ``warmup`` (stage 1's warm-up, ``fesgan.warmup``): rec and identity only; the discriminators
-  are not run.
+  ``warmup`` (stage 1's warm-up, ``fesgan.warmup``): only ``loss.warmup_terms`` (some of
+  WARMUP_TERMS: by default rec and identity); D_img is not run.
   """
   x, y = batch["image"], batch["label"]
   if syn is None:
@@ -293,18 +300,22 @@ def generator_terms(params: Params, batch: Batch, rng: jax.Array, *, models: Mod
   e_x, e_t, e_rec = e[:n], e[n:2 * n], e[2 * n:]
   reconstruction = {"rec": losses.l1(x, syn["x_rec"]),
                     "identity": losses.l1(e_x, e_t) + losses.l1(e_x, e_rec)}
+  latent = lambda: losses.ns_generator_loss(models.dz.apply({"params": params["dz"]}, syn["z"]))
+  smooth = lambda: losses.total_variation(syn["x_t"]) + losses.total_variation(syn["x_p"])
   if warmup:
-    return reconstruction, dict(syn)
+    extra = {"latent": latent, "tv": smooth}
+    return ({t: reconstruction[t] if t in reconstruction else extra[t]()
+             for t in loss.warmup_terms}, dict(syn))
   scores, logits = models.dimg.apply(
       {"params": params["dimg"]}, loss.dimg_view(jnp.concatenate([syn["x_t"], syn["x_p"]]), rng))
   terms = {
       "adv": loss.generator_adv(scores[:n]) + loss.generator_adv(scores[n:]),
-      "latent": losses.ns_generator_loss(models.dz.apply({"params": params["dz"]}, syn["z"])),
+      "latent": latent(),
       # Label-free stage 1 (loss.labels False) has no expression to ask D_img's head for.
       **({"expr": losses.cross_entropy(logits[:n], syn["c_t"])
                   + losses.cross_entropy(logits[n:], syn["c_p"])} if loss.labels else {}),
       **reconstruction,
-      "tv": losses.total_variation(syn["x_t"]) + losses.total_variation(syn["x_p"]),
+      "tv": smooth(),
   }
   if "mask_t" in syn:
     terms["mask"] = jnp.mean(syn["mask_t"])
@@ -541,6 +552,10 @@ def check_config(config, need) -> None:
     need(0 <= warmup.steps < config.fesgan.steps, "fesgan.warmup.steps", warmup.steps,
          f"must be in [0, fesgan.steps={config.fesgan.steps}): the warm-up is the first of "
          "stage 1's iterations (0: none)")
+    terms = listed(warmup.terms)
+    need(bool(terms) and set(terms) <= set(WARMUP_TERMS) and len(set(terms)) == len(terms),
+         "fesgan.warmup.terms", terms, f"must name some of {WARMUP_TERMS}, each once (the terms "
+         "that need no D_img)")
   need(config.fesgan.get("cycle_weight", 0.0) >= 0, "fesgan.cycle_weight",
        config.fesgan.get("cycle_weight"), "must be >= 0 (0: off)")
   if not config.fesgan.get("expression_labels", True):
