@@ -173,6 +173,11 @@ def test_the_warmup_trains_g_on_reconstruction_and_identity_alone(setup, tiny_co
   full, _ = steps.generator_terms(params, batch, rng, models=models, loss=loss)
   assert set(warm) == {"rec", "identity"}
   chex.assert_trees_all_close(warm, {k: full[k] for k in warm})
+  # fesgan.warmup.terms may keep the terms that need no D_img, at their full-recipe values.
+  kept = dataclasses.replace(loss, warmup_terms=("rec", "latent", "tv"))
+  warm3, _ = steps.generator_terms(params, batch, rng, models=models, loss=kept, warmup=True)
+  assert set(warm3) == {"rec", "latent", "tv"}
+  chex.assert_trees_all_close(warm3, {k: full[k] for k in warm3})
 
   def total(p):
     terms, _ = steps.generator_terms(p, batch, rng, models=models, loss=loss, warmup=True)
