@@ -27,9 +27,9 @@ Params = dict[str, Any]
 Batch = dict[str, jax.Array]
 
 GENERATOR_TERMS = ("adv", "latent", "expr", "rec", "identity", "tv")
-# The generator terms stage 1's warm-up may keep (config.fesgan.warmup.terms): those that need no
-# D_img, which the warm-up's generator loss never runs.
-WARMUP_TERMS = ("rec", "identity", "latent", "tv")
+# The generator terms stage 1's warm-up may keep (config.fesgan.warmup.terms).  With none of
+# "adv" and "expr" among them its generator loss does not run D_img.
+WARMUP_TERMS = GENERATOR_TERMS
 # The terms a generator's way of making translations (model.g_edit) adds: "mask", the mean edit
 # mask of translations; "source", the encoder's expression estimate's cross-entropy on real faces.
 EDIT_TERMS = {"none": (), "mask": ("mask",), "difference": ("source",)}
@@ -288,8 +288,8 @@ def generator_terms(params: Params, batch: Batch, rng: jax.Array, *, models: Mod
   expression accuracy in the returned images' dict.
   ``syn`` reuses images already drawn with ``params["g"]`` (stage 2 shares them with R).
   D_img sees x_t and x_p as ``loss.dimg_view`` makes them (``fesgan.dimg_augment``).
-  ``warmup`` (stage 1's warm-up, ``fesgan.warmup``): only ``loss.warmup_terms`` (some of
-  WARMUP_TERMS: by default rec and identity); D_img is not run.
+  ``warmup`` (stage 1's warm-up, ``fesgan.warmup``): only ``loss.warmup_terms`` (by default rec
+  and identity; D_img is run only when they include adv or expr).
   """
   x, y = batch["image"], batch["label"]
   if syn is None:
@@ -302,7 +302,7 @@ def generator_terms(params: Params, batch: Batch, rng: jax.Array, *, models: Mod
                     "identity": losses.l1(e_x, e_t) + losses.l1(e_x, e_rec)}
   latent = lambda: losses.ns_generator_loss(models.dz.apply({"params": params["dz"]}, syn["z"]))
   smooth = lambda: losses.total_variation(syn["x_t"]) + losses.total_variation(syn["x_p"])
-  if warmup:
+  if warmup and not {"adv", "expr"} & set(loss.warmup_terms):
     extra = {"latent": latent, "tv": smooth}
     return ({t: reconstruction[t] if t in reconstruction else extra[t]()
              for t in loss.warmup_terms}, dict(syn))
@@ -323,6 +323,8 @@ def generator_terms(params: Params, batch: Batch, rng: jax.Array, *, models: Mod
     terms["source"] = losses.cross_entropy(syn["source_logits"], y)
   if loss.cycle > 0:
     terms["cycle"] = losses.l1(x, cycle_back(params["g"], syn["x_t"], y, models=models))
+  if warmup:  # with adv or expr among the warm-up's terms
+    terms = {t: terms[t] for t in loss.warmup_terms if t in terms}
   aux = dict(syn)
   if loss.labels:
     aux.update(expr_acc_t=losses.accuracy(logits[:n], syn["c_t"]),
@@ -554,8 +556,7 @@ def check_config(config, need) -> None:
          "stage 1's iterations (0: none)")
     terms = listed(warmup.terms)
     need(bool(terms) and set(terms) <= set(WARMUP_TERMS) and len(set(terms)) == len(terms),
-         "fesgan.warmup.terms", terms, f"must name some of {WARMUP_TERMS}, each once (the terms "
-         "that need no D_img)")
+         "fesgan.warmup.terms", terms, f"must name some of {WARMUP_TERMS}, each once")
   need(config.fesgan.get("cycle_weight", 0.0) >= 0, "fesgan.cycle_weight",
        config.fesgan.get("cycle_weight"), "must be >= 0 (0: off)")
   if not config.fesgan.get("expression_labels", True):

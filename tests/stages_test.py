@@ -94,6 +94,6 @@ def test_stage_one_warmup_is_its_first_iterations_and_a_variant_of_its_step(tiny
   cfg.fesgan.warmup.steps = 3
   cfg.fesgan.warmup.terms = ("rec,latent",)  # as --config.fesgan.warmup.terms=rec,latent gives
   validate.validate(cfg, stages.select(cfg))
-  cfg.fesgan.warmup.terms = ("rec", "expr")  # expr needs D_img, which the warm-up never runs
-  with pytest.raises(ValueError, match=r"fesgan\.warmup\.terms.*need no D_img"):
+  cfg.fesgan.warmup.terms = ("rec", "mask")  # not a generator term
+  with pytest.raises(ValueError, match=r"fesgan\.warmup\.terms.*must name some of"):
     validate.validate(cfg, stages.select(cfg))

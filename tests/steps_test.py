@@ -178,6 +178,10 @@ def test_the_warmup_trains_g_on_reconstruction_and_identity_alone(setup, tiny_co
   warm3, _ = steps.generator_terms(params, batch, rng, models=models, loss=kept, warmup=True)
   assert set(warm3) == {"rec", "latent", "tv"}
   chex.assert_trees_all_close(warm3, {k: full[k] for k in warm3})
+  with_dimg = dataclasses.replace(loss, warmup_terms=("rec", "expr"))  # D_img runs for expr
+  warm2, _ = steps.generator_terms(params, batch, rng, models=models, loss=with_dimg, warmup=True)
+  assert set(warm2) == {"rec", "expr"}
+  chex.assert_trees_all_close(warm2, {k: full[k] for k in warm2})
 
   def total(p):
     terms, _ = steps.generator_terms(p, batch, rng, models=models, loss=loss, warmup=True)
