@@ -221,9 +221,9 @@ def get_config() -> ml_collections.ConfigDict:
   # expression terms join and fesgan.optimizer.g takes over with fresh moments (its schedule
   # spans the updates left).  0 = no warm-up (the paper's stage 1).  800 of 1,200, chosen among
   # 0, 400, 600, 800 and 1,000 on validation subjects of the embedded faces, seeds 0 and 1
-  # (results/procedural/generator_warmup.md): against none, translation PSNR +0.42 / +0.83 dB,
-  # the person kept by pixels +6.8 / +11.3 points, reconstruction L1 -0.004 / -0.009, by Phi
-  # -0.1 / +1.6; the change made -0.012 / -0.017 and the target read -2 / -4 points; against
+  # (results/procedural/generator_warmup.md): against none, translation PSNR +0.41 / +0.83 dB,
+  # the person kept by pixels +6.8 / +11.4 points, reconstruction L1 -0.004 / -0.009, by Phi
+  # -0.1 / +1.6; the change made -0.011 / -0.017 and the target read -2 / -4 points; against
   # 600 and 1,000 better on PSNR and reconstruction on both seeds.  Its price: new identities'
   # requested expression is read far less often (the in-domain R 38.7 % against 58.8 %);
   # warmup.terms=("rec", "identity", "expr") keeps most of it (53.2 %) for about half the
