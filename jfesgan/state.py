@@ -116,23 +116,31 @@ def phased(first: optax.GradientTransformation, second: optax.GradientTransforma
            boundary: int) -> optax.GradientTransformation:
   """``first`` for the first ``boundary`` updates, then ``second``.  ``second``'s state is not
   touched before the switch, so it starts there with fresh moments and its schedule's count at
-  0 (stage 1's warm-up: ``config.fesgan.warmup``)."""
+  0 (stage 1's warm-up: ``config.fesgan.warmup``).  A caller that knows the phase statically
+  passes ``early=True`` or ``False`` to ``update`` (stage 1's step does: its warm-up is a variant
+  of its own), which runs that phase's optimiser alone; otherwise a ``lax.cond`` on the count
+  picks it (both phases compiled; on XLA:CPU the conditional keeps the update from fusing with
+  the step around it: the generator's update alone 10-16 % slower at 48 px)."""
   def init(params):
     return PhasedState(jnp.zeros([], jnp.int32), first.init(params), second.init(params))
 
-  def update(updates, state, params=None):
-    def early(_):
-      u, s = first.update(updates, state.first, params)
-      return u, s, state.second
+  def in_first(updates, state, params):
+    u, s = first.update(updates, state.first, params)
+    return u, s, state.second
 
-    def late(_):
-      u, s = second.update(updates, state.second, params)
-      return u, state.first, s
+  def in_second(updates, state, params):
+    u, s = second.update(updates, state.second, params)
+    return u, state.first, s
 
-    u, s1, s2 = jax.lax.cond(state.count < boundary, early, late, None)
+  def update(updates, state, params=None, *, early: bool | None = None, **unused):
+    del unused
+    if early is None:
+      u, s1, s2 = jax.lax.cond(state.count < boundary, in_first, in_second, updates, state, params)
+    else:
+      u, s1, s2 = (in_first if early else in_second)(updates, state, params)
     return u, PhasedState(optax.safe_increment(state.count), s1, s2)
 
-  return optax.GradientTransformation(init, update)
+  return optax.GradientTransformationExtraArgs(init, update)
 
 
 def generator_optimizer(optimizers, g_steps: int | None, warmup=None,

@@ -21,7 +21,7 @@ from jfesgan.augment import Augment
 from jfesgan.defaults import listed, stage_names
 from jfesgan.models import Models
 from jfesgan.models.generator import blend, expression_estimate, shift
-from jfesgan.state import FesganStates, JointStates, TrainState
+from jfesgan.state import FesganStates, JointStates, PhasedState, TrainState
 
 Params = dict[str, Any]
 Batch = dict[str, jax.Array]
@@ -165,9 +165,16 @@ def named_keys(rng: jax.Array, *names: str) -> dict[str, jax.Array]:
   return dict(zip(names, jax.random.split(rng, len(names))))
 
 
-def apply_grads(state: TrainState, grads: Any, prefix: str) -> tuple[TrainState, dict[str, jax.Array]]:
-  """Applies ``grads`` and reports the L2 norms of gradients, parameters and the update."""
-  new = state.apply_gradients(grads=grads)
+def apply_grads(state: TrainState, grads: Any, prefix: str,
+                **tx_args) -> tuple[TrainState, dict[str, jax.Array]]:
+  """Applies ``grads`` and reports the L2 norms of gradients, parameters and the update;
+  ``tx_args`` go to the optimiser's update (``early`` of :func:`jfesgan.state.phased`)."""
+  if tx_args:
+    updates, opt_state = state.tx.update(grads, state.opt_state, state.params, **tx_args)
+    new = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+                        opt_state=opt_state)
+  else:
+    new = state.apply_gradients(grads=grads)
   update = jax.tree.map(lambda a, b: a - b, new.params, state.params)
   return new, {f"{prefix}/grad_norm": optax.global_norm(grads),
                f"{prefix}/param_norm": optax.global_norm(new.params),
@@ -371,7 +378,9 @@ def generator_update(states: FesganStates, batch: Batch, rng: jax.Array, *, mode
     return total, metrics
 
   grads, metrics = jax.grad(loss_fn, has_aux=True)(states.g.params)
-  g, m = apply_grads(states.g, grads, "g")
+  # With a warm-up g's optimiser is phased, and this variant of the step knows its phase.
+  phase = {"early": warmup} if isinstance(states.g.opt_state, PhasedState) else {}
+  g, m = apply_grads(states.g, grads, "g", **phase)
   return states.replace(g=g, g_ema=loss.ema(states.g_ema, g.params, g.step)), {**metrics, **m}
 
 

@@ -1,6 +1,7 @@
 """Every loss reaches exactly the parameters it is meant to train; steps are pure and shardable."""
 
 import dataclasses
+import functools
 
 import chex
 import jax
@@ -217,7 +218,7 @@ def test_phased_optimizer_switches_once_with_fresh_moments():
   tx = state_lib.phased(first, second, 2)
   params = {"w": jnp.arange(3.0)}
   grads = [{"w": jnp.full(3, float(i + 1)) * jnp.array([1.0, -2.0, 0.5])} for i in range(5)]
-  state, fresh = tx.init(params), second.init(params)
+  state, fresh, told = tx.init(params), second.init(params), tx.init(params)
   for i, g in enumerate(grads):
     u, state = tx.update(g, state, params)
     if i < 2:
@@ -225,6 +226,9 @@ def test_phased_optimizer_switches_once_with_fresh_moments():
     else:
       want, fresh = second.update(g, fresh, params)
     chex.assert_trees_all_close(u, want)
+    # A caller that knows the phase (stage 1's step variants) gets the same update and state.
+    u_told, told = jax.jit(functools.partial(tx.update, early=i < 2))(g, told, params)
+    chex.assert_trees_all_close((u_told, told), (u, state))
   assert int(state.count) == 5
   from jfesgan.defaults import get_config  # pylint: disable=g-import-not-at-top
   c = get_config()
