@@ -216,9 +216,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.fesgan.optimizer = ml_collections.ConfigDict(dict(
       g=optimizer(2e-4, 0.5), dimg=optimizer(2e-4, 0.5), dz=optimizer(2e-4, 0.5)))
   # A warm-up of the encoder and decoder inside stage 1: its first `steps` iterations (counted in
-  # fesgan.steps) train g on the reconstruction and identity terms alone, with an optimiser of
-  # its own; the discriminators step as in every iteration.  Then g's adversarial, latent and
-  # expression terms join and fesgan.optimizer.g takes over with fresh moments (its schedule
+  # fesgan.steps) train g on the generator terms `terms` alone (by default the reconstruction
+  # and identity terms), with an optimiser of its own; the discriminators step as in every
+  # iteration.  Then the other terms join and fesgan.optimizer.g takes over with fresh moments (its schedule
   # spans the updates left).  0 = no warm-up (the paper's stage 1).  800 of 1,200, chosen among
   # 0, 400, 600, 800 and 1,000 on validation subjects of the embedded faces, seeds 0 and 1
   # (results/procedural/generator_warmup.md): against none, translation PSNR +0.41 / +0.83 dB,
@@ -229,7 +229,7 @@ def get_config() -> ml_collections.ConfigDict:
   # warmup.terms=("rec", "identity", "expr") keeps most of it (53.2 %) for about half the
   # translations' gain.  Real databases' configs (configs/database.py, configs/ck48.py) keep 0:
   # not measured there.
-  # warmup.terms: the generator terms it trains on (some of rec, identity, latent, tv).
+  # warmup.terms: some of steps.GENERATOR_TERMS (adv or expr among them run D_img in g's loss).
   c.fesgan.warmup = ml_collections.ConfigDict(dict(steps=800, optimizer=optimizer(1e-3, 0.9),
                                                    terms=("rec", "identity")))
 

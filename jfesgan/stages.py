@@ -30,7 +30,7 @@ from jfesgan import state as state_lib
 from jfesgan import steps
 from jfesgan.augment import Augment
 from jfesgan.data.pipeline import ArrayDataset
-from jfesgan.defaults import stage_names
+from jfesgan.defaults import BEFORE_ADDED, stage_names
 from jfesgan.models import Models
 
 # The random stream of the held-out evaluation (prior samples of the synthesis scores).
@@ -106,14 +106,14 @@ def _fesgan_loss(ctx: Context) -> steps.FesganLoss:
 
 def _fesgan_variant(config, step: int) -> dict:
   """Stage 1's step at iteration ``step``: whether g updates (every ``n_critic``-th) and whether
-  it is in its warm-up (``fesgan.warmup.steps``: the reconstruction and identity terms alone)."""
+  it is in its warm-up (the first ``fesgan.warmup.steps``)."""
   n = config.fesgan.n_critic
   return {"update_g": step % n == n - 1, "warmup": step < _warmup_steps(config)}
 
 
 def _warmup_steps(config) -> int:
-  warmup = config.fesgan.get("warmup")  # runs saved before the field had none (BEFORE_ADDED)
-  return int(warmup.steps) if warmup is not None else 0
+  warmup = config.fesgan.get("warmup")  # a run saved before the field trained as BEFORE_ADDED says
+  return int(warmup.steps) if warmup is not None else BEFORE_ADDED["fesgan.warmup.steps"]
 
 
 PLAN: tuple[Stage, ...] = (

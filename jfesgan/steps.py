@@ -27,9 +27,6 @@ Params = dict[str, Any]
 Batch = dict[str, jax.Array]
 
 GENERATOR_TERMS = ("adv", "latent", "expr", "rec", "identity", "tv")
-# The generator terms stage 1's warm-up may keep (config.fesgan.warmup.terms).  With none of
-# "adv" and "expr" among them its generator loss does not run D_img.
-WARMUP_TERMS = GENERATOR_TERMS
 # The terms a generator's way of making translations (model.g_edit) adds: "mask", the mean edit
 # mask of translations; "source", the encoder's expression estimate's cross-entropy on real faces.
 EDIT_TERMS = {"none": (), "mask": ("mask",), "difference": ("source",)}
@@ -62,7 +59,8 @@ class FesganLoss:
   ema_decay: float = 0.0
   dimg_augment: Augment = Augment()
   labels: bool = True
-  # The terms of stage 1's warm-up (``fesgan.warmup.terms``, some of WARMUP_TERMS).
+  # The terms of stage 1's warm-up (``fesgan.warmup.terms``, some of GENERATOR_TERMS; with
+  # neither "adv" nor "expr" among them its generator loss does not run D_img).
   warmup_terms: tuple[str, ...] = ("rec", "identity")
 
   @classmethod
@@ -365,7 +363,7 @@ def generator_update(states: FesganStates, batch: Batch, rng: jax.Array, *, mode
                      loss: FesganLoss, warmup: bool = False
                      ) -> tuple[FesganStates, dict[str, jax.Array]]:
   """One optimiser step of ``g`` (encoder and decoder) on the weighted stage-1 terms (in the
-  warm-up, ``warmup``, on the reconstruction and identity terms alone)."""
+  warm-up, ``warmup``, on ``loss.warmup_terms`` alone, with the warm-up's optimiser)."""
   params = _all_params(states)
 
   def loss_fn(g_params):
@@ -388,8 +386,8 @@ def fesgan_step(states: FesganStates, batch: Batch, rng: jax.Array, *, models: M
                 loss: FesganLoss, update_g: bool = True, warmup: bool = False
                 ) -> tuple[FesganStates, dict[str, jax.Array]]:
   """Stage 1: a discriminator step, then (when ``update_g``) a generator step on the same batch;
-  ``warmup``: the generator's step is its warm-up's (``config.fesgan.warmup``: the reconstruction
-  and identity terms alone; g's optimiser switches by its own count)."""
+  ``warmup``: the generator's step is its warm-up's (``config.fesgan.warmup``: its terms alone,
+  and g's phased optimiser told it is in its first phase)."""
   keys = named_keys(rng, "d", "g")
   states, metrics = discriminator_update(states, batch, keys["d"], models=models, loss=loss)
   if update_g:
@@ -564,8 +562,8 @@ def check_config(config, need) -> None:
          f"must be in [0, fesgan.steps={config.fesgan.steps}): the warm-up is the first of "
          "stage 1's iterations (0: none)")
     terms = listed(warmup.terms)
-    need(bool(terms) and set(terms) <= set(WARMUP_TERMS) and len(set(terms)) == len(terms),
-         "fesgan.warmup.terms", terms, f"must name some of {WARMUP_TERMS}, each once")
+    need(bool(terms) and set(terms) <= set(GENERATOR_TERMS) and len(set(terms)) == len(terms),
+         "fesgan.warmup.terms", terms, f"must name some of {GENERATOR_TERMS}, each once")
   need(config.fesgan.get("cycle_weight", 0.0) >= 0, "fesgan.cycle_weight",
        config.fesgan.get("cycle_weight"), "must be >= 0 (0: off)")
   if not config.fesgan.get("expression_labels", True):

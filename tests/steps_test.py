@@ -12,6 +12,7 @@ import pytest
 
 from jfesgan import losses, parallel, steps
 from jfesgan import state as state_lib
+from jfesgan.defaults import get_config
 from jfesgan.models import build_models
 
 K, SUBJECTS, N = 7, 6, 8
@@ -230,7 +231,6 @@ def test_phased_optimizer_switches_once_with_fresh_moments():
     u_told, told = jax.jit(functools.partial(tx.update, early=i < 2))(g, told, params)
     chex.assert_trees_all_close((u_told, told), (u, state))
   assert int(state.count) == 5
-  from jfesgan.defaults import get_config  # pylint: disable=g-import-not-at-top
   c = get_config()
   c.fesgan.warmup.steps = 5
   phased = state_lib.generator_optimizer(c.fesgan.optimizer, 10, c.fesgan.warmup, n_critic=2)
