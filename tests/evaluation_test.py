@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from jfesgan.evaluation.scores import change_made, pixel_nearest_person
+from jfesgan.evaluation.scores import change_made, lattice, pixel_nearest_person
 
 
 def _people(rng, subjects, size=8):
@@ -68,6 +68,40 @@ def test_change_made_counts_the_expressions_change_and_not_denoising():
   elsewhere = np.zeros_like(x)
   elsewhere[:, 0:2] = 0.3
   assert change_made(x, x + change + elsewhere, change) == pytest.approx(1.0)
+
+
+def _smooth_faces(rng, n=32, size=48):
+  """Smooth random images (blobs: a face's spectrum falls with frequency, none stands out)."""
+  yy, xx = np.mgrid[:size, :size] / size
+  out = np.zeros((n, size, size, 1))
+  for i in range(n):
+    for _ in range(6):
+      cy, cx, r, a = rng.uniform(0.1, 0.9), rng.uniform(0.1, 0.9), rng.uniform(0.05, 0.3), rng.normal()
+      out[i, ..., 0] += a * np.exp(-((yy - cy)**2 + (xx - cx)**2) / (2 * r * r))
+  return out
+
+
+def test_lattice_finds_a_decoders_grid_and_not_a_face_or_noise():
+  """Smooth faces and white noise score near 0 dB; a faint grid of the decoder's period (a
+  checkerboard, or any 8-pixel pattern tiled) lifts the score by many dB, in every position;
+  a grid of another period is not this decoder's; bad shapes are named."""
+  rng = np.random.default_rng(0)
+  faces = _smooth_faces(rng)
+  assert abs(lattice(faces, 8)) < 1.5
+  assert abs(lattice(rng.normal(size=faces.shape), 8)) < 1.0
+  tile = rng.normal(size=(8, 8))
+  grid = np.tile(tile, (6, 6))[None, ..., None]
+  checker = (np.indices((48, 48)).sum(0) % 2 * 2 - 1.0)[None, ..., None]
+  scale = faces.std()
+  assert lattice(faces + 0.05 * scale * grid, 8) > lattice(faces, 8) + 5
+  assert lattice(faces + 0.05 * scale * checker, 8) > lattice(faces, 8) + 5
+  assert lattice(faces + 0.05 * scale * np.roll(grid, (3, 5), axis=(1, 2)), 8) > lattice(faces, 8) + 5
+  lattice7 = np.tile(rng.normal(size=(7, 7)), (7, 7))[None, :48, :48, None]
+  assert lattice(faces + 0.05 * scale * lattice7, 8) < lattice(faces, 8) + 1.5
+  with pytest.raises(ValueError, match="period 5 must be >= 2, divide the images' 48x48"):
+    lattice(faces, 5)
+  with pytest.raises(ValueError, match=r"must be \(N, H, W, C\)"):
+    lattice(faces[..., 0], 8)
 
 
 def test_the_report_says_what_each_score_means(tmp_path):

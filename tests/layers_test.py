@@ -93,6 +93,31 @@ def test_resize_conv_has_no_checkerboard():
   assert float(jnp.max(jnp.abs(y - y[:1, :1]))) > 1e-2
 
 
+def test_blur_upsampling_draws_no_checkerboard_and_keeps_constants():
+  """The blur removes the highest frequency: an alternating pattern vanishes (away from the
+  edges), a constant passes, borders included; so the blurred transposed convolution's output
+  has no checkerboard, where the same kernel without the blur has one."""
+  alternating = (np.indices((8, 8)).sum(0) % 2 * 2 - 1.0)[None, ..., None]
+  chex.assert_trees_all_close(layers.binomial_blur(jnp.asarray(alternating))[0, 1:-1, 1:-1],
+                              jnp.zeros((6, 6, 1)), atol=1e-6)
+  chex.assert_trees_all_close(layers.binomial_blur(jnp.full((1, 5, 7, 2), 3.0)),
+                              jnp.full((1, 5, 7, 2), 3.0), atol=1e-6)
+  x = jax.random.normal(jax.random.key(0), (2, 6, 6, 3))
+  m = layers.BlurConvTranspose2x(4, impl="phase")
+  params = m.init(jax.random.key(1), x)
+  y = m.apply(params, x)
+  plain = layers.ConvTranspose2x(4, impl="phase").apply(params, x)
+  chex.assert_trees_all_close(y, layers.binomial_blur(plain), atol=1e-6)
+
+  def nyquist(a):  # energy at the highest frequency in each axis, interior only
+    a = np.asarray(a)[:, 2:-2, 2:-2]
+    f = np.abs(np.fft.fft2(a, axes=(1, 2)))**2
+    h = a.shape[1] // 2
+    return f[:, h, :].sum() + f[:, :, h].sum()
+
+  assert nyquist(y) < 0.05 * nyquist(plain)
+
+
 @pytest.mark.slow
 def test_gradients_agree_including_second_order():
   """WGAN-GP differentiates the critic twice: all implementations must agree there too."""

@@ -93,6 +93,13 @@ GLOSSARY = {
                                "pixels, with no network", "higher", "no network"),
     "synth/id_nearest_chance": ("right person by chance", "the rate of a random pick among the "
                                 "held-out people", "", "no network"),
+    "synth/lattice": ("lattice in translations (dB)", "how far a regular grid of the decoder's "
+                      "period stands out of the translations' spectrum; near the real faces' "
+                      "level below: none", "lower", "no network"),
+    "synth/lattice_prior": ("lattice in new people (dB)", "the same of faces drawn from the "
+                            "prior", "lower", "no network"),
+    "synth/lattice_real": ("lattice level of real faces (dB)", "the same score of the real "
+                           "held-out faces: the level of a face with no grid", "", "no network"),
     "judge/real_acc": ("judge's accuracy on the real faces", "the independent judge on the "
                        "held-out real faces: the ceiling for the two below", "", "independent"),
     "judge/<stage>/acc_t": ("judge reads translations ({stage} generator)", "share of "

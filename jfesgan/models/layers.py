@@ -319,7 +319,29 @@ class ResizeConv2x(ConvTranspose2x):
     return resize_conv_kernel(self.param("kernel", self.kernel_init, (3, 3, c, self.features)))
 
 
-UPSAMPLERS = {"transpose": ConvTranspose2x, "resize": ResizeConv2x}
+def binomial_blur(x: jax.Array) -> jax.Array:
+  """The fixed [1, 2, 1] / 4 filter along each spatial axis of (N, H, W, C) ``x``, edges repeated.
+
+  Its response falls smoothly from 1 at zero frequency to exactly 0 at the highest (a pattern that
+  alternates pixel by pixel), so what follows it cannot hold a checkerboard; a constant passes
+  unchanged, borders included."""
+  p = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+  h = (p[:, :-2] + 2 * p[:, 1:-1] + p[:, 2:]) * 0.25
+  return (h[:, :, :-2] + 2 * h[:, :, 1:-1] + h[:, :, 2:]) * 0.25
+
+
+class BlurConvTranspose2x(ConvTranspose2x):
+  """The 4x4 stride-2 transposed convolution, then :func:`binomial_blur` (the upsampling of
+  StyleGAN-style generators): the transposed convolution keeps its 16 free taps per channel pair,
+  and the blur removes the highest frequency, where its four output phases, each from its own
+  2x2 taps, draw a checkerboard.  Applied at every upsampling, no level passes a grid to the next."""
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return binomial_blur(super().__call__(x))
+
+
+UPSAMPLERS = {"transpose": ConvTranspose2x, "resize": ResizeConv2x, "blur": BlurConvTranspose2x}
 
 
 def group_norm(channels: int, name: str | None = None, dtype=None) -> nn.GroupNorm:

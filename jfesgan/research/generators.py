@@ -10,7 +10,9 @@ them) it writes each recipe's per-seed values and mean, and each other recipe's 
 the reference on the same seeds (mean, and on how many seeds it is higher).  Nothing is trained.
 With ``--rescore`` the scores against the renderer's truth are computed anew from each run's
 stage-1 generator with this code (:func:`jfesgan.evaluation.scores.truth_scores`: scores added
-since a run finished, such as ``synth/change_made``, for runs that predate them).  Writes
+since a run finished, such as ``synth/change_made``, for runs that predate them), and the
+lattice scores (``synth/lattice``, ``synth/lattice_prior`` of new identities drawn afresh,
+``synth/lattice_real``).  Writes
 ``<out>.json`` (with the command and the commit it was made at) and ``<out>.md``.
 """
 
@@ -34,7 +36,8 @@ from jfesgan.run.flags import one_line_errors, parse_flags
 # Scores where lower is better; every other synth/judge score is better higher.
 LOWER_IS_BETTER = ("synth/l1", "synth/l1_copy", "synth/l1_edit", "synth/l1_denoised",
                    "synth/rec_l1", "synth/id_sim_prior",
-                   "synth/id_sim_other", "synth/id_nearest_chance")
+                   "synth/id_sim_other", "synth/id_nearest_chance", "synth/lattice",
+                   "synth/lattice_prior", "synth/lattice_real")
 
 
 def rescored(run: str) -> dict[str, float]:
@@ -48,7 +51,15 @@ def rescored(run: str) -> dict[str, float]:
   idx, c_t = scores_lib.translation_targets(test.label, test.num_classes)
   x = pipeline.to_float(test.image)[idx]
   x_t = gen.translate(x, np.eye(test.num_classes, dtype=np.float32)[c_t])
-  return scores_lib.truth_scores(x, x_t, test, idx, c_t)
+  period = 2**config.model.num_down
+  rng = np.random.default_rng(config.seed)
+  n = int(config.eval.num_prior_samples)
+  x_p = gen.decode(rng.uniform(-1, 1, (n, gen.latent_dim)).astype(np.float32),
+                   np.eye(test.num_classes, dtype=np.float32)[rng.integers(0, test.num_classes, n)])
+  return {**scores_lib.truth_scores(x, x_t, test, idx, c_t),
+          "synth/lattice": scores_lib.lattice(x_t, period),
+          "synth/lattice_prior": scores_lib.lattice(x_p, period),
+          "synth/lattice_real": scores_lib.lattice(pipeline.to_float(test.image), period)}
 
 
 def read_recipe(spec: str, rescore: bool = False) -> tuple[str, dict[int, dict[str, float]]]:
