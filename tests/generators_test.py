@@ -89,6 +89,7 @@ def test_rescoring_a_finished_run_reproduces_its_own_truth_scores(tiny_run):
   _, runs = generators.read_recipe(f"tiny={workdir}", rescore=True)
   (scores,) = runs.values()
   for key in ("synth/psnr", "synth/psnr_copy", "synth/psnr_edit", "synth/psnr_denoised",
-              "synth/l1", "synth/change_cos", "synth/change_made"):
+              "synth/l1", "synth/change_cos", "synth/change_made", "synth/lattice",
+              "synth/lattice_prior", "synth/lattice_real"):
     assert scores[key] == pytest.approx(summary[key], rel=1e-4, abs=1e-5), key
 

@@ -11,8 +11,7 @@ the reference on the same seeds (mean, and on how many seeds it is higher).  Not
 With ``--rescore`` the scores against the renderer's truth are computed anew from each run's
 stage-1 generator with this code (:func:`jfesgan.evaluation.scores.truth_scores`: scores added
 since a run finished, such as ``synth/change_made``, for runs that predate them), and the
-lattice scores (``synth/lattice``, ``synth/lattice_prior`` of new identities drawn afresh,
-``synth/lattice_real``).  Writes
+lattice scores (``synth/lattice``, ``synth/lattice_prior``, ``synth/lattice_real``).  Writes
 ``<out>.json`` (with the command and the commit it was made at) and ``<out>.md``.
 """
 
@@ -25,6 +24,7 @@ import sys
 import numpy as np
 from absl import app, flags
 
+from jfesgan import stages
 from jfesgan.data import pipeline
 from jfesgan.evaluation import judge as judge_lib
 from jfesgan.evaluation import scores as scores_lib
@@ -41,8 +41,8 @@ LOWER_IS_BETTER = ("synth/l1", "synth/l1_copy", "synth/l1_edit", "synth/l1_denoi
 
 
 def rescored(run: str) -> dict[str, float]:
-  """The truth scores of ``run``'s stage-1 generator (g_ema) on the subjects the run held out,
-  computed by this code as the run's summary computes them."""
+  """The truth and lattice scores of ``run``'s stage-1 generator (g_ema) on the subjects the run
+  held out, computed by this code as the run's summary computes them (the same new identities)."""
   config = workdir_lib.read_config(run)
   _, test = pipeline.train_test(config.data)
   if test.truth is None:
@@ -52,7 +52,7 @@ def rescored(run: str) -> dict[str, float]:
   x = pipeline.to_float(test.image)[idx]
   x_t = gen.translate(x, np.eye(test.num_classes, dtype=np.float32)[c_t])
   period = 2**config.model.num_down
-  rng = np.random.default_rng(config.seed)
+  rng = np.random.default_rng([config.seed, stages.EVAL_STREAM])  # the summary's new identities
   n = int(config.eval.num_prior_samples)
   x_p = gen.decode(rng.uniform(-1, 1, (n, gen.latent_dim)).astype(np.float32),
                    np.eye(test.num_classes, dtype=np.float32)[rng.integers(0, test.num_classes, n)])
