@@ -120,8 +120,10 @@ def get_config() -> ml_collections.ConfigDict:
   # up to max_width as the others do) and the 3x3 convolutions added at each level (0: none).
   c.model.g_width = 0
   c.model.g_depth = 0
-  # The decoder's 2x upsampling: 'transpose' (4x4 stride-2 transposed convolutions) or 'resize'
-  # (nearest neighbour + 3x3 convolution, no checkerboard artefacts; the same cost).
+  # The decoder's 2x upsampling: 'transpose' (4x4 stride-2 transposed convolutions), 'resize'
+  # (nearest neighbour + 3x3 convolution, no checkerboard artefacts; the same cost) or 'blur'
+  # (the transposed convolution, then a fixed [1, 2, 1] blur: its free taps kept, no checkerboard;
+  # synth/lattice measures a grid).
   c.model.g_upsample = "transpose"
   # How a translation is made (jfesgan/models/generator.py): "none", the paper's shape, re-draws
   # it, x_t = G(E(x), c); "mask" edits the input through a mask the decoder draws,

@@ -116,6 +116,38 @@ def test_resize_upsampling_changes_the_decoder_alone(tiny_config):
 
 
 @pytest.mark.slow
+def test_blur_upsampling_keeps_the_transposed_kernels_and_blurs_each(tiny_config):
+  """model.g_upsample='blur': the same parameters as the default (4x4 transposed kernels), each
+  upsampling's output blurred, so the same parameters draw an image with no checkerboard; the
+  reconstruction loss reaches every decoder kernel."""
+  cfg, blurred, x, c, p0, p1 = _generator_beside_default(tiny_config, g_upsample="blur")
+  chex.assert_trees_all_equal_shapes(p1["encoder"], p0["encoder"])
+  ups = [k for k in p1["decoder"] if k.startswith("BlurConvTranspose2x")]
+  assert len(ups) == cfg.model.num_down
+  assert all(p1["decoder"][k]["kernel"].shape[:2] == (4, 4) for k in ups)
+  plain = M.build_models(tiny_config, num_classes=7, num_subjects=6).g  # "transpose"
+  renamed = {"encoder": p1["encoder"], "decoder": {
+      k.replace("BlurConvTranspose2x", "ConvTranspose2x"): v for k, v in p1["decoder"].items()}}
+  out = jax.jit(blurred.g.apply)({"params": p1}, x, c)
+  unblurred = jax.jit(plain.apply)({"params": renamed}, x, c)
+  chex.assert_shape(out, x.shape)
+  assert float(jnp.max(jnp.abs(out))) <= 1.0
+  assert float(jnp.max(jnp.abs(out - unblurred))) > 1e-3  # the same weights, blurred
+
+  def alternation(img):  # mean |pixel - mean of its 4 neighbours| on the interior
+    a = np.asarray(img)[:, 1:-1, 1:-1]
+    b = np.asarray(img)
+    around = (b[:, :-2, 1:-1] + b[:, 2:, 1:-1] + b[:, 1:-1, :-2] + b[:, 1:-1, 2:]) / 4
+    return float(np.mean(np.abs(a - around)))
+
+  assert alternation(out) < alternation(unblurred)
+  loss = lambda p: jnp.mean(jnp.abs(blurred.g.apply({"params": p}, x, c) - x))
+  grads = jax.jit(jax.grad(loss))(p1)
+  for k in ups:
+    assert float(jnp.max(jnp.abs(grads["decoder"][k]["kernel"]))) > 0, k
+
+
+@pytest.mark.slow
 def test_recogniser_trunk_matches_phi_trunk():
   """R can start from Phi's trunk: the two trunks have the same parameter structure."""
   x = jnp.zeros((1, 32, 32, 1))

@@ -325,9 +325,12 @@ def binomial_blur(x: jax.Array) -> jax.Array:
   Its response falls smoothly from 1 at zero frequency to exactly 0 at the highest (a pattern that
   alternates pixel by pixel), so what follows it cannot hold a checkerboard; a constant passes
   unchanged, borders included."""
-  p = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+  # The edges repeated by hand rather than by jnp.pad, whose "edge" mode also slices the batch
+  # axis (a symbolic dimension in an exported graph).
+  p = jnp.concatenate([x[:, :1], x, x[:, -1:]], axis=1)
   h = (p[:, :-2] + 2 * p[:, 1:-1] + p[:, 2:]) * 0.25
-  return (h[:, :, :-2] + 2 * h[:, :, 1:-1] + h[:, :, 2:]) * 0.25
+  p = jnp.concatenate([h[:, :, :1], h, h[:, :, -1:]], axis=2)
+  return (p[:, :, :-2] + 2 * p[:, :, 1:-1] + p[:, :, 2:]) * 0.25
 
 
 class BlurConvTranspose2x(ConvTranspose2x):
