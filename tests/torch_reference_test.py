@@ -36,9 +36,11 @@ def _jax_params(c, k, s):
   return models, params
 
 
-@pytest.mark.parametrize("size,channels,num_down", [(16, 1, 2), (16, 3, 3)])
-def test_same_parameter_counts_and_outputs(size, channels, num_down):
+@pytest.mark.parametrize("size,channels,num_down,upsample", [
+    (16, 1, 2, "transpose"), (16, 3, 3, "transpose"), (16, 1, 2, "blur")])
+def test_same_parameter_counts_and_outputs(size, channels, num_down, upsample):
   c = _config(size, channels, num_down)
+  c.model.g_upsample = upsample
   k, s = 5, 9
   models, params = _jax_params(c, k, s)
   ref = torch_reference.TorchReference(c, k, s)
@@ -133,7 +135,7 @@ def test_refuses_what_it_does_not_mirror():
     torch_reference.check_config(c)
   c = _config()
   c.model.g_upsample = "resize"
-  with pytest.raises(ValueError, match=r"g_upsample='resize' 'transpose'"):
+  with pytest.raises(ValueError, match=r"g_upsample='resize' one of \('transpose', 'blur'\)"):
     torch_reference.check_config(c)
   c = _config()
   c.model.r_arch = "residual"

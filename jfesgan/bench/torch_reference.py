@@ -58,6 +58,19 @@ def _groups(c: int) -> int:
   return next(g for g in (8, 4, 2, 1) if c % g == 0)
 
 
+# The decoder upsamplings mirrored here (model.g_upsample): jfesgan.models.layers' transposed
+# convolution, and the same followed by its fixed [1, 2, 1] blur.
+MIRRORED_UPSAMPLING = ("transpose", "blur")
+
+
+def _blur(h):
+  """jfesgan.models.layers.binomial_blur in NCHW: [1, 2, 1] / 4 along each spatial axis, edges
+  repeated, as shifted sums (as the JAX side computes it)."""
+  p = F.pad(h, (1, 1, 1, 1), mode="replicate")
+  v = (p[:, :, :-2] + 2 * p[:, :, 1:-1] + p[:, :, 2:]) * 0.25
+  return (v[:, :, :, :-2] + 2 * v[:, :, :, 1:-1] + v[:, :, :, 2:]) * 0.25
+
+
 def check_config(config) -> None:
   """Raises ValueError when ``config`` asks for something this reference does not mirror."""
   sections = {"real.augment": config.real.augment, "joint.augment": config.joint.augment,
@@ -67,12 +80,13 @@ def check_config(config) -> None:
     raise ValueError(f"the PyTorch reference does not mirror augmentation; {on} must be 0 for "
                      "--torch")
   if (config.model.get("g_width", 0) or config.model.get("g_depth", 0)
-      or config.model.get("g_upsample", "transpose") != "transpose"
+      or config.model.get("g_upsample", "transpose") not in MIRRORED_UPSAMPLING
       or config.model.get("g_edit", "none") not in ("none", False)):
     raise ValueError(f"the PyTorch reference mirrors the default generator only; "
                      f"config.model.g_width={config.model.g_width}, "
                      f"g_depth={config.model.g_depth} must be 0, "
-                     f"g_upsample={config.model.get('g_upsample', 'transpose')!r} 'transpose' and "
+                     f"g_upsample={config.model.get('g_upsample', 'transpose')!r} one of "
+                     f"{MIRRORED_UPSAMPLING} and "
                      f"g_edit={config.model.get('g_edit', 'none')!r} 'none'")
   if config.model.get("r_arch", "trunk") != "trunk":
     raise ValueError(f"the PyTorch reference mirrors R of the trunk family only; "
@@ -138,6 +152,11 @@ class Decoder(nn.Module):
     self.ups = nn.ModuleList([nn.ConvTranspose2d(a, b, 4, 2, 1, bias=False)
                               for a, b in zip(widths, widths[1:])])
     self.out = nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1)
+    # model.g_upsample="blur": each transposed convolution's output blurred.
+    self.blur = m.get("g_upsample", "transpose") == "blur"
+
+  def _up(self, layer, h):
+    return _blur(layer(h)) if self.blur else layer(h)
 
   def _film(self, h, c, i):
     gamma, beta = self.films[i](c)[:, :, None, None].chunk(2, dim=1)
@@ -147,8 +166,8 @@ class Decoder(nn.Module):
     h = self.dense(torch.cat([z, c], -1)).view(-1, self.w0, self.s, self.s)
     h = self._film(h, c, 0)
     for i, up in enumerate(self.ups, start=1):
-      h = self._film(up(h), c, i)
-    return torch.tanh(self.out(h))
+      h = self._film(self._up(up, h), c, i)
+    return torch.tanh(self._up(self.out, h))
 
 
 class Generator(nn.Module):
@@ -598,9 +617,10 @@ def load_jax_params(ref: TorchReference, params: dict[str, Any]) -> None:
         gn = dec[f"GroupNorm_{i}"]
         gen.decoder.norms[i].weight.data = _t(gn["scale"])
         gen.decoder.norms[i].bias.data = _t(gn["bias"])
+      up_name = "BlurConvTranspose2x" if gen.decoder.blur else "ConvTranspose2x"
       for i, up in enumerate(gen.decoder.ups):
-        _conv_t(up, dec[f"ConvTranspose2x_{i}"])
-      _conv_t(gen.decoder.out, dec[f"ConvTranspose2x_{m.num_down - 1}"])
+        _conv_t(up, dec[f"{up_name}_{i}"])
+      _conv_t(gen.decoder.out, dec[f"{up_name}_{m.num_down - 1}"])
     if "dimg" in params:
       d, net = params["dimg"], ref.nets["dimg"]
       _convs(net.body.convs, d, [f"Conv_{i}" for i in range(m.num_down)])
