@@ -28,7 +28,7 @@ import numpy as np
 from jfesgan.data.classes import canonical
 from jfesgan.data.pipeline import ArrayDataset, to_float
 from jfesgan.evaluation.restored import RestoredRecogniser
-from jfesgan.evaluation.scores import Evaluator, translation_targets
+from jfesgan.evaluation.scores import Evaluator, prior_codes, translation_targets
 from jfesgan.models import R_ARCHS
 from jfesgan.run.provenance import params_fingerprint
 
@@ -185,8 +185,7 @@ def judge_synthesis(ev: Evaluator, panel: Panel, g_params, test: ArrayDataset, *
   x = to_float(test.image)
   idx, c_t = translation_targets(test.label, k)
   x_t = ev.translate(g_params, x[idx], c_t)
-  z_p = rng.uniform(-1, 1, (num_prior_samples, ev.models.latent_dim)).astype(np.float32)
-  c_p = rng.integers(0, k, num_prior_samples)
+  z_p, c_p = prior_codes(rng, num_prior_samples, ev.models.latent_dim, k)
   x_p = ev.decode(g_params, z_p, c_p)
   out = {}
   for fam, judge in panel.readers.items():

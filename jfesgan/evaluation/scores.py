@@ -142,6 +142,23 @@ def translation_targets(labels: np.ndarray, num_classes: int) -> tuple[np.ndarra
   return idx, (labels[idx] + offset) % num_classes
 
 
+def prior_codes(rng: np.random.Generator, n: int, latent_dim: int,
+                num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+  """``n`` new identities' codes z_p ~ U(-1, 1)^latent_dim and requested expressions c_p, drawn
+  in this order from ``rng``: the summary, the judges and ``jfesgan generators --rescore`` draw
+  the same ones from the same stream."""
+  z_p = rng.uniform(-1, 1, (n, latent_dim)).astype(np.float32)
+  return z_p, rng.integers(0, num_classes, n)
+
+
+def lattice_scores(x_t: np.ndarray, x_p: np.ndarray, real: np.ndarray,
+                   period: int) -> dict[str, float]:
+  """``synth/lattice``, ``_prior`` and ``_real`` (:func:`lattice`) of translations, new
+  identities and the real held-out faces."""
+  return {"synth/lattice": lattice(x_t, period), "synth/lattice_prior": lattice(x_p, period),
+          "synth/lattice_real": lattice(real, period)}
+
+
 def _standardised(images: np.ndarray) -> np.ndarray:
   """Each image flattened, less its mean, scaled to unit norm (brightness and contrast removed)."""
   a = images.reshape(images.shape[0], -1).astype(np.float64)
@@ -181,8 +198,7 @@ def synthesis_scores(ev: Evaluator, *, g_params, phi_params, r_params, test: Arr
   scores = {}
   pred_t = ev.predict(r_params, x_t)
   scores["synth/expr_acc_t"] = float(np.mean(pred_t == c_t))
-  z_p = rng.uniform(-1, 1, (num_prior_samples, ev.models.latent_dim)).astype(np.float32)
-  c_p = rng.integers(0, k, num_prior_samples)
+  z_p, c_p = prior_codes(rng, num_prior_samples, ev.models.latent_dim, k)
   x_p = ev.decode(g_params, z_p, c_p)
   scores["synth/expr_acc_p"] = float(np.mean(ev.predict(r_params, x_p) == c_p))
 
@@ -199,10 +215,7 @@ def synthesis_scores(ev: Evaluator, *, g_params, phi_params, r_params, test: Arr
                                              == test.subject[idx]))
   scores["synth/id_nearest_pixel"], scores["synth/id_nearest_chance"] = pixel_nearest_person(
       x_t, idx, x, test.subject)
-  period = 2**ev.models.g.num_down
-  scores["synth/lattice"] = lattice(x_t, period)
-  scores["synth/lattice_prior"] = lattice(x_p, period)
-  scores["synth/lattice_real"] = lattice(x, period)
+  scores.update(lattice_scores(x_t, x_p, x, 2**ev.models.g.num_down))
   e_p = ev.embed(phi_params, x_p)
   distinct = ~np.eye(len(e_p), dtype=bool)
   scores["synth/id_sim_prior"] = float((e_p @ e_p.T)[distinct].mean()) if len(e_p) > 1 else float("nan")

@@ -48,18 +48,15 @@ def rescored(run: str) -> dict[str, float]:
   if test.truth is None:
     raise ValueError(f"--rescore: {run}'s dataset {config.data.name!r} has no renderer's truth")
   gen = RestoredGenerator.load(run, "fesgan")
-  idx, c_t = scores_lib.translation_targets(test.label, test.num_classes)
-  x = pipeline.to_float(test.image)[idx]
-  x_t = gen.translate(x, np.eye(test.num_classes, dtype=np.float32)[c_t])
-  period = 2**config.model.num_down
-  rng = np.random.default_rng([config.seed, stages.EVAL_STREAM])  # the summary's new identities
-  n = int(config.eval.num_prior_samples)
-  x_p = gen.decode(rng.uniform(-1, 1, (n, gen.latent_dim)).astype(np.float32),
-                   np.eye(test.num_classes, dtype=np.float32)[rng.integers(0, test.num_classes, n)])
-  return {**scores_lib.truth_scores(x, x_t, test, idx, c_t),
-          "synth/lattice": scores_lib.lattice(x_t, period),
-          "synth/lattice_prior": scores_lib.lattice(x_p, period),
-          "synth/lattice_real": scores_lib.lattice(pipeline.to_float(test.image), period)}
+  k = test.num_classes
+  idx, c_t = scores_lib.translation_targets(test.label, k)
+  real = pipeline.to_float(test.image)
+  x_t = gen.translate(real[idx], np.eye(k, dtype=np.float32)[c_t])
+  z_p, c_p = scores_lib.prior_codes(np.random.default_rng([config.seed, stages.EVAL_STREAM]),
+                                    int(config.eval.num_prior_samples), gen.latent_dim, k)
+  x_p = gen.decode(z_p, np.eye(k, dtype=np.float32)[c_p])
+  return {**scores_lib.truth_scores(real[idx], x_t, test, idx, c_t),
+          **scores_lib.lattice_scores(x_t, x_p, real, 2**config.model.num_down)}
 
 
 def read_recipe(spec: str, rescore: bool = False) -> tuple[str, dict[int, dict[str, float]]]:

@@ -105,11 +105,6 @@ def _value(g: _Graph, var) -> str | np.ndarray:
   return known if known is not None else g.tensor(var)
 
 
-def _static(dim) -> bool:
-  """Whether an array dimension is a number (not the symbolic batch)."""
-  return isinstance(dim, (int, np.integer))
-
-
 def _onnx_dtype(dtype) -> int:
   return helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
 
@@ -269,9 +264,9 @@ def _rule(g: _Graph, eqn, name: str, known) -> str | list[str]:
       raise Unsupported("strided slices")
     # Only the axes the slice cuts: an axis taken whole may be the symbolic batch.
     shape = eqn.invars[0].aval.shape
+    # (== on a symbolic dimension is True only where it is provably equal: batch == batch.)
     axes = [i for i, (lo, hi) in enumerate(zip(p["start_indices"], p["limit_indices"]))
-            if not (lo == 0 and hi is shape[i] or (lo == 0 and _static(hi) and _static(shape[i])
-                                                   and int(hi) == int(shape[i])))]
+            if not (lo == 0 and hi == shape[i])]
     if not axes:
       return g.one("Identity", [x])
     return g.one("Slice", [x, g.const(np.asarray([p["start_indices"][i] for i in axes], np.int64)),
