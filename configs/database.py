@@ -46,6 +46,10 @@ def get_config(name: str, subjects: bool = True, **data) -> ml_collections.Confi
   # The default's warm-up of stage 1 (fesgan.warmup) was chosen on the embedded faces and is not
   # measured on a real database: off until it is.
   c.fesgan.warmup.steps = 0
+  # Likewise the default's blurred upsampling and its reconstruction weight (chosen together on
+  # the embedded faces): the transposed convolutions and rec_weight 10 here until measured.
+  c.model.g_upsample = "transpose"
+  c.fesgan.rec_weight = 10.0
   # Fields of the procedural renderer are not used by a real database.
   for k in ("num_identities", "data_seed", "idiosyncrasy", "au_noise", "pixel_noise"):
     del d[k]

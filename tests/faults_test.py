@@ -268,7 +268,8 @@ def test_a_field_added_since_the_checkpoint_at_its_default_is_not_a_change(tiny_
 
 def test_a_field_added_at_a_default_that_trains_otherwise_is_a_change():
   """Stage 1's warm-up was added on by default: a checkpoint saved before it existed trained
-  without one, so it matches a config with the warm-up off and not today's default."""
+  without one, so it matches a config with the warm-up off and not today's default; so does a
+  checkpoint saved before model.g_upsample existed, with the transposed convolutions."""
   from jfesgan import defaults  # pylint: disable=g-import-not-at-top
   ours = workdir_lib.as_dict(defaults.get_config())
   assert ours["fesgan"]["warmup"]["steps"] > 0
@@ -277,6 +278,12 @@ def test_a_field_added_at_a_default_that_trains_otherwise_is_a_change():
   assert workdir_lib.diff_sections(saved, ours, ["fesgan"]) == ["fesgan.warmup"]
   ours["fesgan"]["warmup"]["steps"] = 0
   assert workdir_lib.diff_sections(saved, ours, ["fesgan"]) == []
+  # Likewise the decoder's upsampling: added at 'transpose', the default now 'blur'.
+  assert ours["model"]["g_upsample"] == "blur"
+  del saved["model"]["g_upsample"]
+  assert workdir_lib.diff_sections(saved, ours, ["model"]) == ["model.g_upsample"]
+  ours["model"]["g_upsample"] = "transpose"
+  assert workdir_lib.diff_sections(saved, ours, ["model"]) == []
 
 
 @pytest.mark.parametrize("field,value,message", [

@@ -117,15 +117,17 @@ def test_resize_upsampling_changes_the_decoder_alone(tiny_config):
 
 @pytest.mark.slow
 def test_blur_upsampling_keeps_the_transposed_kernels_and_blurs_each(tiny_config):
-  """model.g_upsample='blur': the same parameters as the default (4x4 transposed kernels), each
-  upsampling's output blurred, so the same parameters draw an image with no checkerboard; the
-  reconstruction loss reaches every decoder kernel."""
-  cfg, blurred, x, c, p0, p1 = _generator_beside_default(tiny_config, g_upsample="blur")
+  """model.g_upsample='blur' (the default): the same parameters as 'transpose' (4x4 transposed
+  kernels), each upsampling's output blurred, so the same parameters draw an image with no
+  checkerboard; the reconstruction loss reaches every decoder kernel."""
+  transposed = tiny_config.copy_and_resolve_references()
+  transposed.model.g_upsample = "transpose"
+  cfg, blurred, x, c, p0, p1 = _generator_beside_default(transposed, g_upsample="blur")
   chex.assert_trees_all_equal_shapes(p1["encoder"], p0["encoder"])
   ups = [k for k in p1["decoder"] if k.startswith("BlurConvTranspose2x")]
   assert len(ups) == cfg.model.num_down
   assert all(p1["decoder"][k]["kernel"].shape[:2] == (4, 4) for k in ups)
-  plain = M.build_models(tiny_config, num_classes=7, num_subjects=6).g  # "transpose"
+  plain = M.build_models(transposed, num_classes=7, num_subjects=6).g
   renamed = {"encoder": p1["encoder"], "decoder": {
       k.replace("BlurConvTranspose2x", "ConvTranspose2x"): v for k, v in p1["decoder"].items()}}
   out = jax.jit(blurred.g.apply)({"params": p1}, x, c)
