@@ -129,7 +129,7 @@ def get_config() -> ml_collections.ConfigDict:
   # PSNR +0.79 / +1.07 dB, reconstruction L1 -0.008 / -0.010, the change made +0.06, the target
   # read by the in-domain R +9 / +19 points, new identities +16 / +14, and no lattice
   # (synth/lattice -0.2 / -0.2 dB against 9.7 / 9.9), all on both seeds; the person kept by Phi
-  # -7.2 / -9.5 points, by pixels +0.9 / -4.0.  Its price on CPU: the generator update
+  # -7.2 / -9.5 points, by pixels +1.0 / -4.0.  Its price on CPU: the generator update
   # +30-50 % at 48 px (docs/performance.md).  Real databases' configs (configs/database.py,
   # configs/ck48.py) keep 'transpose' and rec_weight 10: not measured there.
   c.model.g_upsample = "blur"
