@@ -65,10 +65,16 @@ MIRRORED_UPSAMPLING = ("transpose", "blur")
 
 def _blur(h):
   """jfesgan.models.layers.binomial_blur in NCHW: [1, 2, 1] / 4 along each spatial axis, edges
-  repeated, as shifted sums (as the JAX side computes it)."""
-  p = F.pad(h, (1, 1, 1, 1), mode="replicate")
-  v = (p[:, :, :-2] + 2 * p[:, :, 1:-1] + p[:, :, 2:]) * 0.25
-  return (v[:, :, :, :-2] + 2 * v[:, :, :, 1:-1] + v[:, :, :, 2:]) * 0.25
+  repeated.  As PyTorch computes it fastest: one depthwise 3x3 convolution with the fixed
+  kernel on the edge-padded input (forward and backward 2-4.5x faster than the shifted sums the
+  JAX side uses, which are XLA:CPU's fastest form, on a 2-core Intel Xeon at 16x32x64x64,
+  16x32x48x48 and 16x64x24x24, in either memory format)."""
+  c = h.shape[1]
+  taps = torch.tensor([0.25, 0.5, 0.25], dtype=h.dtype, device=h.device)
+  kernel = (taps[:, None] * taps[None, :]).expand(c, 1, 3, 3)
+  if h.is_contiguous(memory_format=torch.channels_last):
+    kernel = kernel.contiguous(memory_format=torch.channels_last)
+  return F.conv2d(F.pad(h, (1, 1, 1, 1), mode="replicate"), kernel, groups=c)
 
 
 def check_config(config) -> None:
