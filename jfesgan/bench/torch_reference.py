@@ -66,7 +66,7 @@ MIRRORED_UPSAMPLING = ("transpose", "blur")
 def _blur(h):
   """jfesgan.models.layers.binomial_blur in NCHW: [1, 2, 1] / 4 along each spatial axis, edges
   repeated.  As PyTorch computes it fastest: one depthwise 3x3 convolution with the fixed
-  kernel on the edge-padded input (forward and backward 2-4.5x faster than the shifted sums the
+  kernel on the edge-padded input (forward and backward 1.9-4.9x faster than the shifted sums the
   JAX side uses, which are XLA:CPU's fastest form, on a 2-core Intel Xeon at 16x32x64x64,
   16x32x48x48 and 16x64x24x24, in either memory format)."""
   c = h.shape[1]
