@@ -118,28 +118,6 @@ def test_blur_upsampling_draws_no_checkerboard_and_keeps_constants():
   assert nyquist(y) < 0.05 * nyquist(plain)
 
 
-@pytest.mark.parametrize("shape", [(2, 6, 5, 3), (1, 2, 2, 1), (1, 1, 4, 2)])
-def test_blur_backward_is_the_blur_and_matches_autodiff(shape):
-  """The blur's own backward pass (the same blur of the output gradient: the filter with repeated
-  edges is self-adjoint) equals autodiff of its definition, first and second order, at borders
-  too (a side of 1 or 2 pixels is all border)."""
-  x = jax.random.normal(jax.random.key(0), shape)
-  t = jax.random.normal(jax.random.key(1), shape)
-
-  def orders(blur):
-    loss = lambda x: jnp.sum(jnp.sin(blur(x)) * t)
-    first = jax.grad(loss)
-    second = jax.grad(lambda x: jnp.sum(first(x) ** 2))
-    return jax.jit(lambda x: (blur(x), first(x), second(x)))(x)
-
-  chex.assert_trees_all_close(orders(layers.binomial_blur), orders(layers._blur),  # pylint: disable=protected-access
-                              atol=1e-5, rtol=1e-5)
-  # Self-adjoint: <blur(a), b> == <a, blur(b)>.
-  a, b = x, t
-  np.testing.assert_allclose(float(jnp.sum(layers.binomial_blur(a) * b)),
-                             float(jnp.sum(a * layers.binomial_blur(b))), rtol=1e-5)
-
-
 @pytest.mark.slow
 def test_gradients_agree_including_second_order():
   """WGAN-GP differentiates the critic twice: all implementations must agree there too."""
