@@ -66,8 +66,9 @@ def test_two_processes_train_what_one_does(tiny_run, tmp_path, compilation_cache
   # The same parameters, stage by stage.  Cross-process all-reduces sum in another order, and
   # Adam divides each gradient by its own running magnitude, so where a gradient is as small as
   # that rounding noise the update moves by a visible fraction of the learning rate (seen: 1.3e-5
-  # on one of 4,096 weights of Phi): atol 5e-5, far below what a wrong shard or a missed
-  # reduction changes (whole tensors, by ~1e-3).
+  # on one of 4,096 weights of Phi; 2.5e-4 on one of 8 in stage 1, whose GAN amplifies it): each
+  # tensor within atol 5e-5 but for at most one weight in a thousand (at least one), and every
+  # weight within 1e-3; a wrong shard or a missed reduction changes whole tensors, by ~1e-3.
   for name in STAGES:
     a, b = (checkpointing.StageCheckpointer(d, name) for d in (one, two))
     assert a.latest_step() == b.latest_step() == int(cfg[name].steps)
@@ -77,7 +78,11 @@ def test_two_processes_train_what_one_does(tiny_run, tmp_path, compilation_cache
     la, lb = jax.tree.leaves(ta), jax.tree.leaves(tb)
     assert len(la) == len(lb)
     for x, y in zip(la, lb):
-      np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=5e-5, err_msg=name)
+      x, y = np.asarray(x), np.asarray(y)
+      off = ~np.isclose(x, y, rtol=1e-4, atol=5e-5)
+      worst = float(np.max(np.abs(x - y))) if x.size else 0.0
+      assert off.sum() <= max(1, off.size // 1000) and worst < 1e-3, (
+          name, x.shape, int(off.sum()), worst)
 
   # Process 0 alone wrote the logs and report: one record per (stage, step), as in one process.
   def records(d):
