@@ -93,6 +93,27 @@ def test_resize_conv_has_no_checkerboard():
   assert float(jnp.max(jnp.abs(y - y[:1, :1]))) > 1e-2
 
 
+@pytest.mark.parametrize("shape", [(2, 7, 5, 3), (1, 1, 4, 2), (3, 2, 1, 1), (2, 12, 12, 4)])
+def test_blur_is_the_edge_padded_binomial_filter_and_its_own_adjoint(shape):
+  """binomial_blur equals [1, 2, 1] / 4 along each axis of numpy's edge-padded array (axes of
+  length 1 and 2 included), and autodiff's gradient of <blur(x), g> is blur(g): the filter with
+  repeated edges is symmetric, whatever form the code writes it in."""
+  x = np.asarray(jax.random.normal(jax.random.key(0), shape), np.float64)
+  ref = x
+  for axis in (1, 2):
+    pad = [(0, 0)] * 4
+    pad[axis] = (1, 1)
+    p = np.pad(ref, pad, mode="edge")
+    n = ref.shape[axis]
+    ref = (np.take(p, range(0, n), axis) + 2 * np.take(p, range(1, n + 1), axis)
+           + np.take(p, range(2, n + 2), axis)) / 4
+  chex.assert_trees_all_close(layers.binomial_blur(jnp.asarray(x, jnp.float32)),
+                              ref.astype(np.float32), atol=1e-6)
+  g = jax.random.normal(jax.random.key(1), shape)
+  grad = jax.grad(lambda x: jnp.sum(layers.binomial_blur(x) * g))(jnp.asarray(x, jnp.float32))
+  chex.assert_trees_all_close(grad, layers.binomial_blur(g), atol=1e-6)
+
+
 def test_blur_upsampling_draws_no_checkerboard_and_keeps_constants():
   """The blur removes the highest frequency: an alternating pattern vanishes (away from the
   edges), a constant passes, borders included; so the blurred transposed convolution's output

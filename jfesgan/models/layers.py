@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import linen as nn
 
 _DN = ("NHWC", "HWIO", "NHWC")
@@ -319,18 +320,33 @@ class ResizeConv2x(ConvTranspose2x):
     return resize_conv_kernel(self.param("kernel", self.kernel_init, (3, 3, c, self.features)))
 
 
+def _edge_weights(n: int, dtype) -> jax.Array:
+  """The centre tap of the [1, 2, 1] / 4 filter along an axis of length ``n`` with its edges
+  repeated: 1/2, and 3/4 at the two ends (the repeated pixel adds its quarter to its own)."""
+  w = np.full((n,), 0.5, np.float32)
+  w[0] += 0.25
+  w[-1] += 0.25
+  return jnp.asarray(w, dtype)
+
+
 def binomial_blur(x: jax.Array) -> jax.Array:
   """The fixed [1, 2, 1] / 4 filter along each spatial axis of (N, H, W, C) ``x``, edges repeated.
 
   Its response falls smoothly from 1 at zero frequency to exactly 0 at the highest (a pattern that
   alternates pixel by pixel), so what follows it cannot hold a checkerboard; a constant passes
-  unchanged, borders included."""
-  # The edges repeated by hand rather than by jnp.pad, whose "edge" mode also slices the batch
-  # axis (a symbolic dimension in an exported graph).
-  p = jnp.concatenate([x[:, :1], x, x[:, -1:]], axis=1)
-  h = (p[:, :-2] + 2 * p[:, 1:-1] + p[:, 2:]) * 0.25
-  p = jnp.concatenate([h[:, :, :1], h, h[:, :, -1:]], axis=2)
-  return (p[:, :, :-2] + 2 * p[:, :, 1:-1] + p[:, :, 2:]) * 0.25
+  unchanged, borders included.
+
+  Written as the neighbours' quarter each through zero padding, plus the centre tap as a
+  per-row (per-column) weight that is 3/4 at the two ends (where the repeated edge pixel adds its
+  quarter): a pad, slices and element-wise products, whose gradients are the same kinds that
+  XLA fuses into one pass. Repeating the edges by concatenation (the same function to the last
+  bit or two) made forward + backward 2.3-3.4x slower on XLA:CPU (docs/performance.md)."""
+  _, h, w, _ = x.shape
+  zero = ((0, 0), (0, 0), (0, 0), (0, 0))
+  p = jnp.pad(x, (zero[0], (1, 1), zero[2], zero[3]))
+  y = (p[:, :-2] + p[:, 2:]) * 0.25 + x * _edge_weights(h, x.dtype)[:, None, None]
+  p = jnp.pad(y, (zero[0], zero[1], (1, 1), zero[3]))
+  return (p[:, :, :-2] + p[:, :, 2:]) * 0.25 + y * _edge_weights(w, x.dtype)[:, None]
 
 
 class BlurConvTranspose2x(ConvTranspose2x):

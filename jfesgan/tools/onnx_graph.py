@@ -248,6 +248,14 @@ def _rule(g: _Graph, eqn, name: str, known) -> str | list[str]:
     return g.one("Transpose", ins(), perm=list(p["permutation"]))
   if name == "concatenate":
     return g.one("Concat", ins(), axis=int(p["dimension"]))
+  if name == "pad":
+    x, value = ins()
+    config = p["padding_config"]
+    if any(interior for _, _, interior in config) or any(lo < 0 or hi < 0 for lo, hi, _ in config):
+      raise Unsupported(f"a pad with interior or negative padding {config}")
+    pads = g.const(np.asarray([lo for lo, _, _ in config] + [hi for _, hi, _ in config], np.int64),
+                   "pads")
+    return g.one("Pad", [x, pads, value], mode="constant")
   if name == "split":
     (x,) = ins()
     sizes = g.const(np.asarray(p["sizes"], np.int64), "sizes")
