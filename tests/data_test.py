@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from jfesgan.data import pipeline, procedural, splits
+from jfesgan.evaluation import scores
 
 SPEC = procedural.FaceSpec(image_size=32, channels=3, num_identities=5, frames=2)
 
@@ -190,6 +191,39 @@ def test_procedural_truth_travels_with_the_dataset(tiny_config, tmp_path):
   no_truth = pipeline.ArrayDataset(test.image, test.label, test.subject, test.class_names)
   with pytest.raises(ValueError, match="no ground truth"):
     no_truth.render_truth(rows, targets)
+
+
+def test_ideal_edits_make_the_truths_change_and_keep_the_person(tiny_config, tmp_path):
+  """The ideal edit is the input plus the truth's change between the two expressions (nothing for
+  the input's own expression); truth_scores asks the person questions of it and of the clean
+  truth (the ceilings): the ideal edits find their person by pixels where another person's face
+  would not, and the Phi question is asked of exactly those images."""
+  cfg = tiny_config.data.copy_and_resolve_references()
+  cfg.data_dir = str(tmp_path)
+  _, test = pipeline.train_test(cfg)
+  x = pipeline.to_float(test.image)
+  idx, c_t = scores.translation_targets(test.label, test.num_classes)
+  truth, own = test.render_truth(idx, c_t), test.render_truth(idx, test.label[idx])
+  np.testing.assert_allclose(scores.ideal_edits(x[idx], own, own), x[idx])
+  ideal = scores.ideal_edits(x[idx], truth, own)
+  inside = np.abs(x[idx] + 2 * (truth - own)) < 1
+  np.testing.assert_allclose(ideal[inside], (x[idx] + 2 * (truth - own))[inside], atol=1e-6)
+  assert np.abs(ideal - x[idx]).max() > 0.1  # the expressions do change the face
+
+  asked = []
+  got = scores.truth_scores(x[idx], x[idx], test, idx, c_t,
+                            person_by_phi=lambda im: asked.append(im) or 0.5)
+  assert got["synth/id_nearest_pixel_edit"] == scores.pixel_nearest_person(
+      ideal, idx, x, test.subject)[0] == 1.0
+  assert got["synth/id_nearest_pixel_truth"] == scores.pixel_nearest_person(
+      2 * truth - 1, idx, x, test.subject)[0]
+  assert got["synth/id_nearest_edit"] == got["synth/id_nearest_truth"] == 0.5
+  np.testing.assert_allclose(asked[0], ideal, atol=1e-6)
+  np.testing.assert_allclose(asked[1], 2 * truth - 1, atol=1e-6)
+  assert "synth/id_nearest_edit" not in scores.truth_scores(x[idx], x[idx], test, idx, c_t)
+  # Another person's face in every slot finds that person, not the input's.
+  other = np.array([np.flatnonzero(test.subject != test.subject[i])[0] for i in idx])
+  assert scores.pixel_nearest_person(x[other], idx, x, test.subject)[0] == 0.0
 
 
 @pytest.mark.parametrize("subject_index", [False, True])

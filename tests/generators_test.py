@@ -90,6 +90,8 @@ def test_rescoring_a_finished_run_reproduces_its_own_truth_scores(tiny_run):
   (scores,) = runs.values()
   for key in ("synth/psnr", "synth/psnr_copy", "synth/psnr_edit", "synth/psnr_denoised",
               "synth/l1", "synth/change_cos", "synth/change_made", "synth/lattice",
-              "synth/lattice_prior", "synth/lattice_real"):
+              "synth/lattice_prior", "synth/lattice_real", "synth/id_nearest_edit",
+              "synth/id_nearest_truth", "synth/id_nearest_pixel_edit",
+              "synth/id_nearest_pixel_truth"):
     assert scores[key] == pytest.approx(summary[key], rel=1e-4, abs=1e-5), key
 

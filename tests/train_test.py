@@ -79,8 +79,12 @@ def test_train_and_evaluate_resume_and_start_from(tiny_config, tmp_path):
               "synth/rec_l1", "synth/id_nearest", "synth/id_sim_prior", "synth/id_nearest_pixel",
               "synth/id_nearest_chance",
               "synth/l1_copy", "synth/psnr_copy", "synth/l1_edit", "synth/psnr_edit",
-              "synth/l1_denoised", "synth/psnr_denoised", "synth/change_made"):
+              "synth/l1_denoised", "synth/psnr_denoised", "synth/change_made",
+              "synth/id_nearest_edit", "synth/id_nearest_pixel_edit", "synth/id_nearest_truth",
+              "synth/id_nearest_pixel_truth"):
     assert np.isfinite(summary[key]), key
+  # The ideal edits keep the input's own pixels but where the expression lives: its person.
+  assert summary["synth/id_nearest_pixel_edit"] == 1.0
   assert summary["synth/psnr_copy"] > summary["synth/psnr"]  # an untrained G is worse than a copy
   # The ideal edit (the input plus the truth's change) beats copying: it makes the change.
   assert summary["synth/psnr_edit"] > summary["synth/psnr_copy"] + 1.0

@@ -91,6 +91,17 @@ GLOSSARY = {
                          "translation (under Phi) is of the same person", "higher", "in-domain"),
     "synth/id_nearest_pixel": ("right person, by pixels", "the same question in standardised "
                                "pixels, with no network", "higher", "no network"),
+    "synth/id_nearest_edit": ("right person by Phi, ideal edit", "the same question asked of "
+                              "the ideal edits (the input plus the truth's change of expression):"
+                              " the ceiling of a generator that does its task", "", "in-domain"),
+    "synth/id_nearest_pixel_edit": ("right person by pixels, ideal edit", "the pixels' question "
+                                    "asked of the ideal edits: the ceiling", "", "no network"),
+    "synth/id_nearest_truth": ("right person by Phi, clean truth", "the same question asked "
+                               "of the true renderings with the target expression: the ceiling "
+                               "of a generator that re-draws the person cleanly", "",
+                               "in-domain"),
+    "synth/id_nearest_pixel_truth": ("right person by pixels, clean truth", "the pixels' "
+                                     "question asked of the clean truths", "", "no network"),
     "synth/id_nearest_chance": ("right person by chance", "the rate of a random pick among the "
                                 "held-out people", "", "no network"),
     "synth/lattice": ("lattice in translations (dB)", "how far a regular grid of the decoder's "

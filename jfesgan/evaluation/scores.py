@@ -43,6 +43,10 @@ Synthesis is judged on held-out identities (never seen in training):
   nearest held-out real face in pixels, each image standardised), next to
   ``synth/id_nearest_chance``, the rate of a random pick.  Pixels enter no loss on x_t; copying
   the input would score 1 here, and fails the judge's expression scores;
+  ``synth/id_nearest_edit``, ``synth/id_nearest_pixel_edit`` and ``synth/id_nearest_truth``,
+  ``synth/id_nearest_pixel_truth`` (datasets with a ground truth) ask both questions of the ideal
+  edits and of the clean truths (below): what a generator that makes exactly the expression's
+  change scores, keeping the input's pixels or re-drawing the person cleanly: the two ceilings;
 - ``synth/lattice``, ``synth/lattice_prior``: how far a regular lattice stands out of the
   spectrum of translations and of new identities (:func:`lattice`, dB; the decoder's 2x
   upsamplings draw one with the decoder's period, 2**num_down pixels), beside
@@ -211,8 +215,11 @@ def synthesis_scores(ev: Evaluator, *, g_params, phi_params, r_params, test: Arr
   scores["synth/id_sim_rec"] = float(np.mean(np.sum(e_x * e_rec, -1)))
   other = test.subject[:, None] != test.subject[None, :]
   scores["synth/id_sim_other"] = float((e_x @ e_x.T)[other].mean()) if other.any() else float("nan")
-  scores["synth/id_nearest"] = float(np.mean(test.subject[np.argmax(e_t @ e_x.T, -1)]
-                                             == test.subject[idx]))
+  # How often the real held-out face nearest (under Phi) to each of N images of x[idx]'s
+  # people is of that person.
+  _right_person = lambda e: float(np.mean(test.subject[np.argmax(e @ e_x.T, -1)]
+                                          == test.subject[idx]))
+  scores["synth/id_nearest"] = _right_person(e_t)
   scores["synth/id_nearest_pixel"], scores["synth/id_nearest_chance"] = pixel_nearest_person(
       x_t, idx, x, test.subject)
   scores.update(lattice_scores(x_t, x_p, x, 2**ev.models.g.num_down))
@@ -221,7 +228,8 @@ def synthesis_scores(ev: Evaluator, *, g_params, phi_params, r_params, test: Arr
   scores["synth/id_sim_prior"] = float((e_p @ e_p.T)[distinct].mean()) if len(e_p) > 1 else float("nan")
 
   if test.truth is not None:
-    scores.update(truth_scores(x[idx], x_t, test, idx, c_t))
+    scores.update(truth_scores(x[idx], x_t, test, idx, c_t,
+                               person_by_phi=lambda im: _right_person(ev.embed(phi_params, im))))
   return scores
 
 
@@ -264,15 +272,32 @@ def lattice(images: np.ndarray, period: int) -> float:
   return float(10 * np.log10(np.mean(ratios)))
 
 
+def ideal_edits(x: np.ndarray, truth: np.ndarray, own: np.ndarray) -> np.ndarray:
+  """The ideal edits of images ``x`` (float, [-1, 1]): the input plus the truth's own change of
+  expression, x + truth(c_t) - truth(y), clipped to [-1, 1]; ``truth`` and ``own`` are the two
+  clean renderings (:meth:`ArrayDataset.render_truth`, in [0, 1])."""
+  return np.clip(x + 2.0 * (truth - own), -1.0, 1.0)
+
+
 def truth_scores(x: np.ndarray, x_t: np.ndarray, test: ArrayDataset, idx: np.ndarray,
-                 c_t: np.ndarray) -> dict[str, float]:
+                 c_t: np.ndarray, person_by_phi: Callable[[np.ndarray], float] | None = None
+                 ) -> dict[str, float]:
   """The scores against the renderer's truth (the module's docstring) of translations ``x_t`` of
-  ``x = test`` images ``idx`` (float, [-1, 1]) to expressions ``c_t``."""
+  ``x = test`` images ``idx`` (float, [-1, 1]) to expressions ``c_t``, with the person ceilings:
+  ``synth/id_nearest_pixel_edit`` / ``_truth``, the person by pixels of the ideal edits and of
+  the clean truths, and with ``person_by_phi`` (images of idx's people -> how often the nearest
+  real face under Phi is the right person) ``synth/id_nearest_edit`` / ``_truth``."""
   truth = test.render_truth(idx, c_t)
   fake01, real01 = (x_t + 1) / 2, (x + 1) / 2
   own = test.render_truth(idx, test.label[idx])
-  ideal = np.clip(real01 + truth - own, 0.0, 1.0)
+  ideal = (ideal_edits(x, truth, own) + 1) / 2
   scores = {}
+  real = to_float(test.image)
+  for name, img in (("_edit", ideal), ("_truth", truth)):
+    scores[f"synth/id_nearest_pixel{name}"] = pixel_nearest_person(2 * img - 1, idx, real,
+                                                                   test.subject)[0]
+    if person_by_phi is not None:
+      scores[f"synth/id_nearest{name}"] = person_by_phi(2 * img - 1)
   for name, img in (("", fake01), ("_copy", real01), ("_edit", ideal), ("_denoised", own)):
     err = (img - truth).reshape(img.shape[0], -1)
     mse = np.maximum(np.mean(err**2, -1), 1e-10)

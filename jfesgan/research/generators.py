@@ -10,8 +10,9 @@ them) it writes each recipe's per-seed values and mean, and each other recipe's 
 the reference on the same seeds (mean, and on how many seeds it is higher).  Nothing is trained.
 With ``--rescore`` the scores against the renderer's truth are computed anew from each run's
 stage-1 generator with this code (:func:`jfesgan.evaluation.scores.truth_scores`: scores added
-since a run finished, such as ``synth/change_made``, for runs that predate them), and the
-lattice scores (``synth/lattice``, ``synth/lattice_prior``, ``synth/lattice_real``).  Writes
+since a run finished, such as ``synth/change_made`` and the person ceilings
+``synth/id_nearest{,_pixel}_{edit,truth}`` with the run's own Phi, for runs that predate them), and
+the lattice scores (``synth/lattice``, ``synth/lattice_prior``, ``synth/lattice_real``).  Writes
 ``<out>.json`` (with the command and the commit it was made at) and ``<out>.md``.
 """
 
@@ -20,7 +21,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 
+import jax
 import numpy as np
 from absl import app, flags
 
@@ -29,8 +32,10 @@ from jfesgan.data import pipeline
 from jfesgan.evaluation import judge as judge_lib
 from jfesgan.evaluation import scores as scores_lib
 from jfesgan.evaluation.restored import RestoredGenerator
+from jfesgan.models import build_models
 from jfesgan.run import provenance
 from jfesgan.run import workdir as workdir_lib
+from jfesgan.run.workdir import restore_finished
 from jfesgan.run.flags import one_line_errors, parse_flags
 
 # Scores where lower is better; every other synth/judge score is better higher.
@@ -44,7 +49,7 @@ def rescored(run: str) -> dict[str, float]:
   """The truth and lattice scores of ``run``'s stage-1 generator (g_ema) on the subjects the run
   held out, computed by this code as the run's summary computes them (the same new identities)."""
   config = workdir_lib.read_config(run)
-  _, test = pipeline.train_test(config.data)
+  train, test = pipeline.train_test(config.data)
   if test.truth is None:
     raise ValueError(f"--rescore: {run}'s dataset {config.data.name!r} has no renderer's truth")
   gen = RestoredGenerator.load(run, "fesgan")
@@ -55,8 +60,21 @@ def rescored(run: str) -> dict[str, float]:
   z_p, c_p = scores_lib.prior_codes(np.random.default_rng([config.seed, stages.EVAL_STREAM]),
                                     int(config.eval.num_prior_samples), gen.latent_dim, k)
   x_p = gen.decode(z_p, np.eye(k, dtype=np.float32)[c_p])
-  return {**scores_lib.truth_scores(real[idx], x_t, test, idx, c_t),
+  embed = restored_phi(run, config, train)
+  e_x = embed(real)
+  person_by_phi = lambda im: float(np.mean(test.subject[np.argmax(embed(im) @ e_x.T, -1)]
+                                           == test.subject[idx]))
+  return {**scores_lib.truth_scores(real[idx], x_t, test, idx, c_t, person_by_phi=person_by_phi),
           **scores_lib.lattice_scores(x_t, x_p, real, 2**config.model.num_down)}
+
+
+def restored_phi(run: str, config, train) -> Callable[[np.ndarray], np.ndarray]:
+  """Phi's unit embedding (images in [-1, 1] -> (N, embed_dim)) as ``run``'s stage 1 saved it;
+  ``train``: the run's training set (Phi has one direction per training subject)."""
+  phi = restore_finished(run, "fesgan", config)["phi"]["params"]
+  model = build_models(config, train.num_classes, num_subjects=len(np.unique(train.subject))).phi
+  fn = jax.jit(lambda x: model.apply({"params": phi}, x, method="embed"))
+  return lambda images: scores_lib.batched(fn, images, batch_size=256)
 
 
 def read_recipe(spec: str, rescore: bool = False) -> tuple[str, dict[int, dict[str, float]]]:
