@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from jfesgan.research import generators
@@ -29,12 +30,22 @@ def test_recipes_are_paired_by_seed_with_the_direction_of_each_score(tmp_path):
   out = generators.compare(recipes)
   assert set(out["a"]) == {"synth/psnr", "synth/l1"}  # eval/ scores are not synthesis scores
   assert out["a"]["synth/psnr"]["per_seed"] == {0: 20.0, 1: 21.0}
-  assert out["b"]["synth/psnr"]["minus_reference"] == {"mean": 3.0, "better": 2, "of": 2}
-  # L1 is better lower: b is better on seed 0 (0.05 < 0.08) and worse on seed 1.
+  assert out["b"]["synth/psnr"]["minus_reference"] == {"mean": 3.0, "ci95": [3.0, 3.0],
+                                                       "better": 2, "of": 2}
+  # L1 is better lower: b is better on seed 0 (0.05 < 0.08) and worse on seed 1; the paired
+  # differences -0.03 and +0.02 give mean -0.005 +- t(0.975, 1) * sd / sqrt(2).
   l1 = out["b"]["synth/l1"]["minus_reference"]
   assert l1["better"] == 1 and l1["of"] == 2 and l1["mean"] == pytest.approx(-0.005)
+  half = 12.7062 * np.std([-0.03, 0.02], ddof=1) / np.sqrt(2)
+  np.testing.assert_allclose(l1["ci95"], [-0.005 - half, -0.005 + half], rtol=1e-4)
   table = generators.markdown(out, "cmd", "abc")
-  assert "| `synth/psnr` | 20.5 (20, 21) | 23.5 (23, 24); +3, better on 2 of 2 seeds |" in table
+  assert ("| `synth/psnr` | 20.5 (20, 21) | 23.5 (23, 24); +3, 95 % CI [+3, +3] (excludes 0), "
+          "better on 2 of 2 seeds |") in table
+  assert "-0.005, 95 % CI [-0.323, +0.313], better on 1 of 2 seeds |" in table
+  # One seed: no interval.
+  one = generators.compare(dict(generators.read_recipe(s) for s in (f"a={a0}", f"b={b0}")))
+  assert one["b"]["synth/psnr"]["minus_reference"]["ci95"] is None
+  assert "+3, better on 1 of 1 seeds |" in generators.markdown(one, "cmd", "abc")
 
 
 def test_runs_scored_on_other_subjects_are_never_paired(tmp_path):

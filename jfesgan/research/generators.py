@@ -7,7 +7,9 @@ Each recipe is one or more finished runs (one per seed) of the same config but f
 fields; the first recipe is the reference.  For every synthesis score of the runs' summaries
 (``synth/*``: on the procedural faces against the renderer's truth; ``judge/*`` where a judge read
 them) it writes each recipe's per-seed values and mean, and each other recipe's difference from
-the reference on the same seeds (mean, and on how many seeds it is higher).  Nothing is trained.
+the reference on the same seeds (mean, its 95 % interval over the paired seeds, and on how many
+seeds it is better: with two seeds the interval is wide, and a difference counts only where it
+excludes 0).  Nothing is trained.
 With ``--rescore`` the scores against the renderer's truth are computed anew from each run's
 stage-1 generator with this code (:func:`jfesgan.evaluation.scores.truth_scores`: scores added
 since a run finished, such as ``synth/change_made`` and the person ceilings
@@ -33,6 +35,7 @@ from jfesgan.evaluation import judge as judge_lib
 from jfesgan.evaluation import scores as scores_lib
 from jfesgan.evaluation.restored import RestoredGenerator
 from jfesgan.models import build_models
+from jfesgan.research.stats import t_interval
 from jfesgan.run import provenance
 from jfesgan.run import workdir as workdir_lib
 from jfesgan.run.workdir import restore_finished
@@ -121,7 +124,8 @@ HELD_OUT_WORDS = {
 
 def compare(recipes: dict[str, dict[int, dict[str, float]]]) -> dict[str, dict]:
   """Per recipe and score: per-seed values and mean; for every recipe after the first, the
-  difference from the first on the seeds both have."""
+  difference from the first on the seeds both have: its mean, the 95 % interval of that mean over
+  the paired seeds (Student's t; None with one seed) and on how many seeds it is better."""
   names = list(recipes)
   ref = recipes[names[0]]
   keys = sorted(set.intersection(*(set(s) for runs in recipes.values() for s in runs.values())))
@@ -135,7 +139,9 @@ def compare(recipes: dict[str, dict[int, dict[str, float]]]) -> dict[str, dict]:
         both = sorted(set(runs) & set(ref))
         diff = [runs[s][key] - ref[s][key] for s in both]
         sign = -1.0 if key in LOWER_IS_BETTER else 1.0
+        lo, hi = t_interval(diff)
         entry["minus_reference"] = {"mean": float(np.mean(diff)) if diff else float("nan"),
+                                    "ci95": None if lo is None else [lo, hi],
                                     "better": int(sum(sign * d > 0 for d in diff)),
                                     "of": len(diff)}
       row[key] = entry
@@ -145,7 +151,7 @@ def compare(recipes: dict[str, dict[int, dict[str, float]]]) -> dict[str, dict]:
 
 def markdown(result: dict[str, dict], command: str, made_at: str, heldout: str = "") -> str:
   """The table: one row per score, a column per recipe (mean, then per seed; differences from
-  the reference after the others' means)."""
+  the reference after the others' means, with their 95 % interval over the paired seeds)."""
   names = list(result)
   keys = list(result[names[0]])
   lines = ["# Generator recipes, synthesis scores", "", f"Command: `{command}`", ""]
@@ -162,7 +168,10 @@ def markdown(result: dict[str, dict], command: str, made_at: str, heldout: str =
       cell = f"{e['mean']:.4g} ({seeds})"
       if "minus_reference" in e:
         d = e["minus_reference"]
-        cell += f"; {d['mean']:+.4g}, better on {d['better']} of {d['of']} seeds"
+        ci = d.get("ci95")
+        interval = (f", 95 % CI [{ci[0]:+.3g}, {ci[1]:+.3g}]{'' if ci[0] <= 0 <= ci[1] else ' (excludes 0)'}"
+                    if ci else "")
+        cell += f"; {d['mean']:+.4g}{interval}, better on {d['better']} of {d['of']} seeds"
       cells.append(cell)
     lines.append(f"| `{key}` | " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
