@@ -38,7 +38,6 @@ from jfesgan.models import build_models
 from jfesgan.research.stats import t_interval
 from jfesgan.run import provenance
 from jfesgan.run import workdir as workdir_lib
-from jfesgan.run.workdir import restore_finished
 from jfesgan.run.flags import one_line_errors, parse_flags
 
 # Scores where lower is better; every other synth/judge score is better higher.
@@ -74,7 +73,7 @@ def rescored(run: str) -> dict[str, float]:
 def restored_phi(run: str, config, train) -> Callable[[np.ndarray], np.ndarray]:
   """Phi's unit embedding (images in [-1, 1] -> (N, embed_dim)) as ``run``'s stage 1 saved it;
   ``train``: the run's training set (Phi has one direction per training subject)."""
-  phi = restore_finished(run, "fesgan", config)["phi"]["params"]
+  phi = workdir_lib.restore_finished(run, "fesgan", config)["phi"]["params"]
   model = build_models(config, train.num_classes, num_subjects=len(np.unique(train.subject))).phi
   fn = jax.jit(lambda x: model.apply({"params": phi}, x, method="embed"))
   return lambda images: scores_lib.batched(fn, images, batch_size=256)
