@@ -186,10 +186,17 @@ def pixel_nearest_person(images: np.ndarray, sources: np.ndarray, real: np.ndarr
     raise ValueError(f"need one source per image and one subject per real face; got sources "
                      f"{sources.shape} for {images.shape[0]} images, subjects {subjects.shape} for "
                      f"{real.shape[0]} real faces")
-  nearest = np.argmax(_standardised(images) @ _standardised(real).T, axis=1)
-  same = subjects[nearest] == subjects[sources]
   chance = np.mean(subjects[None, :] == subjects[sources][:, None], axis=1)
-  return float(np.mean(same)), float(np.mean(chance))
+  return (nearest_person(_standardised(images), sources, _standardised(real), subjects),
+          float(np.mean(chance)))
+
+
+def nearest_person(embedded: np.ndarray, sources: np.ndarray, real: np.ndarray,
+                   subjects: np.ndarray) -> float:
+  """How often the real face whose unit vector (``real``, one row per face) is nearest to row i of
+  ``embedded`` (largest dot product) is of the person of ``real[sources[i]]``: the question
+  ``synth/id_nearest`` asks under Phi and :func:`pixel_nearest_person` in pixels."""
+  return float(np.mean(subjects[np.argmax(embedded @ real.T, axis=1)] == subjects[sources]))
 
 
 def synthesis_scores(ev: Evaluator, *, g_params, phi_params, r_params, test: ArrayDataset,
@@ -215,11 +222,7 @@ def synthesis_scores(ev: Evaluator, *, g_params, phi_params, r_params, test: Arr
   scores["synth/id_sim_rec"] = float(np.mean(np.sum(e_x * e_rec, -1)))
   other = test.subject[:, None] != test.subject[None, :]
   scores["synth/id_sim_other"] = float((e_x @ e_x.T)[other].mean()) if other.any() else float("nan")
-  # How often the real held-out face nearest (under Phi) to each of N images of x[idx]'s
-  # people is of that person.
-  _right_person = lambda e: float(np.mean(test.subject[np.argmax(e @ e_x.T, -1)]
-                                          == test.subject[idx]))
-  scores["synth/id_nearest"] = _right_person(e_t)
+  scores["synth/id_nearest"] = nearest_person(e_t, idx, e_x, test.subject)
   scores["synth/id_nearest_pixel"], scores["synth/id_nearest_chance"] = pixel_nearest_person(
       x_t, idx, x, test.subject)
   scores.update(lattice_scores(x_t, x_p, x, 2**ev.models.g.num_down))
@@ -229,7 +232,8 @@ def synthesis_scores(ev: Evaluator, *, g_params, phi_params, r_params, test: Arr
 
   if test.truth is not None:
     scores.update(truth_scores(x[idx], x_t, test, idx, c_t,
-                               person_by_phi=lambda im: _right_person(ev.embed(phi_params, im))))
+                               person_by_phi=lambda im: nearest_person(
+                                   ev.embed(phi_params, im), idx, e_x, test.subject)))
   return scores
 
 
@@ -290,14 +294,15 @@ def truth_scores(x: np.ndarray, x_t: np.ndarray, test: ArrayDataset, idx: np.nda
   truth = test.render_truth(idx, c_t)
   fake01, real01 = (x_t + 1) / 2, (x + 1) / 2
   own = test.render_truth(idx, test.label[idx])
-  ideal = (ideal_edits(x, truth, own) + 1) / 2
+  edited = ideal_edits(x, truth, own)
   scores = {}
   real = to_float(test.image)
-  for name, img in (("_edit", ideal), ("_truth", truth)):
-    scores[f"synth/id_nearest_pixel{name}"] = pixel_nearest_person(2 * img - 1, idx, real,
+  for name, img in (("_edit", edited), ("_truth", 2 * truth - 1)):
+    scores[f"synth/id_nearest_pixel{name}"] = pixel_nearest_person(img, idx, real,
                                                                    test.subject)[0]
     if person_by_phi is not None:
-      scores[f"synth/id_nearest{name}"] = person_by_phi(2 * img - 1)
+      scores[f"synth/id_nearest{name}"] = person_by_phi(img)
+  ideal = (edited + 1) / 2
   for name, img in (("", fake01), ("_copy", real01), ("_edit", ideal), ("_denoised", own)):
     err = (img - truth).reshape(img.shape[0], -1)
     mse = np.maximum(np.mean(err**2, -1), 1e-10)

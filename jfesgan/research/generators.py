@@ -64,8 +64,7 @@ def rescored(run: str) -> dict[str, float]:
   x_p = gen.decode(z_p, np.eye(k, dtype=np.float32)[c_p])
   embed = restored_phi(run, config, train)
   e_x = embed(real)
-  person_by_phi = lambda im: float(np.mean(test.subject[np.argmax(embed(im) @ e_x.T, -1)]
-                                           == test.subject[idx]))
+  person_by_phi = lambda im: scores_lib.nearest_person(embed(im), idx, e_x, test.subject)
   return {**scores_lib.truth_scores(real[idx], x_t, test, idx, c_t, person_by_phi=person_by_phi),
           **scores_lib.lattice_scores(x_t, x_p, real, 2**config.model.num_down)}
 
