@@ -153,8 +153,9 @@ def get_config() -> ml_collections.ConfigDict:
   # 'phase' on CPU; or force one of 'xla', 'phase', 'matmul' everywhere.
   c.model.conv_impl = "auto"
   # Compute dtype of the activations: "float32", or "bfloat16" for GPUs and TPUs (parameters,
-  # optimiser states, normalisation statistics and losses stay float32). On CPU bfloat16 is
-  # emulated and slower.
+  # optimiser states, normalisation statistics and losses stay float32). On CPU XLA convolves
+  # bfloat16 in float32 between casts, even on CPUs with AVX-512 BF16: as fast or slower
+  # (docs/performance.md).
   c.model.dtype = "float32"
 
   # Stage `phi` (stage 0): the identity network Phi learns the training subjects.

@@ -86,6 +86,22 @@ def test_steps_run_and_train_their_networks(autocast):
       assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in net.parameters())
 
 
+def test_the_benchmark_runs_pytorch_in_the_configs_dtype_on_the_cpu():
+  """bfloat16 runs are compared with PyTorch's bfloat16 autocast on the CPU too (oneDNN's bf16
+  kernels where the CPU has AVX-512 BF16 or AMX), float32 runs with plain float32; and under
+  that autocast the networks' convolutions do compute in bfloat16."""
+  from jfesgan.bench import benchmark  # noqa: PLC0415 (imports JAX's backends)
+  c = _config()
+  assert benchmark.torch_device(c) == ("cpu", None)
+  c.model.dtype = "bfloat16"
+  assert benchmark.torch_device(c) == ("cpu", torch.bfloat16)
+  assert torch_reference.autocast_dtype(c) is torch.bfloat16
+  ref = torch_reference.TorchReference(c, 5, 9).to("cpu", torch_reference.autocast_dtype(c))
+  x = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (2, 1, 16, 16)).astype(np.float32))
+  with torch.autocast("cpu", dtype=ref.autocast):
+    assert ref.nets["r"](x)[1].dtype == torch.bfloat16
+
+
 def test_the_tuned_variant_computes_what_eager_does_and_both_report_jfesgans_metrics():
   """Fused Adam and channels-last change how PyTorch runs, not what it computes; every step
   leaves the metrics jfesgan's steps return (norms of each updated network, losses, accuracies)."""

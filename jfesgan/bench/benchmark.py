@@ -20,9 +20,10 @@ count (``--threads``, default the CPUs the process may use, which is XLA:CPU's o
 gets ``ratio`` = jfesgan seconds / the fastest PyTorch variant's (below 1: jfesgan is faster) and
 ``ratio_eager``.
 
-On a GPU the PyTorch steps run on the GPU too (CUDA, synchronised at the end of each round),
-under ``torch.autocast(bfloat16)`` when the config's ``model.dtype`` is ``bfloat16``; TF32
-matmuls are allowed in PyTorch as XLA's default precision allows them in jfesgan.  Every row
+On a GPU the PyTorch steps run on the GPU too (CUDA, synchronised at the end of each round;
+TF32 matmuls allowed in PyTorch as XLA's default precision allows them in jfesgan).  On either
+device they run under ``torch.autocast(bfloat16)`` when the config's ``model.dtype`` is
+``bfloat16`` (on a CPU with AVX-512 BF16 or AMX, oneDNN's bf16 kernels).  Every row
 reports images per second, the step's FLOPs (XLA's cost analysis of the lowered step, the same
 count for both frameworks since they compute the same function) and, where the device's dense
 peak is known (``PEAK_TFLOPS``, or ``--peak_tflops``), the model FLOPs utilisation (MFU).
@@ -282,13 +283,13 @@ def check_torch_reference(config, jax_steps: JaxSteps) -> None:
 
 def torch_device(config) -> tuple[str, Any]:
   """Where the PyTorch reference runs beside jfesgan: the GPU when JAX runs on one (with TF32
-  matmuls allowed, as XLA allows them, and bfloat16 autocast for ``model.dtype="bfloat16"``),
-  else the CPU in float32."""
+  matmuls allowed, as XLA allows them), else the CPU; in either, under bfloat16 autocast for
+  ``model.dtype="bfloat16"``."""
   import torch  # pylint: disable=g-import-not-at-top
 
   from jfesgan.bench import torch_reference  # torch: only when asked
   if jax.default_backend() != "gpu" or not torch.cuda.is_available():
-    return "cpu", None
+    return "cpu", torch_reference.autocast_dtype(config)
   return "cuda", torch_reference.cuda_mode(config)
 
 

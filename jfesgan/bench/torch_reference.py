@@ -672,13 +672,19 @@ def forward_outputs(ref: TorchReference, x: np.ndarray, z: np.ndarray,
     return {k: v.numpy() for k, v in out.items()}
 
 
+def autocast_dtype(config) -> torch.dtype | None:
+  """The ``torch.autocast`` dtype that mirrors ``config.model.dtype`` (None for float32), on
+  either device: bfloat16 activations with float32 parameters, as jfesgan's bfloat16 runs."""
+  return torch.bfloat16 if config.model.get("dtype", "float32") == "bfloat16" else None
+
+
 def cuda_mode(config) -> torch.dtype | None:
   """Sets PyTorch up as the benchmark runs it on a GPU (TF32 matmuls and convolutions allowed, as
   XLA's default precision allows them in jfesgan; cuDNN autotuning) and returns the autocast
   dtype that mirrors ``config.model.dtype`` (None for float32)."""
   torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
   torch.backends.cudnn.benchmark = True
-  return torch.bfloat16 if config.model.get("dtype", "float32") == "bfloat16" else None
+  return autocast_dtype(config)
 
 
 def describe(device: str = "cpu", autocast: torch.dtype | None = None) -> str:
@@ -731,6 +737,8 @@ def _probe_setup(variant: str = "eager"):
   ref, device = TorchReference(config, 7, 100, **options), flags.FLAGS.device
   if device == "cuda":  # as the benchmark runs it there
     ref.to(device, cuda_mode(config))
+  elif autocast_dtype(config) is not None:  # bfloat16 on the CPU: oneDNN's bf16 kernels
+    ref.to(device, autocast_dtype(config))
   batch = to_torch_batch({"image": rng.uniform(-1, 1, (b, r, r, c)),
                           "label": rng.integers(0, 7, b), "subject": rng.integers(0, 100, b)},
                          device, channels_last=options.get("channels_last", False))
