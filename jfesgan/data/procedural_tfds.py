@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
-from jfesgan.data import procedural
+from jfesgan.data import prepare, procedural
 
 
 class ProceduralFacesConfig(tfds.core.BuilderConfig):
@@ -66,6 +66,5 @@ def builder(spec: procedural.FaceSpec, data_dir: str | None = None) -> Procedura
   # TFDS refuses a custom config named like a registered one: pass registered ones by name.
   registered = {c.name for c in ProceduralFaces.BUILDER_CONFIGS}
   config = spec.name if spec.name in registered else ProceduralFacesConfig(spec)
-  b = ProceduralFaces(config=config, data_dir=data_dir or None)
-  b.download_and_prepare(file_format="array_record")
-  return b
+  return prepare.prepared(lambda: ProceduralFaces(config=config, data_dir=data_dir or None),
+                         file_format="array_record")

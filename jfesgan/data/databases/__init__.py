@@ -31,7 +31,7 @@ import os
 import tensorflow_datasets as tfds
 from absl import logging
 
-from jfesgan.data import faces
+from jfesgan.data import faces, prepare
 from jfesgan.data.databases.base import DatabaseConfig, ExpressionDatabase, source_fingerprint
 from jfesgan.data.databases.ckplus import Ckplus
 from jfesgan.data.databases.expression_folder import ExpressionFolder
@@ -77,9 +77,8 @@ def builder(data_cfg) -> ExpressionDatabase:
         config.crop, config.frames, config.include_neutral, config.skip_bad_input, config.options):
       config = name
       break
-  b = cls(config=config, data_dir=data_dir)
-  b.download_and_prepare(file_format="array_record",
-                         download_config=tfds.download.DownloadConfig(manual_dir=manual))
+  b = prepare.prepared(lambda: cls(config=config, data_dir=data_dir), file_format="array_record",
+                       download_config=tfds.download.DownloadConfig(manual_dir=manual))
   skipped = b.info.metadata.get("skipped", [])
   if skipped:
     logging.warning("%s/%s: %d bad input item(s) were skipped when it was prepared "
