@@ -209,7 +209,8 @@ def get_config() -> ml_collections.ConfigDict:
   # subjects (results/procedural/generator_options.md): PSNR, reconstruction and the in-domain
   # reading of the target better on both seeds, the person kept no better: not the default.
   # At today's default, four seeds (results/procedural/generator_cycle.md): +0.18 dB PSNR and
-  # +0.4 points of the person by pixels, -0.007 of the change made, stage 1 +5 %: still off.
+  # +0.4 points of the person by pixels, -0.007 of the change made, stage 1 +5 %; at 30 about
+  # twice each (+0.42 dB, +0.9 points, -0.018): still off.
   c.fesgan.cycle_weight = 0.0
   # Whether stage 1 learns from the expression labels.  False (label-free pre-training on a large
   # face collection whose labels must never reach the generator, so that judges trained on those
