@@ -735,10 +735,9 @@ def _probe_setup(variant: str = "eager"):
   b, r, c = config.batch_size, config.data.image_size, config.data.channels
   options = VARIANTS[variant]
   ref, device = TorchReference(config, 7, 100, **options), flags.FLAGS.device
-  if device == "cuda":  # as the benchmark runs it there
-    ref.to(device, cuda_mode(config))
-  elif autocast_dtype(config) is not None:  # bfloat16 on the CPU: oneDNN's bf16 kernels
-    ref.to(device, autocast_dtype(config))
+  # As the benchmark runs it (benchmark.torch_device): CUDA's settings there, and on either
+  # device the autocast dtype of config.model.dtype (on a CPU, oneDNN's bf16 kernels).
+  ref.to(device, cuda_mode(config) if device == "cuda" else autocast_dtype(config))
   batch = to_torch_batch({"image": rng.uniform(-1, 1, (b, r, r, c)),
                           "label": rng.integers(0, 7, b), "subject": rng.integers(0, 100, b)},
                          device, channels_last=options.get("channels_last", False))
