@@ -249,8 +249,10 @@ def get_config() -> ml_collections.ConfigDict:
   # translations' gain.  Real databases' configs (configs/database.py, configs/ck48.py) keep 0:
   # not measured there.
   # warmup.terms: some of steps.GENERATOR_TERMS (adv or expr among them run D_img in g's loss).
+  # warmup.d_start: the warm-up iteration from which D_img and D_z step (0: from the first); the
+  # iterations before it are the generator's step alone (about a third of an iteration's time).
   c.fesgan.warmup = ml_collections.ConfigDict(dict(steps=800, optimizer=optimizer(1e-3, 0.9),
-                                                   terms=("rec", "identity")))
+                                                   terms=("rec", "identity"), d_start=0))
 
   # Stage `real`: a recogniser trained on real images only, the real-only baseline and the judge
   # of synthetic expressions.

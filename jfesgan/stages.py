@@ -105,10 +105,14 @@ def _fesgan_loss(ctx: Context) -> steps.FesganLoss:
 
 
 def _fesgan_variant(config, step: int) -> dict:
-  """Stage 1's step at iteration ``step``: whether g updates (every ``n_critic``-th) and whether
-  it is in its warm-up (the first ``fesgan.warmup.steps``)."""
+  """Stage 1's step at iteration ``step``: whether g updates (every ``n_critic``-th), whether
+  it is in its warm-up (the first ``fesgan.warmup.steps``) and whether the discriminators step
+  (from the warm-up's iteration ``fesgan.warmup.d_start`` on)."""
   n = config.fesgan.n_critic
-  return {"update_g": step % n == n - 1, "warmup": step < _warmup_steps(config)}
+  warmup = config.fesgan.get("warmup")
+  d_start = int(warmup.get("d_start", 0)) if warmup is not None else 0
+  return {"update_g": step % n == n - 1, "warmup": step < _warmup_steps(config),
+          "update_d": step >= d_start}
 
 
 def _warmup_steps(config) -> int:
@@ -133,7 +137,7 @@ PLAN: tuple[Stage, ...] = (
             class_names=ctx.train.class_names, warmup=ctx.config.fesgan.get("warmup")),
         step=lambda ctx: functools.partial(steps.fesgan_step, models=ctx.models,
                                            loss=_fesgan_loss(ctx)),
-        static=_fesgan_variant, static_argnames=("update_g", "warmup"),
+        static=_fesgan_variant, static_argnames=("update_g", "warmup", "update_d"),
         show=("g/rec", "g/expr", "g/expr_acc_t", "dimg/wasserstein", "dimg/score_gap",
               "dimg/cls_acc"),
         generator=lambda s: s.g_ema),

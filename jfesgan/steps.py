@@ -383,13 +383,17 @@ def generator_update(states: FesganStates, batch: Batch, rng: jax.Array, *, mode
 
 
 def fesgan_step(states: FesganStates, batch: Batch, rng: jax.Array, *, models: Models,
-                loss: FesganLoss, update_g: bool = True, warmup: bool = False
-                ) -> tuple[FesganStates, dict[str, jax.Array]]:
-  """Stage 1: a discriminator step, then (when ``update_g``) a generator step on the same batch;
-  ``warmup``: the generator's step is its warm-up's (``config.fesgan.warmup``: its terms alone,
-  and g's phased optimiser told it is in its first phase)."""
+                loss: FesganLoss, update_g: bool = True, warmup: bool = False,
+                update_d: bool = True) -> tuple[FesganStates, dict[str, jax.Array]]:
+  """Stage 1: (when ``update_d``) a discriminator step, then (when ``update_g``) a generator step
+  on the same batch; ``warmup``: the generator's step is its warm-up's (``config.fesgan.warmup``:
+  its terms alone, and g's phased optimiser told it is in its first phase).  ``update_d`` False
+  (the warm-up's iterations before ``warmup.d_start``) leaves D_img and D_z as they are: the
+  warm-up's terms do not read them, and the iteration costs the generator's step alone."""
   keys = named_keys(rng, "d", "g")
-  states, metrics = discriminator_update(states, batch, keys["d"], models=models, loss=loss)
+  metrics = {}
+  if update_d:
+    states, metrics = discriminator_update(states, batch, keys["d"], models=models, loss=loss)
   if update_g:
     states, m = generator_update(states, batch, keys["g"], models=models, loss=loss,
                                  warmup=warmup)
@@ -564,6 +568,16 @@ def check_config(config, need) -> None:
     terms = listed(warmup.terms)
     need(bool(terms) and set(terms) <= set(GENERATOR_TERMS) and len(set(terms)) == len(terms),
          "fesgan.warmup.terms", terms, f"must name some of {GENERATOR_TERMS}, each once")
+    d_start = warmup.get("d_start", 0)
+    need(0 <= d_start <= warmup.steps, "fesgan.warmup.d_start", d_start,
+         f"must be in [0, fesgan.warmup.steps={warmup.steps}]: the warm-up iteration from which "
+         "D_img and D_z step (0: from the first)")
+    need(d_start == 0 or config.fesgan.n_critic == 1, "fesgan.warmup.d_start", d_start,
+         f"must be 0 with fesgan.n_critic={config.fesgan.n_critic}: before d_start an iteration "
+         "is the generator's step alone")
+    need(d_start == 0 or not {"adv", "expr"} & set(terms), "fesgan.warmup.d_start", d_start,
+         f"must be 0 with warmup.terms={terms}: adv and expr read D_img, which learns nothing "
+         "before d_start")
   need(config.fesgan.get("cycle_weight", 0.0) >= 0, "fesgan.cycle_weight",
        config.fesgan.get("cycle_weight"), "must be >= 0 (0: off)")
   if not config.fesgan.get("expression_labels", True):

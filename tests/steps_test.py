@@ -211,6 +211,32 @@ def test_the_warmup_trains_g_on_reconstruction_and_identity_alone(setup, tiny_co
     assert not _changed(getattr(new, name).params, getattr(states, name).params), name
 
 
+def test_a_step_without_the_discriminators_moves_g_alone(setup, tiny_config):
+  """``update_d=False`` (the warm-up's iterations before ``fesgan.warmup.d_start``): the step is
+  the generator's warm-up update alone, to the bit, and D_img, D_z and their optimiser states do
+  not move; with ``update_d`` the discriminators step as before."""
+  loss, models, states, batch, _ = setup
+  rng = jax.random.key(7)
+  cfg = tiny_config.copy_and_resolve_references()
+  cfg.fesgan.warmup.steps = 4
+  tx = state_lib.generator_optimizer(cfg.fesgan.optimizer, 10, cfg.fesgan.warmup)
+  g = state_lib.TrainState.create(apply_fn=models.g.apply, params=states.g.params, tx=tx)
+  states = states.replace(g=g)
+  alone, metrics = steps.fesgan_step(states, batch, rng, models=models, loss=loss, warmup=True,
+                                     update_d=False)
+  g_keys = steps.named_keys(rng, "d", "g")["g"]
+  want, want_metrics = steps.generator_update(states, batch, g_keys, models=models, loss=loss,
+                                              warmup=True)
+  chex.assert_trees_all_equal(alone, want)
+  assert set(metrics) == set(want_metrics) and not any(k.startswith("d") for k in metrics)
+  for name in ("dimg", "dz"):
+    chex.assert_trees_all_equal(getattr(alone, name), getattr(states, name))
+  both, both_metrics = steps.fesgan_step(states, batch, rng, models=models, loss=loss,
+                                         warmup=True)
+  assert _changed(both.dimg.params, states.dimg.params) and _changed(both.dz.params, states.dz.params)
+  assert any(k.startswith("dimg/") for k in both_metrics)
+
+
 def test_phased_optimizer_switches_once_with_fresh_moments():
   """g's warm-up optimiser: the first phase's updates, then the second's as if it started at the
   switch (fresh moments, its schedule's count at 0); each g update counts, so with n_critic = 2
