@@ -92,12 +92,24 @@ def test_the_command_writes_both_files_with_its_command_and_commit(tmp_path):
 
 
 @pytest.mark.slow
-def test_rescoring_a_finished_run_reproduces_its_own_truth_scores(tiny_run):
+def test_rescoring_a_finished_run_reproduces_its_own_truth_scores(tiny_run, monkeypatch):
   """--rescore recomputes the renderer-truth scores from the run's stage-1 generator: on a run
-  of this code they are the summary's own."""
+  of this code they are the summary's own; the stage-1 checkpoint is read once for the
+  generator and Phi."""
+  from jfesgan.evaluation import restored  # pylint: disable=g-import-not-at-top
   _, workdir = tiny_run
   summary = json.load(open(os.path.join(workdir, "summary.json")))
+  reads = []
+  real_restore = generators.workdir_lib.restore_finished
+
+  def counted(*args, **kwargs):
+    reads.append(args[1])
+    return real_restore(*args, **kwargs)
+
+  monkeypatch.setattr(generators.workdir_lib, "restore_finished", counted)
+  monkeypatch.setattr(restored, "restore_finished", counted)
   _, runs = generators.read_recipe(f"tiny={workdir}", rescore=True)
+  assert reads == ["fesgan"]
   (scores,) = runs.values()
   for key in ("synth/psnr", "synth/psnr_copy", "synth/psnr_edit", "synth/psnr_denoised",
               "synth/l1", "synth/change_cos", "synth/change_made", "synth/lattice",

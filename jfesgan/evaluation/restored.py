@@ -40,14 +40,16 @@ def _finished_stage(config, workdir: str, kind: str, stage: str | None) -> str:
   raise FileNotFoundError(f"{workdir}: no finished stage with a {kind} (of {candidates})")
 
 
-def _load(workdir: str, kind: str, stage: str | None) -> dict:
+def _load(workdir: str, kind: str, stage: str | None, tree=None) -> dict:
   """What both loaders need: the run's config, class names and networks, the stage's restored
-  tree, and the crop settings."""
+  tree (``tree``, where the caller restored it already, is not read again), and the crop
+  settings."""
   workdir = os.path.abspath(workdir)
   config, class_names = read_run(workdir)
   stage = _finished_stage(config, workdir, kind, stage)
-  return dict(workdir=workdir, stage=stage, class_names=class_names, config=config,
-              tree=restore_finished(workdir, stage, config),
+  if tree is None:
+    tree = restore_finished(workdir, stage, config)
+  return dict(workdir=workdir, stage=stage, class_names=class_names, config=config, tree=tree,
               models=build_models(config, len(class_names), num_subjects=1),
               image_size=int(config.data.image_size), channels=int(config.data.channels),
               crop=crop_spec(config.data))
@@ -127,9 +129,11 @@ class RestoredGenerator(_Trained):
   latent_dim: int
 
   @classmethod
-  def load(cls, workdir: str, stage: str | None = None) -> RestoredGenerator:
-    """The generator of ``stage`` (default: the joint stage's if finished, else stage 1's)."""
-    run = _load(workdir, "generator", stage)
+  def load(cls, workdir: str, stage: str | None = None, tree=None) -> RestoredGenerator:
+    """The generator of ``stage`` (default: the joint stage's if finished, else stage 1's);
+    ``tree``: that stage's checkpoint as :func:`restore_finished` returned it, where the caller
+    has it already (its other networks, e.g. Phi, are read from the same restore)."""
+    run = _load(workdir, "generator", stage, tree)
     latent_dim = int(run.pop("config").model.latent_dim)
     models, params = run.pop("models"), run.pop("tree")["g_ema"]
     size, ch = run["image_size"], run["channels"]

@@ -54,7 +54,8 @@ def rescored(run: str) -> dict[str, float]:
   train, test = pipeline.train_test(config.data)
   if test.truth is None:
     raise ValueError(f"--rescore: {run}'s dataset {config.data.name!r} has no renderer's truth")
-  gen = RestoredGenerator.load(run, "fesgan")
+  tree = workdir_lib.restore_finished(run, "fesgan", config)  # read once: g_ema and Phi
+  gen = RestoredGenerator.load(run, "fesgan", tree=tree)
   k = test.num_classes
   idx, c_t = scores_lib.translation_targets(test.label, k)
   real = pipeline.to_float(test.image)
@@ -62,17 +63,18 @@ def rescored(run: str) -> dict[str, float]:
   z_p, c_p = scores_lib.prior_codes(np.random.default_rng([config.seed, stages.EVAL_STREAM]),
                                     int(config.eval.num_prior_samples), gen.latent_dim, k)
   x_p = gen.decode(z_p, np.eye(k, dtype=np.float32)[c_p])
-  embed = restored_phi(run, config, train)
+  embed = restored_phi(config, train, tree)
   e_x = embed(real)
   person_by_phi = lambda im: scores_lib.nearest_person(embed(im), idx, e_x, test.subject)
   return {**scores_lib.truth_scores(real[idx], x_t, test, idx, c_t, person_by_phi=person_by_phi),
           **scores_lib.lattice_scores(x_t, x_p, real, 2**config.model.num_down)}
 
 
-def restored_phi(run: str, config, train) -> Callable[[np.ndarray], np.ndarray]:
-  """Phi's unit embedding (images in [-1, 1] -> (N, embed_dim)) as ``run``'s stage 1 saved it;
-  ``train``: the run's training set (Phi has one direction per training subject)."""
-  phi = workdir_lib.restore_finished(run, "fesgan", config)["phi"]["params"]
+def restored_phi(config, train, tree) -> Callable[[np.ndarray], np.ndarray]:
+  """Phi's unit embedding (images in [-1, 1] -> (N, embed_dim)) as a run's stage 1 saved it in
+  ``tree`` (its restored checkpoint); ``train``: the run's training set (Phi has one direction per
+  training subject)."""
+  phi = tree["phi"]["params"]
   model = build_models(config, train.num_classes, num_subjects=len(np.unique(train.subject))).phi
   fn = jax.jit(lambda x: model.apply({"params": phi}, x, method="embed"))
   return lambda images: scores_lib.batched(fn, images, batch_size=256)
