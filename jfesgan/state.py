@@ -41,7 +41,8 @@ class FesganStates:
 
   @property
   def step(self) -> jax.Array:
-    """Stage-1 iterations: the discriminators step every iteration, ``g`` every n_critic-th."""
+    """Stage-1 iterations: the discriminators' step counters count every iteration (they update
+    in each from ``fesgan.warmup.d_start`` on), ``g`` every n_critic-th."""
     return self.dimg.step
 
 

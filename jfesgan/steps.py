@@ -388,12 +388,16 @@ def fesgan_step(states: FesganStates, batch: Batch, rng: jax.Array, *, models: M
   """Stage 1: (when ``update_d``) a discriminator step, then (when ``update_g``) a generator step
   on the same batch; ``warmup``: the generator's step is its warm-up's (``config.fesgan.warmup``:
   its terms alone, and g's phased optimiser told it is in its first phase).  ``update_d`` False
-  (the warm-up's iterations before ``warmup.d_start``) leaves D_img and D_z as they are: the
-  warm-up's terms do not read them, and the iteration costs the generator's step alone."""
+  (the warm-up's iterations before ``warmup.d_start``) leaves D_img's and D_z's parameters and
+  optimiser states as they are (the warm-up's terms do not read them, and the iteration costs the
+  generator's step alone) and counts the iteration in their ``step``."""
   keys = named_keys(rng, "d", "g")
   metrics = {}
   if update_d:
     states, metrics = discriminator_update(states, batch, keys["d"], models=models, loss=loss)
+  else:  # their step counters still count the iteration: FesganStates.step, where a run resumes
+    states = states.replace(dimg=states.dimg.replace(step=states.dimg.step + 1),
+                            dz=states.dz.replace(step=states.dz.step + 1))
   if update_g:
     states, m = generator_update(states, batch, keys["g"], models=models, loss=loss,
                                  warmup=warmup)

@@ -11,6 +11,7 @@ import sys
 
 import chex
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -77,6 +78,44 @@ def test_sigterm_saves_stops_and_resumes_exactly(tiny_config, tmp_path):
   chex.assert_trees_all_equal(jax.tree.leaves(jax.device_get(resumed)),
                               jax.tree.leaves(jax.device_get(whole)))
   assert _records(cut) == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.slow
+def test_stage_one_resumes_exactly_before_the_discriminators_start(tiny_config, tmp_path):
+  """``fesgan.warmup.d_start``: the iterations before it leave D_img and D_z alone but count in
+  their step counters (FesganStates.step), so a run stopped there resumes at the iteration it
+  stopped at, and ends to the bit where the uninterrupted run does."""
+  cfg, ctx = _setup(tiny_config, tmp_path, steps=2)
+  cfg.fesgan.steps, cfg.fesgan.n_critic = 4, 1
+  cfg.fesgan.warmup.steps, cfg.fesgan.warmup.d_start = 3, 2
+  phi = _run_phi(ctx, str(tmp_path / "phi"))
+
+  def run_fesgan(workdir, **kw):
+    writer = metrics_lib.MetricWriter(workdir)
+    try:
+      # A copy of Phi's state for each run: stage 1 takes it into its own, which its steps donate.
+      return train.run_stage(stages.FESGAN, ctx, {"phi": jax.tree.map(jnp.copy, phi)},
+                             mesh=parallel.make_mesh(),
+                             workdir=workdir, writer=writer, **kw)[0]
+    finally:
+      writer.close()
+
+  whole = run_fesgan(str(tmp_path / "whole"))
+  assert int(whole.step) == 4 and int(whole.dimg.opt_state[0].count) == 2  # D updated twice
+  cut = str(tmp_path / "cut")
+
+  def preempt_at_1(step, state):
+    if step == 1:
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  with faults.Preemption() as pre:
+    with pytest.raises(faults.Stopped, match=r"stage fesgan: stopped by SIGTERM at step 1 of 4"):
+      run_fesgan(cut, on_step=preempt_at_1, preemption=pre)
+  assert checkpointing.latest_step(cut, "fesgan") == 1
+  resumed = run_fesgan(cut)
+  chex.assert_trees_all_equal(jax.tree.leaves(jax.device_get(resumed)),
+                              jax.tree.leaves(jax.device_get(whole)))
+  assert _records(cut, "fesgan") == [1, 2, 3, 4]
 
 
 @pytest.mark.slow
