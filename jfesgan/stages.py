@@ -107,12 +107,11 @@ def _fesgan_loss(ctx: Context) -> steps.FesganLoss:
 def _fesgan_variant(config, step: int) -> dict:
   """Stage 1's step at iteration ``step``: whether g updates (every ``n_critic``-th), whether
   it is in its warm-up (the first ``fesgan.warmup.steps``) and whether the discriminators step
-  (from the warm-up's iteration ``fesgan.warmup.d_start`` on)."""
+  (in the warm-up's last ``fesgan.warmup.d_steps`` iterations and every one after it:
+  :func:`jfesgan.steps.discriminator_start`)."""
   n = config.fesgan.n_critic
-  warmup = config.fesgan.get("warmup")
-  d_start = int(warmup.get("d_start", 0)) if warmup is not None else 0
   return {"update_g": step % n == n - 1, "warmup": step < _warmup_steps(config),
-          "update_d": step >= d_start}
+          "update_d": step >= steps.discriminator_start(config.fesgan)}
 
 
 def _warmup_steps(config) -> int:

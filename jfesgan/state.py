@@ -42,7 +42,7 @@ class FesganStates:
   @property
   def step(self) -> jax.Array:
     """Stage-1 iterations: the discriminators' step counters count every iteration (they update
-    in each from ``fesgan.warmup.d_start`` on), ``g`` every n_critic-th."""
+    in the warm-up's last ``fesgan.warmup.d_steps`` and every one after it), ``g`` every n_critic-th."""
     return self.dimg.step
 
 

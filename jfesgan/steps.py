@@ -388,7 +388,7 @@ def fesgan_step(states: FesganStates, batch: Batch, rng: jax.Array, *, models: M
   """Stage 1: (when ``update_d``) a discriminator step, then (when ``update_g``) a generator step
   on the same batch; ``warmup``: the generator's step is its warm-up's (``config.fesgan.warmup``:
   its terms alone, and g's phased optimiser told it is in its first phase).  ``update_d`` False
-  (the warm-up's iterations before ``warmup.d_start``) leaves D_img's and D_z's parameters and
+  (the warm-up's iterations before its last ``warmup.d_steps``) leaves D_img's and D_z's parameters and
   optimiser states as they are (the warm-up's terms do not read them, and the iteration costs the
   generator's step alone) and counts the iteration in their ``step``."""
   keys = named_keys(rng, "d", "g")
@@ -555,6 +555,16 @@ def joint_step(states: JointStates, batch: Batch, rng: jax.Array, *, models: Mod
   return states, {**metrics, **m}
 
 
+def discriminator_start(section) -> int:
+  """The first stage-1 iteration in which D_img and D_z step (``section``: ``config.fesgan``):
+  the warm-up's last ``warmup.d_steps`` iterations are theirs, and every one after it; -1, or a
+  count as long as the warm-up or longer, is every iteration (0)."""
+  warmup = section.get("warmup")
+  if warmup is None or int(warmup.get("d_steps", -1)) < 0:
+    return 0
+  return max(0, int(warmup.steps) - int(warmup.d_steps))
+
+
 def check_config(config, need) -> None:
   """Checks the options of the steps (GAN loss, critic steps, EMA, intra-class loss, synthetic
   ratio) for :func:`jfesgan.validate.validate`: ``need(ok, field, value, rule)`` records a
@@ -572,16 +582,17 @@ def check_config(config, need) -> None:
     terms = listed(warmup.terms)
     need(bool(terms) and set(terms) <= set(GENERATOR_TERMS) and len(set(terms)) == len(terms),
          "fesgan.warmup.terms", terms, f"must name some of {GENERATOR_TERMS}, each once")
-    d_start = warmup.get("d_start", 0)
-    need(0 <= d_start <= warmup.steps, "fesgan.warmup.d_start", d_start,
-         f"must be in [0, fesgan.warmup.steps={warmup.steps}]: the warm-up iteration from which "
-         "D_img and D_z step (0: from the first)")
-    need(d_start == 0 or config.fesgan.n_critic == 1, "fesgan.warmup.d_start", d_start,
-         f"must be 0 with fesgan.n_critic={config.fesgan.n_critic}: before d_start an iteration "
-         "is the generator's step alone")
-    need(d_start == 0 or not {"adv", "expr"} & set(terms), "fesgan.warmup.d_start", d_start,
-         f"must be 0 with warmup.terms={terms}: adv and expr read D_img, which learns nothing "
-         "before d_start")
+    d_steps = warmup.get("d_steps", -1)
+    need(d_steps >= -1, "fesgan.warmup.d_steps", d_steps,
+         "must be >= 0 (the warm-up's last iterations in which D_img and D_z step), or -1 (all)")
+    late = discriminator_start(config.fesgan) > 0
+    need(not late or config.fesgan.n_critic == 1, "fesgan.warmup.d_steps", d_steps,
+         f"must be -1 (or >= warmup.steps={warmup.steps}) with fesgan.n_critic="
+         f"{config.fesgan.n_critic}: before the discriminators start an iteration is the "
+         "generator's step alone")
+    need(not late or not {"adv", "expr"} & set(terms), "fesgan.warmup.d_steps", d_steps,
+         f"must be -1 (or >= warmup.steps={warmup.steps}) with warmup.terms={terms}: adv and "
+         "expr read D_img, which learns nothing before the discriminators start")
   need(config.fesgan.get("cycle_weight", 0.0) >= 0, "fesgan.cycle_weight",
        config.fesgan.get("cycle_weight"), "must be >= 0 (0: off)")
   if not config.fesgan.get("expression_labels", True):

@@ -82,12 +82,12 @@ def test_sigterm_saves_stops_and_resumes_exactly(tiny_config, tmp_path):
 
 @pytest.mark.slow
 def test_stage_one_resumes_exactly_before_the_discriminators_start(tiny_config, tmp_path):
-  """``fesgan.warmup.d_start``: the iterations before it leave D_img and D_z alone but count in
-  their step counters (FesganStates.step), so a run stopped there resumes at the iteration it
-  stopped at, and ends to the bit where the uninterrupted run does."""
+  """``fesgan.warmup.d_steps``: the iterations before the discriminators start leave D_img and D_z
+  alone but count in their step counters (FesganStates.step), so a run stopped there resumes at
+  the iteration it stopped at, and ends to the bit where the uninterrupted run does."""
   cfg, ctx = _setup(tiny_config, tmp_path, steps=2)
   cfg.fesgan.steps, cfg.fesgan.n_critic = 4, 1
-  cfg.fesgan.warmup.steps, cfg.fesgan.warmup.d_start = 3, 2
+  cfg.fesgan.warmup.steps, cfg.fesgan.warmup.d_steps = 3, 1  # D from iteration 2
   phi = _run_phi(ctx, str(tmp_path / "phi"))
 
   def run_fesgan(workdir, **kw):
@@ -308,7 +308,8 @@ def test_a_field_added_since_the_checkpoint_at_its_default_is_not_a_change(tiny_
 def test_a_field_added_at_a_default_that_trains_otherwise_is_a_change():
   """Stage 1's warm-up was added on by default: a checkpoint saved before it existed trained
   without one, so it matches a config with the warm-up off and not today's default; so does a
-  checkpoint saved before model.g_upsample existed, with the transposed convolutions."""
+  checkpoint saved before model.g_upsample existed, with the transposed convolutions, and one
+  saved before fesgan.warmup.d_steps, with the discriminators in every iteration."""
   from jfesgan import defaults  # pylint: disable=g-import-not-at-top
   ours = workdir_lib.as_dict(defaults.get_config())
   assert ours["fesgan"]["warmup"]["steps"] > 0
@@ -316,6 +317,15 @@ def test_a_field_added_at_a_default_that_trains_otherwise_is_a_change():
   del saved["fesgan"]["warmup"]
   assert workdir_lib.diff_sections(saved, ours, ["fesgan"]) == ["fesgan.warmup"]
   ours["fesgan"]["warmup"]["steps"] = 0
+  ours["fesgan"]["warmup"]["d_steps"] = -1  # (without a warm-up the count changes nothing)
+  assert workdir_lib.diff_sections(saved, ours, ["fesgan"]) == []
+  # The discriminators' wait, added at -1 (they stepped in every iteration), the default now 400.
+  ours = workdir_lib.as_dict(defaults.get_config())
+  assert ours["fesgan"]["warmup"]["d_steps"] == 400
+  saved = json.loads(json.dumps(ours))
+  del saved["fesgan"]["warmup"]["d_steps"]
+  assert workdir_lib.diff_sections(saved, ours, ["fesgan"]) == ["fesgan.warmup.d_steps"]
+  ours["fesgan"]["warmup"]["d_steps"] = -1
   assert workdir_lib.diff_sections(saved, ours, ["fesgan"]) == []
   # Likewise the decoder's upsampling: added at 'transpose', the default now 'blur'.
   assert ours["model"]["g_upsample"] == "blur"

@@ -99,31 +99,36 @@ def test_stage_one_warmup_is_its_first_iterations_and_a_variant_of_its_step(tiny
     validate.validate(cfg, stages.select(cfg))
 
 
-def test_discriminators_start_stepping_at_the_warmups_d_start(tiny_config):
-  """``fesgan.warmup.d_start``: before it an iteration is the generator's warm-up step alone (a
-  variant of the step without the discriminators'), from it the discriminators step in every
-  iteration; it is refused by name past the warm-up, with terms that read D_img, and with
-  n_critic > 1."""
+def test_discriminators_step_in_the_warmups_last_d_steps_iterations(tiny_config):
+  """``fesgan.warmup.d_steps``: the warm-up's iterations before its last ``d_steps`` are the
+  generator's warm-up step alone (a variant of the step without the discriminators'), from there
+  the discriminators step in every iteration; -1, or as many as the warm-up has, is every
+  iteration (no warm-up: nothing to wait for); refused by name below -1, with warm-up terms that
+  read D_img, and with n_critic > 1."""
   from jfesgan import ahead, validate  # pylint: disable=g-import-not-at-top
   cfg = tiny_config.copy_and_resolve_references()
   cfg.fesgan.steps, cfg.fesgan.n_critic = 6, 1
-  cfg.fesgan.warmup.steps, cfg.fesgan.warmup.d_start = 4, 2
+  cfg.fesgan.warmup.steps, cfg.fesgan.warmup.d_steps = 4, 2
   variants = [stages.FESGAN.static(cfg, s) for s in range(6)]
   assert [v["update_d"] for v in variants] == [False] * 2 + [True] * 4
   assert [v["warmup"] for v in variants] == [True] * 4 + [False] * 2
   assert all(v["update_g"] for v in variants)
   assert len(ahead.static_variants(cfg, stages.FESGAN)) == 3
   validate.validate(cfg, stages.select(cfg))
-  cfg.fesgan.warmup.d_start = 0  # today's default: the discriminators step from the first
+  for every in (-1, 4, 5):
+    cfg.fesgan.warmup.d_steps = every
+    assert all(stages.FESGAN.static(cfg, s)["update_d"] for s in range(6)), every
+  cfg.fesgan.warmup.steps, cfg.fesgan.warmup.d_steps = 0, 2  # no warm-up (configs/database.py)
   assert all(stages.FESGAN.static(cfg, s)["update_d"] for s in range(6))
-  cfg.fesgan.warmup.d_start = 5
-  with pytest.raises(ValueError, match=r"fesgan\.warmup\.d_start.*must be in \[0, fesgan\.warmup"):
+  validate.validate(cfg, stages.select(cfg))
+  cfg.fesgan.warmup.steps, cfg.fesgan.warmup.d_steps = 4, -2
+  with pytest.raises(ValueError, match=r"fesgan\.warmup\.d_steps.*must be >= 0"):
     validate.validate(cfg, stages.select(cfg))
-  cfg.fesgan.warmup.d_start = 4
+  cfg.fesgan.warmup.d_steps = 2
   cfg.fesgan.warmup.terms = ("rec", "expr")
-  with pytest.raises(ValueError, match=r"fesgan\.warmup\.d_start.*adv and expr read D_img"):
+  with pytest.raises(ValueError, match=r"fesgan\.warmup\.d_steps.*adv and expr read D_img"):
     validate.validate(cfg, stages.select(cfg))
   cfg.fesgan.warmup.terms = ("rec", "identity")
   cfg.fesgan.n_critic = 2
-  with pytest.raises(ValueError, match=r"fesgan\.warmup\.d_start.*n_critic=2"):
+  with pytest.raises(ValueError, match=r"fesgan\.warmup\.d_steps.*n_critic=2"):
     validate.validate(cfg, stages.select(cfg))

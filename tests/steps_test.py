@@ -212,7 +212,7 @@ def test_the_warmup_trains_g_on_reconstruction_and_identity_alone(setup, tiny_co
 
 
 def test_a_step_without_the_discriminators_moves_g_alone(setup, tiny_config):
-  """``update_d=False`` (the warm-up's iterations before ``fesgan.warmup.d_start``): the step is
+  """``update_d=False`` (the warm-up's iterations before its last ``fesgan.warmup.d_steps``): the step is
   the generator's warm-up update alone, to the bit, and D_img, D_z and their optimiser states do
   not move; with ``update_d`` the discriminators step as before."""
   loss, models, states, batch, _ = setup
