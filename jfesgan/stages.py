@@ -108,10 +108,10 @@ def _fesgan_variant(config, step: int) -> dict:
   """Stage 1's step at iteration ``step``: whether g updates (every ``n_critic``-th), whether
   it is in its warm-up (the first ``fesgan.warmup.steps``) and whether the discriminators step
   (in the warm-up's last ``fesgan.warmup.d_steps`` iterations and every one after it:
-  :func:`jfesgan.steps.discriminator_start`)."""
+  :func:`jfesgan.state.discriminator_start`)."""
   n = config.fesgan.n_critic
   return {"update_g": step % n == n - 1, "warmup": step < _warmup_steps(config),
-          "update_d": step >= steps.discriminator_start(config.fesgan)}
+          "update_d": step >= state_lib.discriminator_start(config.fesgan.get("warmup"))}
 
 
 def _warmup_steps(config) -> int:

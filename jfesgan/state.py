@@ -320,13 +320,14 @@ def create_fesgan_states(models: Models, optimizers, rng: jax.Array, phi: TrainS
                          steps: int | None = None, n_critic: int = 1, init_from: str = "",
                          class_names=None, warmup=None) -> FesganStates:
   """Fresh stage-1 states around a trained identity network ``phi``; ``optimizers`` has sections
-  ``g``, ``dimg`` and ``dz``.  Over ``steps`` iterations the discriminators step every time and
-  ``g`` every ``n_critic``-th, so a cosine schedule spans ``steps`` updates of theirs and
-  ``steps // n_critic`` of g's (:func:`generator_optimizer`: with ``warmup``,
-  ``config.fesgan.warmup``, g's first updates have an optimiser of their own).  With
+  ``g``, ``dimg`` and ``dz``.  Over ``steps`` iterations the discriminators step every time from
+  :func:`discriminator_start` on and ``g`` every ``n_critic``-th, so a cosine schedule spans the
+  updates each makes (:func:`generator_optimizer`: with ``warmup``, ``config.fesgan.warmup``, g's
+  first updates have an optimiser of their own).  With
   ``init_from`` (``config.fesgan.init_from``) the networks start from that run's stage 1
   (:func:`pretrained_fesgan_params`)."""
   g_steps = None if steps is None else steps // n_critic
+  d_steps = None if steps is None else steps - discriminator_start(warmup)
   kg, kd, kz = jax.random.split(rng, 3)
   img = _dummy_image(models)
   g_params = _init(models.g, kg, img, jnp.zeros((1, models.num_classes)))
@@ -344,9 +345,9 @@ def create_fesgan_states(models: Models, optimizers, rng: jax.Array, phi: TrainS
       g=TrainState.create(apply_fn=models.g.apply, params=g_params,
                           tx=generator_optimizer(optimizers, g_steps, warmup, n_critic)),
       dimg=TrainState.create(apply_fn=models.dimg.apply, params=dimg_params,
-                             tx=make_optimizer(optimizers.dimg, steps)),
+                             tx=make_optimizer(optimizers.dimg, d_steps)),
       dz=TrainState.create(apply_fn=models.dz.apply, params=dz_params,
-                           tx=make_optimizer(optimizers.dz, steps)),
+                           tx=make_optimizer(optimizers.dz, d_steps)),
       phi=phi, g_ema=_copy(g_params))
 
 
@@ -377,6 +378,15 @@ def create_joint_states(models: Models, config, rng: jax.Array, fes: FesganState
                      r=r, g_ema=fes.g_ema)
 
 
+def discriminator_start(warmup) -> int:
+  """The first stage-1 iteration in which D_img and D_z step (``warmup``: ``config.fesgan.warmup``
+  or None): the warm-up's last ``warmup.d_steps`` iterations are theirs, and every one after it;
+  -1, or a count as long as the warm-up or longer, is every iteration (0)."""
+  if warmup is None or int(warmup.get("d_steps", -1)) < 0:
+    return 0
+  return max(0, int(warmup.steps) - int(warmup.d_steps))
+
+
 def check_config(config, need) -> None:
   """Checks every optimiser section of ``config`` (a section with ``name`` and ``lr``, wherever
   it sits) for :func:`jfesgan.validate.validate`: ``need(ok, field, value, rule)`` records a
@@ -400,7 +410,8 @@ def section_updates(config, path: str) -> list[tuple[str, int]]:
   """(stage, number of updates) for each stage of ``config.stages`` that steps an optimiser made
   from the section at ``path`` (what a cosine schedule spans): a stage's own section steps every
   iteration, but g every ``fesgan.n_critic``-th in stage 1; ``fesgan.optimizer.*`` also serve
-  stage 2 (one update per iteration)."""
+  stage 2 (one update per iteration); D_img and D_z skip stage 1's iterations before
+  :func:`discriminator_start`."""
   stage, *rest = path.split(".")
   if stage not in ("phi", "fesgan", "real", "joint") or not (
       stage in config and "steps" in config[stage]):
@@ -409,7 +420,9 @@ def section_updates(config, path: str) -> list[tuple[str, int]]:
   steps = int(config[stage].steps)
   if stage != "fesgan":
     return [(stage, steps)] if stage in planned else []
-  own = steps // int(config.fesgan.n_critic) if rest[-1:] == ["g"] else steps
+  # g every n_critic-th iteration; D_img and D_z from discriminator_start on.
+  own = (steps // int(config.fesgan.n_critic) if rest[-1:] == ["g"]
+         else steps - discriminator_start(config.fesgan.get("warmup")))
   found = [("fesgan", own)] if "fesgan" in planned else []
   return found + ([("joint", int(config.joint.steps))] if "joint" in planned else [])
 

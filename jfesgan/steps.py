@@ -21,7 +21,7 @@ from jfesgan.augment import Augment
 from jfesgan.defaults import listed, stage_names
 from jfesgan.models import Models
 from jfesgan.models.generator import blend, expression_estimate, shift
-from jfesgan.state import FesganStates, JointStates, PhasedState, TrainState
+from jfesgan.state import FesganStates, JointStates, PhasedState, TrainState, discriminator_start
 
 Params = dict[str, Any]
 Batch = dict[str, jax.Array]
@@ -555,16 +555,6 @@ def joint_step(states: JointStates, batch: Batch, rng: jax.Array, *, models: Mod
   return states, {**metrics, **m}
 
 
-def discriminator_start(section) -> int:
-  """The first stage-1 iteration in which D_img and D_z step (``section``: ``config.fesgan``):
-  the warm-up's last ``warmup.d_steps`` iterations are theirs, and every one after it; -1, or a
-  count as long as the warm-up or longer, is every iteration (0)."""
-  warmup = section.get("warmup")
-  if warmup is None or int(warmup.get("d_steps", -1)) < 0:
-    return 0
-  return max(0, int(warmup.steps) - int(warmup.d_steps))
-
-
 def check_config(config, need) -> None:
   """Checks the options of the steps (GAN loss, critic steps, EMA, intra-class loss, synthetic
   ratio) for :func:`jfesgan.validate.validate`: ``need(ok, field, value, rule)`` records a
@@ -585,7 +575,7 @@ def check_config(config, need) -> None:
     d_steps = warmup.get("d_steps", -1)
     need(d_steps >= -1, "fesgan.warmup.d_steps", d_steps,
          "must be >= 0 (the warm-up's last iterations in which D_img and D_z step), or -1 (all)")
-    late = discriminator_start(config.fesgan) > 0
+    late = discriminator_start(warmup) > 0
     need(not late or config.fesgan.n_critic == 1, "fesgan.warmup.d_steps", d_steps,
          f"must be -1 (or >= warmup.steps={warmup.steps}) with fesgan.n_critic="
          f"{config.fesgan.n_critic}: before the discriminators start an iteration is the "

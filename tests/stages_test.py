@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from jfesgan import stages
+from jfesgan import state as state_lib
 
 
 def test_every_stage_has_its_config_section():
@@ -115,6 +116,9 @@ def test_discriminators_step_in_the_warmups_last_d_steps_iterations(tiny_config)
   assert all(v["update_g"] for v in variants)
   assert len(ahead.static_variants(cfg, stages.FESGAN)) == 3
   validate.validate(cfg, stages.select(cfg))
+  # A cosine schedule of theirs spans the 4 updates they make, g's its 6.
+  assert state_lib.section_updates(cfg, "fesgan.optimizer.dimg")[0] == ("fesgan", 4)
+  assert state_lib.section_updates(cfg, "fesgan.optimizer.g")[0] == ("fesgan", 6)
   for every in (-1, 4, 5):
     cfg.fesgan.warmup.d_steps = every
     assert all(stages.FESGAN.static(cfg, s)["update_d"] for s in range(6)), every
