@@ -180,8 +180,8 @@ def apply_grads(state: TrainState, grads: Any, prefix: str,
 
 
 def synthesise(g_params: Params, x: jax.Array, y: jax.Array, rng: jax.Array, *,
-               models: Models, reconstruct: bool = True,
-               labels: bool = True) -> dict[str, jax.Array]:
+               models: Models, reconstruct: bool = True, labels: bool = True,
+               new_identities: bool = True) -> dict[str, jax.Array]:
   """The images FESGAN makes from a real batch (x, y).
 
   Returns the identity code ``z = E(x)``, the reconstruction ``x_rec = G(z, y)``, the translation
@@ -192,7 +192,9 @@ def synthesise(g_params: Params, x: jax.Array, y: jax.Array, rng: jax.Array, *,
   encoder's estimate of x's expression (whose logits are returned as ``source_logits``) to c_t.
   Either way the reconstruction stays the full drawing, so that the reconstruction loss keeps
   teaching the decoder to draw whole faces (new identities need it).  With ``reconstruct=False``
-  the reconstruction is skipped (the discriminators never see it).
+  the reconstruction is skipped (the discriminators never see it); with ``new_identities=False``
+  x_p is not drawn (stage 1's warm-up, whose terms do not read it: a third of the decoder's work),
+  and c_t, z_p, c_p are still drawn from the same keys, so the translations are the same.
 
   With ``labels=False`` (label-free stage 1, ``fesgan.expression_labels``) ``y`` is never read:
   E(x) and z_p are drawn once each with the zero expression code, and the translation is the
@@ -205,13 +207,18 @@ def synthesise(g_params: Params, x: jax.Array, y: jax.Array, rng: jax.Array, *,
   c_p = jax.random.randint(keys["c_p"], (n,), 0, k)
   z, source = models.g.apply({"params": g_params}, x, method="encode_source")
   if not labels:
-    out, _ = models.g.apply({"params": g_params}, jnp.concatenate([z, z_p]),
-                            jnp.zeros((2 * n, k), jnp.float32), method="draw")
-    x_rec, x_p = jnp.split(out, 2)
-    syn = dict(z=z, x_t=x_rec, x_p=x_p, c_t=c_t, z_p=z_p, c_p=c_p)
+    codes = [z, z_p] if new_identities else [z]
+    out, _ = models.g.apply({"params": g_params}, jnp.concatenate(codes),
+                            jnp.zeros((len(codes) * n, k), jnp.float32), method="draw")
+    x_rec = out[:n]
+    syn = dict(z=z, x_t=x_rec, c_t=c_t, z_p=z_p, c_p=c_p)
+    if new_identities:
+      syn["x_p"] = out[n:]
     return dict(syn, x_rec=x_rec) if reconstruct else syn
   # One decoder pass over all (code, expression) pairs.
-  codes, labels = [z, z_p], [jax.nn.one_hot(c_t, k), jax.nn.one_hot(c_p, k)]
+  codes, labels = [z], [jax.nn.one_hot(c_t, k)]
+  if new_identities:
+    codes, labels = codes + [z_p], labels + [jax.nn.one_hot(c_p, k)]
   if reconstruct:
     codes, labels = [z] + codes, [jax.nn.one_hot(y, k)] + labels
   if source is not None:  # "difference": also x's identity with its estimated expression
@@ -221,7 +228,9 @@ def synthesise(g_params: Params, x: jax.Array, y: jax.Array, rng: jax.Array, *,
                              jnp.concatenate(labels), method="draw")
   out = jnp.split(out, len(codes))
   i_t = int(reconstruct)  # where the translations' drawings are
-  syn = dict(z=z, x_t=out[i_t], x_p=out[i_t + 1], c_t=c_t, z_p=z_p, c_p=c_p)
+  syn = dict(z=z, x_t=out[i_t], c_t=c_t, z_p=z_p, c_p=c_p)
+  if new_identities:
+    syn["x_p"] = out[i_t + 1]
   if mask is not None:  # "mask": the translation is the drawing edited into x
     syn["mask_t"] = jnp.split(mask, len(codes))[i_t]
     syn["x_t"] = blend(x, syn["x_t"], syn["mask_t"])
@@ -297,8 +306,11 @@ def generator_terms(params: Params, batch: Batch, rng: jax.Array, *, models: Mod
   and identity; D_img is run only when they include adv or expr).
   """
   x, y = batch["image"], batch["label"]
+  # The warm-up's terms may not read the new identities x_p (rec, identity and latent do not).
+  only_warm = warmup and not {"adv", "expr"} & set(loss.warmup_terms)
   if syn is None:
-    syn = synthesise(params["g"], x, y, rng, models=models, labels=loss.labels)
+    syn = synthesise(params["g"], x, y, rng, models=models, labels=loss.labels,
+                     new_identities=not only_warm or "tv" in loss.warmup_terms)
   n = x.shape[0]
   phi = lambda im: models.phi.apply({"params": params["phi"]}, im, method="embed")
   e = phi(jnp.concatenate([x, syn["x_t"], syn["x_rec"]]))
@@ -307,7 +319,7 @@ def generator_terms(params: Params, batch: Batch, rng: jax.Array, *, models: Mod
                     "identity": losses.l1(e_x, e_t) + losses.l1(e_x, e_rec)}
   latent = lambda: losses.ns_generator_loss(models.dz.apply({"params": params["dz"]}, syn["z"]))
   smooth = lambda: losses.total_variation(syn["x_t"]) + losses.total_variation(syn["x_p"])
-  if warmup and not {"adv", "expr"} & set(loss.warmup_terms):
+  if only_warm:
     extra = {"latent": latent, "tv": smooth}
     return ({t: reconstruction[t] if t in reconstruction else extra[t]()
              for t in loss.warmup_terms}, dict(syn))

@@ -211,6 +211,31 @@ def test_the_warmup_trains_g_on_reconstruction_and_identity_alone(setup, tiny_co
     assert not _changed(getattr(new, name).params, getattr(states, name).params), name
 
 
+def test_the_warmup_draws_no_new_identities_unless_a_term_reads_them(setup):
+  """The warm-up's default terms (rec, identity) read no x_p, so the decoder does not draw it (a
+  third of its work); the translations and reconstructions are the full step's, c_t drawn from the
+  same key; with tv (which reads x_p) among the warm-up's terms x_p is drawn as in the full step;
+  and label-free, the same."""
+  loss, models, _, batch, params = setup
+  rng = jax.random.key(5)
+  _, warm = steps.generator_terms(params, batch, rng, models=models, loss=loss, warmup=True)
+  _, full = steps.generator_terms(params, batch, rng, models=models, loss=loss)
+  assert "x_p" not in warm and "x_p" in full
+  for k in ("x_t", "x_rec", "c_t", "z"):
+    chex.assert_trees_all_close(warm[k], full[k], atol=1e-5)
+  tv = dataclasses.replace(loss, warmup_terms=("rec", "tv"))
+  terms, with_tv = steps.generator_terms(params, batch, rng, models=models, loss=tv, warmup=True)
+  chex.assert_trees_all_close(with_tv["x_p"], full["x_p"], atol=1e-5)
+  chex.assert_trees_all_close(terms["tv"], losses.total_variation(full["x_t"])
+                              + losses.total_variation(full["x_p"]), rtol=1e-5)
+  x, y = batch["image"], batch["label"]
+  free = steps.synthesise(params["g"], x, y, rng, models=models, labels=False)
+  alone = steps.synthesise(params["g"], x, y, rng, models=models, labels=False,
+                           new_identities=False)
+  assert set(free) - set(alone) == {"x_p"}
+  chex.assert_trees_all_close(alone["x_rec"], free["x_rec"], atol=1e-5)
+
+
 def test_a_step_without_the_discriminators_moves_g_alone(setup, tiny_config):
   """``update_d=False`` (the warm-up's iterations before its last ``fesgan.warmup.d_steps``): the step is
   the generator's warm-up update alone, to the bit, and D_img, D_z and their optimiser states do
