@@ -181,7 +181,7 @@ def apply_grads(state: TrainState, grads: Any, prefix: str,
 
 def synthesise(g_params: Params, x: jax.Array, y: jax.Array, rng: jax.Array, *,
                models: Models, reconstruct: bool = True, labels: bool = True,
-               new_identities: bool = True) -> dict[str, jax.Array]:
+               translations: bool = True, new_identities: bool = True) -> dict[str, jax.Array]:
   """The images FESGAN makes from a real batch (x, y).
 
   Returns the identity code ``z = E(x)``, the reconstruction ``x_rec = G(z, y)``, the translation
@@ -192,9 +192,10 @@ def synthesise(g_params: Params, x: jax.Array, y: jax.Array, rng: jax.Array, *,
   encoder's estimate of x's expression (whose logits are returned as ``source_logits``) to c_t.
   Either way the reconstruction stays the full drawing, so that the reconstruction loss keeps
   teaching the decoder to draw whole faces (new identities need it).  With ``reconstruct=False``
-  the reconstruction is skipped (the discriminators never see it); with ``new_identities=False``
-  x_p is not drawn (stage 1's warm-up, whose terms do not read it: a third of the decoder's work),
-  and c_t, z_p, c_p are still drawn from the same keys, so the translations are the same.
+  the reconstruction is skipped (the discriminators never see it); with ``translations=False``
+  (``new_identities=False``) x_t (x_p) is not drawn: stage 1's warm-up, whose terms need not read
+  them (a third of the decoder's work each); c_t, z_p, c_p are still drawn from the same keys, so
+  the images drawn are the same.
 
   With ``labels=False`` (label-free stage 1, ``fesgan.expression_labels``) ``y`` is never read:
   E(x) and z_p are drawn once each with the zero expression code, and the translation is the
@@ -215,30 +216,27 @@ def synthesise(g_params: Params, x: jax.Array, y: jax.Array, rng: jax.Array, *,
     if new_identities:
       syn["x_p"] = out[n:]
     return dict(syn, x_rec=x_rec) if reconstruct else syn
-  # One decoder pass over all (code, expression) pairs.
-  codes, labels = [z], [jax.nn.one_hot(c_t, k)]
+  # One decoder pass over all (code, expression) pairs that are asked for.
+  pairs = {"x_rec": (z, jax.nn.one_hot(y, k))} if reconstruct else {}
+  if translations:
+    pairs["x_t"] = (z, jax.nn.one_hot(c_t, k))
   if new_identities:
-    codes, labels = codes + [z_p], labels + [jax.nn.one_hot(c_p, k)]
-  if reconstruct:
-    codes, labels = [z] + codes, [jax.nn.one_hot(y, k)] + labels
-  if source is not None:  # "difference": also x's identity with its estimated expression
-    codes.append(z)
-    labels.append(expression_estimate(source))
-  out, mask = models.g.apply({"params": g_params}, jnp.concatenate(codes),
-                             jnp.concatenate(labels), method="draw")
-  out = jnp.split(out, len(codes))
-  i_t = int(reconstruct)  # where the translations' drawings are
-  syn = dict(z=z, x_t=out[i_t], c_t=c_t, z_p=z_p, c_p=c_p)
-  if new_identities:
-    syn["x_p"] = out[i_t + 1]
-  if mask is not None:  # "mask": the translation is the drawing edited into x
-    syn["mask_t"] = jnp.split(mask, len(codes))[i_t]
+    pairs["x_p"] = (z_p, jax.nn.one_hot(c_p, k))
+  if translations and source is not None:  # "difference": x's identity, its estimated expression
+    pairs["source"] = (z, expression_estimate(source))
+  out, mask = models.g.apply({"params": g_params}, jnp.concatenate([c for c, _ in pairs.values()]),
+                             jnp.concatenate([e for _, e in pairs.values()]), method="draw")
+  out = dict(zip(pairs, jnp.split(out, len(pairs))))
+  syn = dict(z=z, c_t=c_t, z_p=z_p, c_p=c_p)
+  for name in ("x_t", "x_p", "x_rec"):  # x_rec: the full drawing G(E(x), y), with or without edit
+    if name in out:
+      syn[name] = out[name]
+  if translations and mask is not None:  # "mask": the translation is the drawing edited into x
+    syn["mask_t"] = dict(zip(pairs, jnp.split(mask, len(pairs))))["x_t"]
     syn["x_t"] = blend(x, syn["x_t"], syn["mask_t"])
-  if source is not None:  # "difference": x plus the drawn change
+  if translations and source is not None:  # "difference": x plus the drawn change
     syn["source_logits"] = source
-    syn["x_t"] = shift(x, syn["x_t"], out[-1])
-  if reconstruct:
-    syn["x_rec"] = out[0]  # the full drawing G(E(x), y), with or without edit
+    syn["x_t"] = shift(x, syn["x_t"], out["source"])
   return syn
 
 
@@ -306,23 +304,28 @@ def generator_terms(params: Params, batch: Batch, rng: jax.Array, *, models: Mod
   and identity; D_img is run only when they include adv or expr).
   """
   x, y = batch["image"], batch["label"]
-  # The warm-up's terms may not read the new identities x_p (rec, identity and latent do not).
+  # The warm-up's terms (without adv and expr) draw only the images they read: x_t for identity
+  # and tv, x_p for tv.
   only_warm = warmup and not {"adv", "expr"} & set(loss.warmup_terms)
+  warm = set(loss.warmup_terms) if only_warm else None
   if syn is None:
     syn = synthesise(params["g"], x, y, rng, models=models, labels=loss.labels,
-                     new_identities=not only_warm or "tv" in loss.warmup_terms)
+                     translations=warm is None or bool({"identity", "tv"} & warm),
+                     new_identities=warm is None or "tv" in warm)
   n = x.shape[0]
   phi = lambda im: models.phi.apply({"params": params["phi"]}, im, method="embed")
-  e = phi(jnp.concatenate([x, syn["x_t"], syn["x_rec"]]))
-  e_x, e_t, e_rec = e[:n], e[n:2 * n], e[2 * n:]
-  reconstruction = {"rec": losses.l1(x, syn["x_rec"]),
-                    "identity": losses.l1(e_x, e_t) + losses.l1(e_x, e_rec)}
+
+  def identity():
+    e = phi(jnp.concatenate([x, syn["x_t"], syn["x_rec"]]))
+    e_x, e_t, e_rec = e[:n], e[n:2 * n], e[2 * n:]
+    return losses.l1(e_x, e_t) + losses.l1(e_x, e_rec)
+
+  reconstruction = {"rec": lambda: losses.l1(x, syn["x_rec"]), "identity": identity}
   latent = lambda: losses.ns_generator_loss(models.dz.apply({"params": params["dz"]}, syn["z"]))
   smooth = lambda: losses.total_variation(syn["x_t"]) + losses.total_variation(syn["x_p"])
   if only_warm:
-    extra = {"latent": latent, "tv": smooth}
-    return ({t: reconstruction[t] if t in reconstruction else extra[t]()
-             for t in loss.warmup_terms}, dict(syn))
+    made = {**reconstruction, "latent": latent, "tv": smooth}
+    return {t: made[t]() for t in loss.warmup_terms}, dict(syn)
   scores, logits = models.dimg.apply(
       {"params": params["dimg"]}, loss.dimg_view(jnp.concatenate([syn["x_t"], syn["x_p"]]), rng))
   terms = {
@@ -331,7 +334,7 @@ def generator_terms(params: Params, batch: Batch, rng: jax.Array, *, models: Mod
       # Label-free stage 1 (loss.labels False) has no expression to ask D_img's head for.
       **({"expr": losses.cross_entropy(logits[:n], syn["c_t"])
                   + losses.cross_entropy(logits[n:], syn["c_p"])} if loss.labels else {}),
-      **reconstruction,
+      **{t: f() for t, f in reconstruction.items()},
       "tv": smooth(),
   }
   if "mask_t" in syn:

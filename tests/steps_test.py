@@ -211,11 +211,11 @@ def test_the_warmup_trains_g_on_reconstruction_and_identity_alone(setup, tiny_co
     assert not _changed(getattr(new, name).params, getattr(states, name).params), name
 
 
-def test_the_warmup_draws_no_new_identities_unless_a_term_reads_them(setup):
+def test_the_warmup_draws_only_the_images_its_terms_read(setup):
   """The warm-up's default terms (rec, identity) read no x_p, so the decoder does not draw it (a
   third of its work); the translations and reconstructions are the full step's, c_t drawn from the
   same key; with tv (which reads x_p) among the warm-up's terms x_p is drawn as in the full step;
-  and label-free, the same."""
+  with rec alone neither x_t nor x_p; label-free, the same."""
   loss, models, _, batch, params = setup
   rng = jax.random.key(5)
   _, warm = steps.generator_terms(params, batch, rng, models=models, loss=loss, warmup=True)
@@ -228,6 +228,11 @@ def test_the_warmup_draws_no_new_identities_unless_a_term_reads_them(setup):
   chex.assert_trees_all_close(with_tv["x_p"], full["x_p"], atol=1e-5)
   chex.assert_trees_all_close(terms["tv"], losses.total_variation(full["x_t"])
                               + losses.total_variation(full["x_p"]), rtol=1e-5)
+  # Reconstruction alone draws x_rec alone (Phi does not run), at the full step's value.
+  rec = dataclasses.replace(loss, warmup_terms=("rec",))
+  terms, rec_only = steps.generator_terms(params, batch, rng, models=models, loss=rec, warmup=True)
+  assert not {"x_t", "x_p"} & set(rec_only) and set(terms) == {"rec"}
+  chex.assert_trees_all_close(rec_only["x_rec"], full["x_rec"], atol=1e-5)
   x, y = batch["image"], batch["label"]
   free = steps.synthesise(params["g"], x, y, rng, models=models, labels=False)
   alone = steps.synthesise(params["g"], x, y, rng, models=models, labels=False,
