@@ -263,8 +263,11 @@ def get_config() -> ml_collections.ConfigDict:
   # -0.2 (-4.1 to +3.6); stage 1 about a quarter longer.  The same at about the old time (1,200 of
   # 1,600, d_steps 400) made more of the change (+0.037, +0.005 to +0.070) for the person by Phi
   # (-2.3, -3.8 to -0.8).
+  # warmup.solo_terms: the warm-up's terms in its iterations before the discriminators start (the
+  # generator's step alone); empty: warmup.terms there too.
   c.fesgan.warmup = ml_collections.ConfigDict(dict(steps=1600, optimizer=optimizer(1e-3, 0.9),
-                                                   terms=("rec", "identity"), d_steps=400))
+                                                   terms=("rec", "identity"), d_steps=400,
+                                                   solo_terms=()))
 
   # Stage `real`: a recogniser trained on real images only, the real-only baseline and the judge
   # of synthetic expressions.

@@ -62,20 +62,26 @@ class FesganLoss:
   # The terms of stage 1's warm-up (``fesgan.warmup.terms``, some of GENERATOR_TERMS; with
   # neither "adv" nor "expr" among them its generator loss does not run D_img).
   warmup_terms: tuple[str, ...] = ("rec", "identity")
+  # The warm-up's terms in its iterations before the discriminators start
+  # (``fesgan.warmup.solo_terms``; empty: ``warmup_terms`` there too).
+  solo_terms: tuple[str, ...] = ()
 
   @classmethod
   def from_config(cls, section) -> FesganLoss:
     """From the ``<name>_weight`` fields, ``gan_loss``, ``ema_decay`` and ``dimg_augment`` of
     ``config.fesgan``."""
     values = {f.name: float(section[f"{f.name}_weight"]) for f in dataclasses.fields(cls)
-              if f.name not in ("gan", "ema_decay", "dimg_augment", "labels", "warmup_terms")}
+              if f.name not in ("gan", "ema_decay", "dimg_augment", "labels", "warmup_terms",
+                                "solo_terms")}
     if section.gan_loss not in GAN_LOSSES:
       raise ValueError(f"config.fesgan.gan_loss={section.gan_loss!r} must be one of {GAN_LOSSES}")
     return cls(**values, gan=section.gan_loss, ema_decay=float(section.ema_decay),
                dimg_augment=Augment.from_config(section.dimg_augment),
                labels=bool(section.get("expression_labels", True)),
                warmup_terms=listed(section.warmup.terms) if "warmup" in section
-               else cls.warmup_terms)
+               else cls.warmup_terms,
+               solo_terms=listed(section.warmup.get("solo_terms", ())) if "warmup" in section
+               else cls.solo_terms)
 
   def critic_losses(self, real_s: jax.Array, fake_s: jax.Array, critic, real: jax.Array,
                     fake: jax.Array, rng: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -405,7 +411,8 @@ def fesgan_step(states: FesganStates, batch: Batch, rng: jax.Array, *, models: M
   its terms alone, and g's phased optimiser told it is in its first phase).  ``update_d`` False
   (the warm-up's iterations before its last ``warmup.d_steps``) leaves D_img's and D_z's parameters and
   optimiser states as they are (the warm-up's terms do not read them, and the iteration costs the
-  generator's step alone) and counts the iteration in their ``step``."""
+  generator's step alone) and counts the iteration in their ``step``; its warm-up terms are then
+  ``loss.solo_terms`` where set (``fesgan.warmup.solo_terms``)."""
   keys = named_keys(rng, "d", "g")
   metrics = {}
   if update_d:
@@ -414,6 +421,8 @@ def fesgan_step(states: FesganStates, batch: Batch, rng: jax.Array, *, models: M
     states = states.replace(dimg=states.dimg.replace(step=states.dimg.step + 1),
                             dz=states.dz.replace(step=states.dz.step + 1))
   if update_g:
+    if warmup and not update_d and loss.solo_terms:
+      loss = dataclasses.replace(loss, warmup_terms=loss.solo_terms)
     states, m = generator_update(states, batch, keys["g"], models=models, loss=loss,
                                  warmup=warmup)
     metrics.update(m)
@@ -598,6 +607,13 @@ def check_config(config, need) -> None:
     need(not late or not {"adv", "expr"} & set(terms), "fesgan.warmup.d_steps", d_steps,
          f"must be -1 (or >= warmup.steps={warmup.steps}) with warmup.terms={terms}: adv and "
          "expr read D_img, which learns nothing before the discriminators start")
+    solo = listed(warmup.get("solo_terms", ()))
+    alone = tuple(t for t in GENERATOR_TERMS if t not in ("adv", "expr"))
+    need(set(solo) <= set(alone) and len(set(solo)) == len(solo), "fesgan.warmup.solo_terms",
+         solo, f"must name some of {alone}, each once (empty: warmup.terms)")
+    need(not solo or late, "fesgan.warmup.solo_terms", solo,
+         f"needs iterations without the discriminators: warmup.d_steps={d_steps} must be >= 0 "
+         f"and below warmup.steps={warmup.steps}")
   need(config.fesgan.get("cycle_weight", 0.0) >= 0, "fesgan.cycle_weight",
        config.fesgan.get("cycle_weight"), "must be >= 0 (0: off)")
   if not config.fesgan.get("expression_labels", True):

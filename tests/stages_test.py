@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from jfesgan import stages
+from jfesgan import stages, steps
 from jfesgan import state as state_lib
 
 
@@ -136,3 +136,25 @@ def test_discriminators_step_in_the_warmups_last_d_steps_iterations(tiny_config)
   cfg.fesgan.n_critic = 2
   with pytest.raises(ValueError, match=r"fesgan\.warmup\.d_steps.*n_critic=2"):
     validate.validate(cfg, stages.select(cfg))
+
+
+def test_solo_terms_need_the_iterations_without_the_discriminators(tiny_config):
+  """``fesgan.warmup.solo_terms``: the warm-up's terms before the discriminators start; refused by
+  name with a term that reads D_img or is named twice, and where the discriminators step in every
+  iteration (they would apply nowhere)."""
+  from jfesgan import validate  # pylint: disable=g-import-not-at-top
+  cfg = tiny_config.copy_and_resolve_references()
+  cfg.fesgan.steps, cfg.fesgan.n_critic = 6, 1
+  cfg.fesgan.warmup.steps, cfg.fesgan.warmup.d_steps = 4, 2
+  cfg.fesgan.warmup.solo_terms = ("rec,latent",)  # as --config.fesgan.warmup.solo_terms=rec,latent
+  validate.validate(cfg, stages.select(cfg))
+  assert steps.FesganLoss.from_config(cfg.fesgan).solo_terms == ("rec", "latent")
+  for bad in (("rec", "adv"), ("expr",), ("rec", "rec")):
+    cfg.fesgan.warmup.solo_terms = bad
+    with pytest.raises(ValueError, match=r"fesgan\.warmup\.solo_terms.*must name some of"):
+      validate.validate(cfg, stages.select(cfg))
+  cfg.fesgan.warmup.solo_terms = ("rec",)
+  for every in (-1, 4):
+    cfg.fesgan.warmup.d_steps = every
+    with pytest.raises(ValueError, match=r"fesgan\.warmup\.solo_terms.*needs iterations without"):
+      validate.validate(cfg, stages.select(cfg))

@@ -269,6 +269,17 @@ def test_a_step_without_the_discriminators_moves_g_alone(setup, tiny_config):
                                          warmup=True)
   assert _changed(both.dimg.params, states.dimg.params) and _changed(both.dz.params, states.dz.params)
   assert any(k.startswith("dimg/") for k in both_metrics)
+  # fesgan.warmup.solo_terms: those terms in the iterations without the discriminators only.
+  solo = dataclasses.replace(loss, solo_terms=("rec",))
+  alone, metrics = steps.fesgan_step(states, batch, rng, models=models, loss=solo, warmup=True,
+                                     update_d=False)
+  want, want_metrics = steps.generator_update(
+      states, batch, g_keys, models=models, loss=dataclasses.replace(loss, warmup_terms=("rec",)),
+      warmup=True)
+  assert "g/rec" in metrics and "g/identity" not in metrics
+  chex.assert_trees_all_equal((alone.g, alone.g_ema), (want.g, want.g_ema))
+  _, metrics = steps.fesgan_step(states, batch, rng, models=models, loss=solo, warmup=True)
+  assert {"g/rec", "g/identity"} <= set(metrics)
 
 
 def test_phased_optimizer_switches_once_with_fresh_moments():
