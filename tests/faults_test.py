@@ -230,6 +230,16 @@ def test_finite_guard_names_the_first_bad_chunk_and_terms():
   with pytest.raises(faults.NonFiniteError, match=r"stage fesgan: .* by step 10 in "
                      r"\['d/loss', 'g/loss'\]"):
     g.check()
+  # Metrics that join later (stage 1's discriminators after the generator's warm-up) are checked
+  # as well, and a chunk without one of the earlier ones is fine.
+  g = faults.FiniteGuard("fesgan")
+  g.update({"g/rec": jax.numpy.float32(1.0)}, 50)
+  g.update({"g/rec": jax.numpy.float32(1.0), "dimg/gp": jax.numpy.float32(2.0)}, 100)
+  g.update({"dimg/gp": jax.numpy.float32(3.0)}, 150)
+  g.check()
+  g.update({"g/rec": jax.numpy.float32(1.0), "dimg/gp": jax.numpy.float32(np.inf)}, 200)
+  with pytest.raises(faults.NonFiniteError, match=r"by step 200 in \['dimg/gp'\]"):
+    g.check()
 
 
 @pytest.mark.slow  # starts a process (one that is gone, for its pid)

@@ -98,6 +98,15 @@ class Preemption:
     return EXIT_INTERRUPTED if self.signal_name == "SIGINT" else EXIT_PREEMPTED
 
 
+@jax.jit
+def _fold_finite(bad: jax.Array, first: jax.Array, values: tuple[jax.Array, ...],
+                 step) -> tuple[jax.Array, jax.Array]:
+  """:meth:`FiniteGuard.update` as one compiled call (eagerly, three dispatches per metric cost
+  about a millisecond per training step)."""
+  now = jnp.stack([~jnp.all(jnp.isfinite(v)) for v in values])
+  return bad | now, jnp.where((first < 0) & jnp.any(now), jnp.int32(step), first)
+
+
 class FiniteGuard:
   """Tracks, on the device, whether any metric of a stage has been non-finite, and from which
   chunk on; :meth:`check` reads it (one small transfer) and raises naming the stage, the step
@@ -110,14 +119,18 @@ class FiniteGuard:
     self._first = None  # the first chunk end at which any was
 
   def update(self, metrics: Mapping[str, jax.Array], step: int) -> None:
-    """Folds in the metrics of the chunk ending at ``step`` (asynchronous device ops)."""
+    """Folds in the metrics of the chunk ending at ``step`` (one asynchronous device call).  A
+    stage's step variants report different metrics (stage 1's discriminators join after its
+    warm-up): every key seen so far is tracked, one a chunk lacks counts as finite there."""
     if self._keys is None:
-      self._keys = tuple(sorted(metrics))
-      self._bad = jnp.zeros(len(self._keys), bool)
+      self._keys, self._bad = (), jnp.zeros(0, bool)
       self._first = jnp.asarray(-1, jnp.int32)
-    bad = jnp.stack([~jnp.all(jnp.isfinite(metrics[k])) for k in self._keys])
-    self._first = jnp.where((self._first < 0) & jnp.any(bad), jnp.int32(step), self._first)
-    self._bad = self._bad | bad
+    new = tuple(sorted(set(metrics) - set(self._keys)))
+    if new:
+      self._keys += new
+      self._bad = jnp.concatenate([self._bad, jnp.zeros(len(new), bool)])
+    values = tuple(metrics[k] if k in metrics else 0.0 for k in self._keys)
+    self._bad, self._first = _fold_finite(self._bad, self._first, values, step)
 
   def check(self) -> None:
     """Raises :class:`NonFiniteError` if any metric has been non-finite."""
