@@ -269,17 +269,29 @@ def test_a_step_without_the_discriminators_moves_g_alone(setup, tiny_config):
                                          warmup=True)
   assert _changed(both.dimg.params, states.dimg.params) and _changed(both.dz.params, states.dz.params)
   assert any(k.startswith("dimg/") for k in both_metrics)
-  # fesgan.warmup.solo_terms: those terms in the iterations without the discriminators only.
+
+
+@pytest.mark.slow
+def test_solo_terms_are_the_warmups_terms_before_the_discriminators_start(setup, tiny_config):
+  """``fesgan.warmup.solo_terms``: the step without the discriminators is the generator's warm-up
+  update on those terms alone, to the bit; the step with them keeps ``warmup.terms``."""
+  loss, models, states, batch, _ = setup
+  rng = jax.random.key(7)
+  cfg = tiny_config.copy_and_resolve_references()
+  cfg.fesgan.warmup.steps = 4
+  tx = state_lib.generator_optimizer(cfg.fesgan.optimizer, 10, cfg.fesgan.warmup)
+  states = states.replace(g=state_lib.TrainState.create(apply_fn=models.g.apply,
+                                                        params=states.g.params, tx=tx))
   solo = dataclasses.replace(loss, solo_terms=("rec",))
   alone, metrics = steps.fesgan_step(states, batch, rng, models=models, loss=solo, warmup=True,
                                      update_d=False)
   want, want_metrics = steps.generator_update(
-      states, batch, g_keys, models=models, loss=dataclasses.replace(loss, warmup_terms=("rec",)),
-      warmup=True)
-  assert "g/rec" in metrics and "g/identity" not in metrics
+      states, batch, steps.named_keys(rng, "d", "g")["g"], models=models,
+      loss=dataclasses.replace(loss, warmup_terms=("rec",)), warmup=True)
+  assert set(metrics) == set(want_metrics) and "g/identity" not in metrics
   chex.assert_trees_all_equal((alone.g, alone.g_ema), (want.g, want.g_ema))
-  _, metrics = steps.fesgan_step(states, batch, rng, models=models, loss=solo, warmup=True)
-  assert {"g/rec", "g/identity"} <= set(metrics)
+  _, both_metrics = steps.fesgan_step(states, batch, rng, models=models, loss=solo, warmup=True)
+  assert {"g/rec", "g/identity"} <= set(both_metrics) and "dimg/loss" in both_metrics
 
 
 def test_phased_optimizer_switches_once_with_fresh_moments():
