@@ -286,7 +286,7 @@ def test_solo_terms_are_the_warmups_terms_before_the_discriminators_start(setup,
   tx = state_lib.generator_optimizer(cfg.fesgan.optimizer, 10, cfg.fesgan.warmup)
   states = states.replace(g=state_lib.TrainState.create(apply_fn=models.g.apply,
                                                         params=states.g.params, tx=tx))
-  solo = dataclasses.replace(loss, solo_terms=("rec",))
+  solo = dataclasses.replace(loss, warmup_terms=("rec", "identity"), solo_terms=("rec",))
   alone, metrics = steps.fesgan_step(states, batch, rng, models=models, loss=solo, warmup=True,
                                      update_d=False)
   want, want_metrics = steps.generator_update(
