@@ -238,10 +238,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.fesgan.optimizer = ml_collections.ConfigDict(dict(
       g=optimizer(2e-4, 0.5), dimg=optimizer(2e-4, 0.5), dz=optimizer(2e-4, 0.5)))
   # A warm-up of the encoder and decoder inside stage 1: its first `steps` iterations (counted in
-  # fesgan.steps) train g on the generator terms `terms` alone (by default the reconstruction
-  # and identity terms), with an optimiser of its own; the discriminators step in its last
-  # `d_steps` iterations (below).  Then the other terms join and fesgan.optimizer.g takes over with
-  # fresh moments (its schedule spans the updates left).  0 = no warm-up (the paper's stage 1).
+  # fesgan.steps) train g on the generator terms `terms` alone (the reconstruction term alone
+  # since later on 2026-12-07, below; rec and identity before), with an optimiser of its own;
+  # the discriminators step in its last `d_steps` iterations (below).  Then the other terms join
+  # and fesgan.optimizer.g takes over with fresh moments (its schedule spans the updates left).
+  # 0 = no warm-up (the paper's stage 1).
   # 800 of 1,200 (with the discriminators in every iteration) was chosen among
   # 0, 400, 600, 800 and 1,000 on validation subjects of the embedded faces, seeds 0 and 1
   # (results/procedural/generator_warmup.md): against none, translation PSNR +0.41 / +0.83 dB,

@@ -20,7 +20,7 @@ from flax import traverse_util
 from flax.training import train_state
 
 from jfesgan.data.classes import class_map
-from jfesgan.defaults import stage_names
+from jfesgan.defaults import BEFORE_ADDED, stage_names
 from jfesgan.models import Models
 from jfesgan.run import workdir as workdir_lib
 
@@ -382,7 +382,7 @@ def discriminator_start(warmup) -> int:
   """The first stage-1 iteration in which D_img and D_z step (``warmup``: ``config.fesgan.warmup``
   or None): the warm-up's last ``warmup.d_steps`` iterations are theirs, and every one after it;
   -1, or a count as long as the warm-up or longer, is every iteration (0)."""
-  if warmup is None or int(warmup.get("d_steps", -1)) < 0:
+  if warmup is None or int(warmup.get("d_steps", BEFORE_ADDED["fesgan.warmup.d_steps"])) < 0:
     return 0
   return max(0, int(warmup.steps) - int(warmup.d_steps))
 

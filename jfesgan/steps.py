@@ -18,7 +18,7 @@ import optax
 
 from jfesgan import losses
 from jfesgan.augment import Augment
-from jfesgan.defaults import listed, stage_names
+from jfesgan.defaults import BEFORE_ADDED, listed, stage_names
 from jfesgan.models import Models
 from jfesgan.models.generator import blend, expression_estimate, shift
 from jfesgan.state import FesganStates, JointStates, PhasedState, TrainState, discriminator_start
@@ -306,8 +306,9 @@ def generator_terms(params: Params, batch: Batch, rng: jax.Array, *, models: Mod
   expression accuracy in the returned images' dict.
   ``syn`` reuses images already drawn with ``params["g"]`` (stage 2 shares them with R).
   D_img sees x_t and x_p as ``loss.dimg_view`` makes them (``fesgan.dimg_augment``).
-  ``warmup`` (stage 1's warm-up, ``fesgan.warmup``): only ``loss.warmup_terms`` (by default rec
-  and identity; D_img is run only when they include adv or expr).
+  ``warmup`` (stage 1's warm-up, ``fesgan.warmup``): only ``loss.warmup_terms`` (the embedded
+  default's: rec alone; D_img is run only when they include adv or expr), drawing only the images
+  they read.
   """
   x, y = batch["image"], batch["label"]
   # The warm-up's terms (without adv and expr) draw only the images they read: x_t for identity
@@ -596,7 +597,7 @@ def check_config(config, need) -> None:
     terms = listed(warmup.terms)
     need(bool(terms) and set(terms) <= set(GENERATOR_TERMS) and len(set(terms)) == len(terms),
          "fesgan.warmup.terms", terms, f"must name some of {GENERATOR_TERMS}, each once")
-    d_steps = warmup.get("d_steps", -1)
+    d_steps = warmup.get("d_steps", BEFORE_ADDED["fesgan.warmup.d_steps"])
     need(d_steps >= -1, "fesgan.warmup.d_steps", d_steps,
          "must be >= 0 (the warm-up's last iterations in which D_img and D_z step), or -1 (all)")
     late = discriminator_start(warmup) > 0
