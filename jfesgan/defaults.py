@@ -256,7 +256,8 @@ def get_config() -> ml_collections.ConfigDict:
   # warmup.terms: some of steps.GENERATOR_TERMS (adv or expr among them run D_img in g's loss).
   # warmup.d_steps: D_img and D_z step in the warm-up's last d_steps iterations (and in every one
   # after it); the iterations before are the generator's warm-up step alone, about half an
-  # iteration's time on CPU.  -1 (or a count as long as the warm-up): they step in every
+  # iteration's time on CPU (D_z steps there too where their terms read it: latent; D_z's step
+  # is small beside the generator's).  -1 (or a count as long as the warm-up): they step in every
   # iteration, the paper's stage 1 and this default before 2026-12-07.  1,600 warm-up iterations
   # of 2,000 with d_steps 400 (was 800 of 1,200, D in all), chosen on validation subjects of the
   # embedded faces, four seeds paired (results/procedural/generator_d_steps.md): the person by

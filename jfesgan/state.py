@@ -20,7 +20,7 @@ from flax import traverse_util
 from flax.training import train_state
 
 from jfesgan.data.classes import class_map
-from jfesgan.defaults import BEFORE_ADDED, stage_names
+from jfesgan.defaults import BEFORE_ADDED, listed, stage_names
 from jfesgan.models import Models
 from jfesgan.run import workdir as workdir_lib
 
@@ -320,14 +320,16 @@ def create_fesgan_states(models: Models, optimizers, rng: jax.Array, phi: TrainS
                          steps: int | None = None, n_critic: int = 1, init_from: str = "",
                          class_names=None, warmup=None) -> FesganStates:
   """Fresh stage-1 states around a trained identity network ``phi``; ``optimizers`` has sections
-  ``g``, ``dimg`` and ``dz``.  Over ``steps`` iterations the discriminators step every time from
-  :func:`discriminator_start` on and ``g`` every ``n_critic``-th, so a cosine schedule spans the
+  ``g``, ``dimg`` and ``dz``.  Over ``steps`` iterations D_img steps every time from
+  :func:`discriminator_start` on, D_z from :func:`latent_start` on and ``g`` every
+  ``n_critic``-th, so a cosine schedule spans the
   updates each makes (:func:`generator_optimizer`: with ``warmup``, ``config.fesgan.warmup``, g's
   first updates have an optimiser of their own).  With
   ``init_from`` (``config.fesgan.init_from``) the networks start from that run's stage 1
   (:func:`pretrained_fesgan_params`)."""
   g_steps = None if steps is None else steps // n_critic
   d_steps = None if steps is None else steps - discriminator_start(warmup)
+  z_steps = None if steps is None else steps - latent_start(warmup)
   kg, kd, kz = jax.random.split(rng, 3)
   img = _dummy_image(models)
   g_params = _init(models.g, kg, img, jnp.zeros((1, models.num_classes)))
@@ -347,7 +349,7 @@ def create_fesgan_states(models: Models, optimizers, rng: jax.Array, phi: TrainS
       dimg=TrainState.create(apply_fn=models.dimg.apply, params=dimg_params,
                              tx=make_optimizer(optimizers.dimg, d_steps)),
       dz=TrainState.create(apply_fn=models.dz.apply, params=dz_params,
-                           tx=make_optimizer(optimizers.dz, d_steps)),
+                           tx=make_optimizer(optimizers.dz, z_steps)),
       phi=phi, g_ema=_copy(g_params))
 
 
@@ -387,6 +389,16 @@ def discriminator_start(warmup) -> int:
   return max(0, int(warmup.steps) - int(warmup.d_steps))
 
 
+def latent_start(warmup) -> int:
+  """The first stage-1 iteration in which D_z steps: :func:`discriminator_start`, or 0 where the
+  warm-up's terms before it (``warmup.solo_terms``, else ``warmup.terms``) read D_z (``latent``):
+  then D_z steps alone in those iterations."""
+  start = discriminator_start(warmup)
+  if start and "latent" in (listed(warmup.get("solo_terms", ())) or listed(warmup.terms)):
+    return 0
+  return start
+
+
 def check_config(config, need) -> None:
   """Checks every optimiser section of ``config`` (a section with ``name`` and ``lr``, wherever
   it sits) for :func:`jfesgan.validate.validate`: ``need(ok, field, value, rule)`` records a
@@ -410,8 +422,8 @@ def section_updates(config, path: str) -> list[tuple[str, int]]:
   """(stage, number of updates) for each stage of ``config.stages`` that steps an optimiser made
   from the section at ``path`` (what a cosine schedule spans): a stage's own section steps every
   iteration, but g every ``fesgan.n_critic``-th in stage 1; ``fesgan.optimizer.*`` also serve
-  stage 2 (one update per iteration); D_img and D_z skip stage 1's iterations before
-  :func:`discriminator_start`."""
+  stage 2 (one update per iteration); D_img skips stage 1's iterations before
+  :func:`discriminator_start`, D_z those before :func:`latent_start`."""
   stage, *rest = path.split(".")
   if stage not in ("phi", "fesgan", "real", "joint") or not (
       stage in config and "steps" in config[stage]):
@@ -420,9 +432,11 @@ def section_updates(config, path: str) -> list[tuple[str, int]]:
   steps = int(config[stage].steps)
   if stage != "fesgan":
     return [(stage, steps)] if stage in planned else []
-  # g every n_critic-th iteration; D_img and D_z from discriminator_start on.
+  # g every n_critic-th iteration; D_img from discriminator_start on, D_z from latent_start.
+  warmup = config.fesgan.get("warmup")
   own = (steps // int(config.fesgan.n_critic) if rest[-1:] == ["g"]
-         else steps - discriminator_start(config.fesgan.get("warmup")))
+         else steps - latent_start(warmup) if rest[-1:] == ["dz"]
+         else steps - discriminator_start(warmup))
   found = [("fesgan", own)] if "fesgan" in planned else []
   return found + ([("joint", int(config.joint.steps))] if "joint" in planned else [])
 

@@ -279,16 +279,24 @@ def discriminator_losses(params: Params, batch: Batch, rng: jax.Array, *, models
   cls = losses.cross_entropy(real_logits, y) if loss.labels else None
   dimg_loss = adv_loss + loss.dimg_cls * cls if loss.labels else adv_loss
 
-  dz = lambda z: models.dz.apply({"params": params["dz"]}, z)
-  z_prior = jax.random.uniform(keys["prior"], syn["z"].shape, minval=-1.0, maxval=1.0)
-  real_z, fake_z = dz(z_prior), dz(syn["z"])
-  dz_loss = losses.ns_discriminator_loss(real_z, fake_z)
-  metrics = {"dimg/loss": dimg_loss, **adv_metrics, "dz/loss": dz_loss,
-             "dz/real_prob": jnp.mean(jax.nn.sigmoid(real_z)),
-             "dz/fake_prob": jnp.mean(jax.nn.sigmoid(fake_z))}
+  dz_loss, dz_metrics = latent_discriminator_loss(params["dz"], syn["z"], keys["prior"],
+                                                  models=models)
+  metrics = {"dimg/loss": dimg_loss, **adv_metrics, **dz_metrics}
   if loss.labels:
     metrics.update({"dimg/cls": cls, "dimg/cls_acc": losses.accuracy(real_logits, y)})
   return {"dimg": dimg_loss, "dz": dz_loss}, metrics
+
+
+def latent_discriminator_loss(dz_params: Params, z: jax.Array, rng: jax.Array, *, models: Models
+                              ) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """D_z's non-saturating loss: prior samples ``z_p ~ U[-1, 1]^d`` (drawn with ``rng``) real, the
+  encoder's codes ``z`` fake (entering as constants where the caller stops their gradient)."""
+  dz = lambda codes: models.dz.apply({"params": dz_params}, codes)
+  z_prior = jax.random.uniform(rng, z.shape, minval=-1.0, maxval=1.0)
+  real_z, fake_z = dz(z_prior), dz(z)
+  dz_loss = losses.ns_discriminator_loss(real_z, fake_z)
+  return dz_loss, {"dz/loss": dz_loss, "dz/real_prob": jnp.mean(jax.nn.sigmoid(real_z)),
+                   "dz/fake_prob": jnp.mean(jax.nn.sigmoid(fake_z))}
 
 
 def generator_terms(params: Params, batch: Batch, rng: jax.Array, *, models: Models,
@@ -381,6 +389,22 @@ def discriminator_update(states: FesganStates, batch: Batch, rng: jax.Array, *, 
   return states.replace(dimg=dimg, dz=dz), {**metrics, **m1, **m2}
 
 
+def latent_discriminator_update(states: FesganStates, batch: Batch, rng: jax.Array, *,
+                                models: Models) -> tuple[FesganStates, dict[str, jax.Array]]:
+  """One optimiser step of ``dz`` alone, against the encoder's codes of the batch (the warm-up's
+  iterations before D_img starts, where a generator term reads D_z: ``latent``); D_img's
+  parameters and optimiser state are left as they are and its ``step`` counts the iteration.
+  The prior's samples come from the key :func:`discriminator_losses` draws them with."""
+  keys = named_keys(rng, "syn", "gp", "prior")
+  z, _ = states.g.apply_fn({"params": states.g.params}, batch["image"], method="encode_source")
+  grads, metrics = jax.grad(
+      lambda p: latent_discriminator_loss(p, jax.lax.stop_gradient(z), keys["prior"],
+                                          models=models), has_aux=True)(states.dz.params)
+  dz, m = apply_grads(states.dz, grads, "dz")
+  return states.replace(dimg=states.dimg.replace(step=states.dimg.step + 1), dz=dz), {**metrics,
+                                                                                        **m}
+
+
 def generator_update(states: FesganStates, batch: Batch, rng: jax.Array, *, models: Models,
                      loss: FesganLoss, warmup: bool = False
                      ) -> tuple[FesganStates, dict[str, jax.Array]]:
@@ -410,20 +434,25 @@ def fesgan_step(states: FesganStates, batch: Batch, rng: jax.Array, *, models: M
   """Stage 1: (when ``update_d``) a discriminator step, then (when ``update_g``) a generator step
   on the same batch; ``warmup``: the generator's step is its warm-up's (``config.fesgan.warmup``:
   its terms alone, and g's phased optimiser told it is in its first phase).  ``update_d`` False
-  (the warm-up's iterations before its last ``warmup.d_steps``) leaves D_img's and D_z's parameters and
-  optimiser states as they are (the warm-up's terms do not read them, and the iteration costs the
-  generator's step alone) and counts the iteration in their ``step``; its warm-up terms are then
-  ``loss.solo_terms`` where set (``fesgan.warmup.solo_terms``)."""
+  (the warm-up's iterations before its last ``warmup.d_steps``) leaves D_img's parameters and
+  optimiser state as they are (the warm-up's terms do not read it, and the iteration costs the
+  generator's step alone) and counts the iteration in its ``step``; its warm-up terms are then
+  ``loss.solo_terms`` where set (``fesgan.warmup.solo_terms``).  D_z likewise, unless those terms
+  read it (``latent``): then D_z steps alone there (:func:`latent_discriminator_update`), so that
+  the latent term is a game against a discriminator that learns, at the price of one encoder
+  pass and D_z's small step."""
   keys = named_keys(rng, "d", "g")
   metrics = {}
+  if not update_d and warmup and loss.solo_terms:
+    loss = dataclasses.replace(loss, warmup_terms=loss.solo_terms)
   if update_d:
     states, metrics = discriminator_update(states, batch, keys["d"], models=models, loss=loss)
+  elif warmup and "latent" in loss.warmup_terms:
+    states, metrics = latent_discriminator_update(states, batch, keys["d"], models=models)
   else:  # their step counters still count the iteration: FesganStates.step, where a run resumes
     states = states.replace(dimg=states.dimg.replace(step=states.dimg.step + 1),
                             dz=states.dz.replace(step=states.dz.step + 1))
   if update_g:
-    if warmup and not update_d and loss.solo_terms:
-      loss = dataclasses.replace(loss, warmup_terms=loss.solo_terms)
     states, m = generator_update(states, batch, keys["g"], models=models, loss=loss,
                                  warmup=warmup)
     metrics.update(m)

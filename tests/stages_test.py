@@ -119,6 +119,19 @@ def test_discriminators_step_in_the_warmups_last_d_steps_iterations(tiny_config)
   # A cosine schedule of theirs spans the 4 updates they make, g's its 6.
   assert state_lib.section_updates(cfg, "fesgan.optimizer.dimg")[0] == ("fesgan", 4)
   assert state_lib.section_updates(cfg, "fesgan.optimizer.g")[0] == ("fesgan", 6)
+  assert state_lib.section_updates(cfg, "fesgan.optimizer.dz")[0] == ("fesgan", 4)
+  # A warm-up term that reads D_z (latent) before D_img starts: D_z steps in every iteration.
+  terms = tuple(cfg.fesgan.warmup.terms)
+  cfg.fesgan.warmup.terms = ("rec", "latent")
+  assert state_lib.latent_start(cfg.fesgan.warmup) == 0
+  assert state_lib.section_updates(cfg, "fesgan.optimizer.dz")[0] == ("fesgan", 6)
+  assert state_lib.section_updates(cfg, "fesgan.optimizer.dimg")[0] == ("fesgan", 4)
+  cfg.fesgan.warmup.solo_terms = ("rec",)  # ... unless the terms there do not
+  assert state_lib.latent_start(cfg.fesgan.warmup) == 2
+  cfg.fesgan.warmup.terms, cfg.fesgan.warmup.solo_terms = ("rec", "identity"), ("rec", "latent")
+  assert state_lib.latent_start(cfg.fesgan.warmup) == 0
+  validate.validate(cfg, stages.select(cfg))
+  cfg.fesgan.warmup.terms, cfg.fesgan.warmup.solo_terms = terms, ()
   for every in (-1, 4, 5):
     cfg.fesgan.warmup.d_steps = every
     assert all(stages.FESGAN.static(cfg, s)["update_d"] for s in range(6)), every

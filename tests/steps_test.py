@@ -275,6 +275,36 @@ def test_a_step_without_the_discriminators_moves_g_alone(setup, tiny_config):
   assert any(k.startswith("dimg/") for k in both_metrics)
 
 
+def test_a_warmup_reading_dz_steps_dz_alone_before_the_discriminators_start(setup, tiny_config):
+  """A warm-up term that reads D_z (``latent``) in the iterations before the discriminators
+  start: D_z steps there alone on the loss it has in a full step (same key, same value), D_img and
+  its optimiser state do not move (its step counts the iteration), and g's update is the warm-up's
+  against the D_z just stepped."""
+  loss, models, states, batch, params = setup
+  rng = jax.random.key(7)
+  cfg = tiny_config.copy_and_resolve_references()
+  cfg.fesgan.warmup.steps = 4
+  tx = state_lib.generator_optimizer(cfg.fesgan.optimizer, 10, cfg.fesgan.warmup)
+  states = states.replace(g=state_lib.TrainState.create(apply_fn=models.g.apply,
+                                                        params=states.g.params, tx=tx))
+  latent = dataclasses.replace(loss, warmup_terms=("rec", "latent"))
+  out, metrics = steps.fesgan_step(states, batch, rng, models=models, loss=latent, warmup=True,
+                                   update_d=False)
+  keys = steps.named_keys(rng, "d", "g")
+  _, full = steps.discriminator_losses(params, batch, keys["d"], models=models, loss=latent)
+  np.testing.assert_allclose(float(metrics["dz/loss"]), float(full["dz/loss"]), rtol=1e-5)
+  assert not any(k.startswith("dimg/") for k in metrics) and "g/latent" in metrics
+  assert _changed(out.dz.params, states.dz.params) and int(out.dz.step) == int(states.dz.step) + 1
+  chex.assert_trees_all_equal((out.dimg.params, out.dimg.opt_state),
+                              (states.dimg.params, states.dimg.opt_state))
+  assert int(out.dimg.step) == int(states.dimg.step) + 1
+  stepped, _ = steps.latent_discriminator_update(states, batch, keys["d"], models=models)
+  chex.assert_trees_all_equal(out.dz, stepped.dz)
+  want, _ = steps.generator_update(stepped, batch, keys["g"], models=models, loss=latent,
+                                   warmup=True)
+  chex.assert_trees_all_equal(out.g, want.g)
+
+
 @pytest.mark.slow
 def test_solo_terms_are_the_warmups_terms_before_the_discriminators_start(setup, tiny_config):
   """``fesgan.warmup.solo_terms``: the step without the discriminators is the generator's warm-up
