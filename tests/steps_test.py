@@ -248,8 +248,10 @@ def test_the_warmup_draws_only_the_images_its_terms_read(setup):
 def test_a_step_without_the_discriminators_moves_g_alone(setup, tiny_config):
   """``update_d=False`` (the warm-up's iterations before its last ``fesgan.warmup.d_steps``): the step is
   the generator's warm-up update alone, to the bit, and D_img, D_z and their optimiser states do
-  not move; with ``update_d`` the discriminators step as before."""
+  not move; with ``update_d`` the discriminators step as before (terms that read neither D_img
+  nor D_z: rec alone)."""
   loss, models, states, batch, _ = setup
+  loss = dataclasses.replace(loss, warmup_terms=("rec",))
   rng = jax.random.key(7)
   cfg = tiny_config.copy_and_resolve_references()
   cfg.fesgan.warmup.steps = 4
