@@ -315,8 +315,8 @@ def generator_terms(params: Params, batch: Batch, rng: jax.Array, *, models: Mod
   ``syn`` reuses images already drawn with ``params["g"]`` (stage 2 shares them with R).
   D_img sees x_t and x_p as ``loss.dimg_view`` makes them (``fesgan.dimg_augment``).
   ``warmup`` (stage 1's warm-up, ``fesgan.warmup``): only ``loss.warmup_terms`` (the embedded
-  default's: rec alone; D_img is run only when they include adv or expr), drawing only the images
-  they read.
+  default's: rec and latent; D_img is run only when they include adv or expr), drawing only the
+  images they read.
   """
   x, y = batch["image"], batch["label"]
   # The warm-up's terms (without adv and expr) draw only the images they read: x_t for identity
