@@ -167,9 +167,10 @@ def test_each_step_updates_only_its_players(setup):
 @pytest.mark.slow
 def test_the_warmup_trains_g_on_reconstruction_and_identity_alone(setup, tiny_config):
   """Stage 1's warm-up (``fesgan.warmup``) on rec and identity (the default's terms until
-  2026-12-07; rec alone, then rec and latent since): the generator's loss is those terms, weighted, the same values as
-  in the full terms; its gradient reaches the encoder and decoder only, and g steps with the
-  warm-up's optimiser; the discriminators do not run in the generator's loss."""
+  2026-12-07; rec alone, then rec and latent since): the generator's loss is those terms,
+  weighted, the same values as in the full terms; its gradient reaches the encoder and decoder
+  only, and g steps with the warm-up's optimiser; the discriminators do not run in the
+  generator's loss."""
   loss, models, states, batch, params = setup
   assert loss.warmup_terms == ("rec", "latent")  # today's default (tiny_config keeps it)
   loss = dataclasses.replace(loss, warmup_terms=("rec", "identity"))
