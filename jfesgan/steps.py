@@ -396,13 +396,13 @@ def latent_discriminator_update(states: FesganStates, batch: Batch, rng: jax.Arr
   parameters and optimiser state are left as they are and its ``step`` counts the iteration.
   The prior's samples come from the key :func:`discriminator_losses` draws them with."""
   keys = named_keys(rng, "syn", "gp", "prior")
-  z, _ = states.g.apply_fn({"params": states.g.params}, batch["image"], method="encode_source")
+  z, _ = models.g.apply({"params": states.g.params}, batch["image"], method="encode_source")
   grads, metrics = jax.grad(
       lambda p: latent_discriminator_loss(p, jax.lax.stop_gradient(z), keys["prior"],
                                           models=models), has_aux=True)(states.dz.params)
   dz, m = apply_grads(states.dz, grads, "dz")
-  return states.replace(dimg=states.dimg.replace(step=states.dimg.step + 1), dz=dz), {**metrics,
-                                                                                        **m}
+  dimg = states.dimg.replace(step=states.dimg.step + 1)
+  return states.replace(dimg=dimg, dz=dz), {**metrics, **m}
 
 
 def generator_update(states: FesganStates, batch: Batch, rng: jax.Array, *, models: Models,

@@ -32,6 +32,16 @@ def setup(tiny_config):
   return steps.FesganLoss.from_config(tiny_config.fesgan), models, states, batch, params
 
 
+def _in_warmup(states, models, tiny_config):
+  """``states`` with g's phased optimiser of a 4-iteration warm-up in 10 updates (its first phase,
+  ``fesgan.warmup.optimizer``, from fresh moments)."""
+  cfg = tiny_config.copy_and_resolve_references()
+  cfg.fesgan.warmup.steps = 4
+  tx = state_lib.generator_optimizer(cfg.fesgan.optimizer, 10, cfg.fesgan.warmup)
+  return states.replace(g=state_lib.TrainState.create(apply_fn=models.g.apply,
+                                                      params=states.g.params, tx=tx))
+
+
 def norms(grads):
   """L2 norm of the gradient per network, with g split into encoder and decoder."""
   out = {k: float(jnp.sqrt(sum(jnp.sum(x**2) for x in jax.tree.leaves(v))))
@@ -199,15 +209,12 @@ def test_the_warmup_trains_g_on_reconstruction_and_identity_alone(setup, tiny_co
   assert n["dimg"] == 0 and n["dz"] == 0, n  # (Phi's gradient is never applied: it is frozen)
   # The whole step: g moves by its warm-up optimiser (Adam at warmup.optimizer's settings from
   # fresh moments) on exactly that gradient; the other players do not move in g's update.
-  cfg = tiny_config.copy_and_resolve_references()
-  cfg.fesgan.warmup.steps = 4
-  tx = state_lib.generator_optimizer(cfg.fesgan.optimizer, 10, cfg.fesgan.warmup)
-  g = state_lib.TrainState.create(apply_fn=models.g.apply, params=states.g.params, tx=tx)
-  new, metrics = steps.generator_update(states.replace(g=g), batch, rng, models=models,
+  warm = _in_warmup(states, models, tiny_config)
+  new, metrics = steps.generator_update(warm, batch, rng, models=models,
                                         loss=loss, warmup=True)
   assert not any(k in metrics for k in ("g/adv", "g/latent", "g/expr", "g/expr_acc_t"))
   chex.assert_trees_all_close(metrics["g/loss"], total(params), rtol=1e-6)
-  adam = state_lib.make_optimizer(cfg.fesgan.warmup.optimizer, 4)
+  adam = state_lib.make_optimizer(tiny_config.fesgan.warmup.optimizer, 4)
   updates, _ = adam.update(grads["g"], adam.init(states.g.params), states.g.params)
   chex.assert_trees_all_close(new.g.params, optax.apply_updates(states.g.params, updates),
                               atol=1e-6)
@@ -254,11 +261,7 @@ def test_a_step_without_the_discriminators_moves_g_alone(setup, tiny_config):
   loss, models, states, batch, _ = setup
   loss = dataclasses.replace(loss, warmup_terms=("rec",))
   rng = jax.random.key(7)
-  cfg = tiny_config.copy_and_resolve_references()
-  cfg.fesgan.warmup.steps = 4
-  tx = state_lib.generator_optimizer(cfg.fesgan.optimizer, 10, cfg.fesgan.warmup)
-  g = state_lib.TrainState.create(apply_fn=models.g.apply, params=states.g.params, tx=tx)
-  states = states.replace(g=g)
+  states = _in_warmup(states, models, tiny_config)
   alone, metrics = steps.fesgan_step(states, batch, rng, models=models, loss=loss, warmup=True,
                                      update_d=False)
   g_keys = steps.named_keys(rng, "d", "g")["g"]
@@ -285,11 +288,7 @@ def test_a_warmup_reading_dz_steps_dz_alone_before_the_discriminators_start(setu
   against the D_z just stepped."""
   loss, models, states, batch, params = setup
   rng = jax.random.key(7)
-  cfg = tiny_config.copy_and_resolve_references()
-  cfg.fesgan.warmup.steps = 4
-  tx = state_lib.generator_optimizer(cfg.fesgan.optimizer, 10, cfg.fesgan.warmup)
-  states = states.replace(g=state_lib.TrainState.create(apply_fn=models.g.apply,
-                                                        params=states.g.params, tx=tx))
+  states = _in_warmup(states, models, tiny_config)
   latent = dataclasses.replace(loss, warmup_terms=("rec", "latent"))
   out, metrics = steps.fesgan_step(states, batch, rng, models=models, loss=latent, warmup=True,
                                    update_d=False)
@@ -314,11 +313,7 @@ def test_solo_terms_are_the_warmups_terms_before_the_discriminators_start(setup,
   update on those terms alone, to the bit; the step with them keeps ``warmup.terms``."""
   loss, models, states, batch, _ = setup
   rng = jax.random.key(7)
-  cfg = tiny_config.copy_and_resolve_references()
-  cfg.fesgan.warmup.steps = 4
-  tx = state_lib.generator_optimizer(cfg.fesgan.optimizer, 10, cfg.fesgan.warmup)
-  states = states.replace(g=state_lib.TrainState.create(apply_fn=models.g.apply,
-                                                        params=states.g.params, tx=tx))
+  states = _in_warmup(states, models, tiny_config)
   solo = dataclasses.replace(loss, warmup_terms=("rec", "identity"), solo_terms=("rec",))
   alone, metrics = steps.fesgan_step(states, batch, rng, models=models, loss=solo, warmup=True,
                                      update_d=False)
