@@ -108,10 +108,12 @@ def _fesgan_variant(config, step: int) -> dict:
   """Stage 1's step at iteration ``step``: whether g updates (every ``n_critic``-th), whether
   it is in its warm-up (the first ``fesgan.warmup.steps``) and whether the discriminators step
   (in the warm-up's last ``fesgan.warmup.d_steps`` iterations and every one after it:
-  :func:`jfesgan.state.discriminator_start`)."""
-  n = config.fesgan.n_critic
+  :func:`jfesgan.state.discriminator_start`), and D_z (:func:`jfesgan.state.latent_start`: alone
+  before the others where the warm-up's terms there read it)."""
+  n, warmup = config.fesgan.n_critic, config.fesgan.get("warmup")
   return {"update_g": step % n == n - 1, "warmup": step < _warmup_steps(config),
-          "update_d": step >= state_lib.discriminator_start(config.fesgan.get("warmup"))}
+          "update_d": step >= state_lib.discriminator_start(warmup),
+          "update_dz": step >= state_lib.latent_start(warmup)}
 
 
 def _warmup_steps(config) -> int:
@@ -136,7 +138,7 @@ PLAN: tuple[Stage, ...] = (
             class_names=ctx.train.class_names, warmup=ctx.config.fesgan.get("warmup")),
         step=lambda ctx: functools.partial(steps.fesgan_step, models=ctx.models,
                                            loss=_fesgan_loss(ctx)),
-        static=_fesgan_variant, static_argnames=("update_g", "warmup", "update_d"),
+        static=_fesgan_variant, static_argnames=("update_g", "warmup", "update_d", "update_dz"),
         show=("g/rec", "g/expr", "g/expr_acc_t", "dimg/wasserstein", "dimg/score_gap",
               "dimg/cls_acc"),
         generator=lambda s: s.g_ema),

@@ -430,24 +430,26 @@ def generator_update(states: FesganStates, batch: Batch, rng: jax.Array, *, mode
 
 def fesgan_step(states: FesganStates, batch: Batch, rng: jax.Array, *, models: Models,
                 loss: FesganLoss, update_g: bool = True, warmup: bool = False,
-                update_d: bool = True) -> tuple[FesganStates, dict[str, jax.Array]]:
+                update_d: bool = True, update_dz: bool = False
+                ) -> tuple[FesganStates, dict[str, jax.Array]]:
   """Stage 1: (when ``update_d``) a discriminator step, then (when ``update_g``) a generator step
   on the same batch; ``warmup``: the generator's step is its warm-up's (``config.fesgan.warmup``:
   its terms alone, and g's phased optimiser told it is in its first phase).  ``update_d`` False
   (the warm-up's iterations before its last ``warmup.d_steps``) leaves D_img's parameters and
   optimiser state as they are (the warm-up's terms do not read it, and the iteration costs the
   generator's step alone) and counts the iteration in its ``step``; its warm-up terms are then
-  ``loss.solo_terms`` where set (``fesgan.warmup.solo_terms``).  D_z likewise, unless those terms
-  read it (``latent``): then D_z steps alone there (:func:`latent_discriminator_update`), so that
-  the latent term is a game against a discriminator that learns, at the price of one encoder
-  pass and D_z's small step."""
+  ``loss.solo_terms`` where set (``fesgan.warmup.solo_terms``).  D_z likewise, unless
+  ``update_dz`` (the stage's plan sets it where those terms read D_z, ``latent``:
+  :func:`jfesgan.state.latent_start`): then D_z steps alone there
+  (:func:`latent_discriminator_update`), so that the latent term is a game against a
+  discriminator that learns, at the price of one encoder pass and D_z's small step."""
   keys = named_keys(rng, "d", "g")
   metrics = {}
   if not update_d and warmup and loss.solo_terms:
     loss = dataclasses.replace(loss, warmup_terms=loss.solo_terms)
   if update_d:
     states, metrics = discriminator_update(states, batch, keys["d"], models=models, loss=loss)
-  elif warmup and "latent" in loss.warmup_terms:
+  elif update_dz:
     states, metrics = latent_discriminator_update(states, batch, keys["d"], models=models)
   else:  # their step counters still count the iteration: FesganStates.step, where a run resumes
     states = states.replace(dimg=states.dimg.replace(step=states.dimg.step + 1),

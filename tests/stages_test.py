@@ -113,6 +113,7 @@ def test_discriminators_step_in_the_warmups_last_d_steps_iterations(tiny_config)
   cfg.fesgan.warmup.terms = ("rec",)  # reads neither D_img nor D_z
   variants = [stages.FESGAN.static(cfg, s) for s in range(6)]
   assert [v["update_d"] for v in variants] == [False] * 2 + [True] * 4
+  assert [v["update_dz"] for v in variants] == [False] * 2 + [True] * 4
   assert [v["warmup"] for v in variants] == [True] * 4 + [False] * 2
   assert all(v["update_g"] for v in variants)
   assert len(ahead.static_variants(cfg, stages.FESGAN)) == 3
@@ -124,10 +125,13 @@ def test_discriminators_step_in_the_warmups_last_d_steps_iterations(tiny_config)
   # A warm-up term that reads D_z (latent) before D_img starts: D_z steps in every iteration.
   cfg.fesgan.warmup.terms = ("rec", "latent")
   assert state_lib.latent_start(cfg.fesgan.warmup) == 0
+  assert [stages.FESGAN.static(cfg, s)["update_dz"] for s in range(6)] == [True] * 6
+  assert [stages.FESGAN.static(cfg, s)["update_d"] for s in range(6)] == [False] * 2 + [True] * 4
   assert state_lib.section_updates(cfg, "fesgan.optimizer.dz")[0] == ("fesgan", 6)
   assert state_lib.section_updates(cfg, "fesgan.optimizer.dimg")[0] == ("fesgan", 4)
   cfg.fesgan.warmup.solo_terms = ("rec",)  # ... unless the terms there do not
   assert state_lib.latent_start(cfg.fesgan.warmup) == 2
+  assert [stages.FESGAN.static(cfg, s)["update_dz"] for s in range(6)] == [False] * 2 + [True] * 4
   cfg.fesgan.warmup.terms, cfg.fesgan.warmup.solo_terms = ("rec", "identity"), ("rec", "latent")
   assert state_lib.latent_start(cfg.fesgan.warmup) == 0
   validate.validate(cfg, stages.select(cfg))

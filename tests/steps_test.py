@@ -283,15 +283,16 @@ def test_a_step_without_the_discriminators_moves_g_alone(setup, tiny_config):
 
 def test_a_warmup_reading_dz_steps_dz_alone_before_the_discriminators_start(setup, tiny_config):
   """A warm-up term that reads D_z (``latent``) in the iterations before the discriminators
-  start: D_z steps there alone on the loss it has in a full step (same key, same value), D_img and
-  its optimiser state do not move (its step counts the iteration), and g's update is the warm-up's
-  against the D_z just stepped."""
+  start (``update_dz``, which the stage's plan sets there: stages_test): D_z steps there alone on
+  the loss it has in a full step (same key, same value), D_img and its optimiser state do not
+  move (its step counts the iteration), and g's update is the warm-up's against the D_z just
+  stepped."""
   loss, models, states, batch, params = setup
   rng = jax.random.key(7)
   states = _in_warmup(states, models, tiny_config)
   latent = dataclasses.replace(loss, warmup_terms=("rec", "latent"))
   out, metrics = steps.fesgan_step(states, batch, rng, models=models, loss=latent, warmup=True,
-                                   update_d=False)
+                                   update_d=False, update_dz=True)
   keys = steps.named_keys(rng, "d", "g")
   _, full = steps.discriminator_losses(params, batch, keys["d"], models=models, loss=latent)
   np.testing.assert_allclose(float(metrics["dz/loss"]), float(full["dz/loss"]), rtol=1e-5)
