@@ -215,6 +215,14 @@ def get_config() -> ml_collections.ConfigDict:
   # +0.4 points of the person by pixels, -0.007 of the change made, stage 1 +5 %; at 30 about
   # twice each (+0.42 dB, +0.9 points, -0.018): still off.
   c.fesgan.cycle_weight = 0.0
+  # The code's expression term (an option beyond METHOD.md; 0 = off): D_z gains a classifier of
+  # the expression of E(x) (trained on the labels, weight dz_cls_weight in D_z's loss), and the
+  # encoder is trained to leave it guessing (KL from the uniform distribution), so that the code
+  # holds the person and the decoder must draw the expression from its expression code, also in a
+  # reconstruction-only warm-up (name code_expr in warmup.terms).  A Fader network's latent
+  # adversary (Lample et al. 2017); docs/method.md.
+  c.fesgan.code_expr_weight = 0.0
+  c.fesgan.dz_cls_weight = 1.0
   # Whether stage 1 learns from the expression labels.  False (label-free pre-training on a large
   # face collection whose labels must never reach the generator, so that judges trained on those
   # labels stay independent of it): every image is drawn with the zero expression code (a

@@ -68,6 +68,14 @@ def ns_generator_loss(fake_logits: jax.Array) -> jax.Array:
   return jnp.mean(jax.nn.softplus(-fake_logits))
 
 
+def uniform_kl(logits: jax.Array) -> jax.Array:
+  """Mean over the batch of KL(uniform || softmax(logits)) = -log K - mean_k log p_k: 0 where a
+  classifier cannot tell the classes apart, large where it is sure of one (a Fader network's
+  confusion target for the code, in a form that stays bounded below)."""
+  k = logits.shape[-1]
+  return jnp.mean(-jnp.log(k) - jnp.mean(jax.nn.log_softmax(logits, axis=-1), axis=-1))
+
+
 def l1(a: jax.Array, b: jax.Array) -> jax.Array:
   """Mean absolute difference."""
   return jnp.mean(jnp.abs(a - b))

@@ -289,7 +289,8 @@ def pretrained_fesgan_params(params: dict, workdir: str, class_names) -> dict:
   the run in ``workdir`` (``config.fesgan.init_from``: pre-training on another collection).
 
   g takes that run's moving average g_ema (the generator it sampled and reported), D_z its D_z,
-  D_img its trunk and critic; D_img's expression head takes its rows of the classes both know
+  D_img its trunk and critic (D_z's classifier of the code's expression, where there is one, stays
+  fresh); D_img's expression head takes its rows of the classes both know
   (:func:`jfesgan.data.classes.canonical`) when that run learnt from expression labels, and stays
   fresh otherwise (a label-free run never trained it).  Every other leaf must have the same shape
   (the same ``model`` fields, ``data.image_size`` and ``data.channels``)."""
@@ -301,14 +302,22 @@ def pretrained_fesgan_params(params: dict, workdir: str, class_names) -> dict:
     raise ValueError(f"config.{field}={workdir!r}: {e}") from e
   theirs_all = {"g": source["g_ema"], "dimg": source["dimg"]["params"],
                 "dz": source["dz"]["params"]}
+  # D_z's classifier of the code's expression (fesgan.code_expr_weight) starts fresh here: it
+  # reads this run's classes, and a run without the term has none.
+  own = {k: v for k, v in flax.core.unfreeze(params["dz"]).items() if k.startswith("expression")}
+  theirs_all["dz"] = {k: v for k, v in flax.core.unfreeze(theirs_all["dz"]).items()
+                      if not k.startswith("expression")}
   out = {}
   for net, fresh in params.items():
+    if net == "dz":
+      fresh = {k: v for k, v in flax.core.unfreeze(fresh).items() if k not in own}
     # D_img's expression head may differ (another database's classes): its rows are mapped below.
     _check_same_layers(fresh, theirs_all[net], f"config.{field}={workdir!r}", net, net,
                        "model fields such as g_depth, g_edit or num_down",
                        "model widths, latent_dim, data.image_size and data.channels",
                        skip="classifier" if net == "dimg" else None)
     out[net] = jax.tree.map(jnp.asarray, flax.core.unfreeze(theirs_all[net]))
+  out["dz"] = {**out["dz"], **own}
   head = flax.core.unfreeze(params["dimg"])["classifier"]
   if bool(source_config.fesgan.get("expression_labels", True)):
     head = _shared_rows(head, out["dimg"]["classifier"], class_map(source_classes, class_names))
@@ -380,6 +389,11 @@ def create_joint_states(models: Models, config, rng: jax.Array, fes: FesganState
                      r=r, g_ema=fes.g_ema)
 
 
+# The generator terms that read D_z: its prior's head (latent) and its classifier of the code's
+# expression (code_expr).
+READ_DZ = frozenset({"latent", "code_expr"})
+
+
 def discriminator_start(warmup) -> int:
   """The first stage-1 iteration in which D_img and D_z step (``warmup``: ``config.fesgan.warmup``
   or None): the warm-up's last ``warmup.d_steps`` iterations are theirs, and every one after it;
@@ -391,10 +405,10 @@ def discriminator_start(warmup) -> int:
 
 def latent_start(warmup) -> int:
   """The first stage-1 iteration in which D_z steps: :func:`discriminator_start`, or 0 where the
-  warm-up's terms before it (``warmup.solo_terms``, else ``warmup.terms``) read D_z (``latent``):
+  warm-up's terms before it (``warmup.solo_terms``, else ``warmup.terms``) read D_z (:data:`READ_DZ`):
   then D_z steps alone in those iterations."""
   start = discriminator_start(warmup)
-  if start and "latent" in (listed(warmup.get("solo_terms", ())) or listed(warmup.terms)):
+  if start and READ_DZ & set(listed(warmup.get("solo_terms", ())) or listed(warmup.terms)):
     return 0
   return start
 

@@ -26,12 +26,16 @@ from jfesgan.state import FesganStates, JointStates, PhasedState, TrainState, di
 Params = dict[str, Any]
 Batch = dict[str, jax.Array]
 
-GENERATOR_TERMS = ("adv", "latent", "expr", "rec", "identity", "tv")
+GENERATOR_TERMS = ("adv", "latent", "expr", "rec", "identity", "tv", "code_expr")
 # The terms a generator's way of making translations (model.g_edit) adds: "mask", the mean edit
 # mask of translations; "source", the encoder's expression estimate's cross-entropy on real faces.
 EDIT_TERMS = {"none": (), "mask": ("mask",), "difference": ("source",)}
 # D_img's adversarial loss (config.fesgan.gan_loss): METHOD.md's WGAN-GP, or non-saturating + R1.
 GAN_LOSSES = ("wgan_gp", "r1")
+
+
+# FesganLoss weights whose config fields runs saved before them may lack.
+ADDED_WEIGHTS = ("code_expr", "dz_cls")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +60,11 @@ class FesganLoss:
   source: float = 1.0
   # Computed only when > 0 (it costs an encoder and a decoder pass of its own).
   cycle: float = 0.0
+  # The code's expression term (D_z's classifier left guessing; only when > 0, which gives D_z
+  # that classifier: jfesgan.models.code_expr) and the weight of that classifier's own
+  # cross-entropy in D_z's loss.
+  code_expr: float = 0.0
+  dz_cls: float = 1.0
   ema_decay: float = 0.0
   dimg_augment: Augment = Augment()
   labels: bool = True
@@ -72,7 +81,10 @@ class FesganLoss:
     ``config.fesgan``."""
     values = {f.name: float(section[f"{f.name}_weight"]) for f in dataclasses.fields(cls)
               if f.name not in ("gan", "ema_decay", "dimg_augment", "labels", "warmup_terms",
-                                "solo_terms")}
+                                "solo_terms", *ADDED_WEIGHTS)}
+    # Runs saved before these fields trained without them (their defaults reproduce that).
+    values.update({name: float(section.get(f"{name}_weight", getattr(cls, name)))
+                   for name in ADDED_WEIGHTS})
     if section.gan_loss not in GAN_LOSSES:
       raise ValueError(f"config.fesgan.gan_loss={section.gan_loss!r} must be one of {GAN_LOSSES}")
     return cls(**values, gan=section.gan_loss, ema_decay=float(section.ema_decay),
@@ -260,7 +272,8 @@ def discriminator_losses(params: Params, batch: Batch, rng: jax.Array, *, models
 
   D_img: WGAN-GP critic loss on real x versus {x_t, x_p}, a small drift term, and cross-entropy of
   the expression head on real images.  D_z: non-saturating loss with prior samples as real and
-  encoder codes as fake.  The generator's images and codes enter as constants.
+  encoder codes as fake (and with its classifier of the code's expression, that classifier's
+  cross-entropy on the codes' labels).  The generator's images and codes enter as constants.
   """
   x, y = batch["image"], batch["label"]
   keys = named_keys(rng, "syn", "gp", "prior")
@@ -280,23 +293,33 @@ def discriminator_losses(params: Params, batch: Batch, rng: jax.Array, *, models
   dimg_loss = adv_loss + loss.dimg_cls * cls if loss.labels else adv_loss
 
   dz_loss, dz_metrics = latent_discriminator_loss(params["dz"], syn["z"], keys["prior"],
-                                                  models=models)
+                                                  models=models, labels=y if loss.labels else None,
+                                                  cls_weight=loss.dz_cls)
   metrics = {"dimg/loss": dimg_loss, **adv_metrics, **dz_metrics}
   if loss.labels:
     metrics.update({"dimg/cls": cls, "dimg/cls_acc": losses.accuracy(real_logits, y)})
   return {"dimg": dimg_loss, "dz": dz_loss}, metrics
 
 
-def latent_discriminator_loss(dz_params: Params, z: jax.Array, rng: jax.Array, *, models: Models
+def latent_discriminator_loss(dz_params: Params, z: jax.Array, rng: jax.Array, *, models: Models,
+                              labels: jax.Array | None = None, cls_weight: float = 1.0
                               ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """D_z's non-saturating loss: prior samples ``z_p ~ U[-1, 1]^d`` (drawn with ``rng``) real, the
-  encoder's codes ``z`` fake (entering as constants where the caller stops their gradient)."""
+  encoder's codes ``z`` fake (entering as constants where the caller stops their gradient).
+  Where D_z has a classifier of the code's expression (``fesgan.code_expr_weight`` > 0) and
+  ``labels`` are given, plus ``cls_weight`` times its cross-entropy on the codes' labels."""
   dz = lambda codes: models.dz.apply({"params": dz_params}, codes)
   z_prior = jax.random.uniform(rng, z.shape, minval=-1.0, maxval=1.0)
   real_z, fake_z = dz(z_prior), dz(z)
   dz_loss = losses.ns_discriminator_loss(real_z, fake_z)
-  return dz_loss, {"dz/loss": dz_loss, "dz/real_prob": jnp.mean(jax.nn.sigmoid(real_z)),
-                   "dz/fake_prob": jnp.mean(jax.nn.sigmoid(fake_z))}
+  metrics = {"dz/real_prob": jnp.mean(jax.nn.sigmoid(real_z)),
+             "dz/fake_prob": jnp.mean(jax.nn.sigmoid(fake_z))}
+  if models.dz.num_classes and labels is not None:
+    logits = models.dz.apply({"params": dz_params}, z, expression=True)
+    cls = losses.cross_entropy(logits, labels)
+    dz_loss = dz_loss + cls_weight * cls
+    metrics.update({"dz/cls": cls, "dz/cls_acc": losses.accuracy(logits, labels)})
+  return dz_loss, {"dz/loss": dz_loss, **metrics}
 
 
 def generator_terms(params: Params, batch: Batch, rng: jax.Array, *, models: Models,
@@ -310,7 +333,9 @@ def generator_terms(params: Params, batch: Batch, rng: jax.Array, *, models: Mod
   with ``model.g_edit="mask"`` also mask: the mean edit mask of the translations; with
   ``"difference"`` also source: cross-entropy of the encoder's estimate of x's expression against y
   (it reaches the encoder only); with ``loss.cycle`` > 0 also cycle: L1(x, x_t translated back to
-  y) (:func:`cycle_back`).  Label-free (``loss.labels`` False) there is no expr term and no
+  y) (:func:`cycle_back`); with ``loss.code_expr`` > 0 also code_expr: KL(uniform || D_z's
+  classifier of E(x)'s expression) (it reaches the encoder only: the code is to hold the person,
+  the expression code the expression).  Label-free (``loss.labels`` False) there is no expr term and no
   expression accuracy in the returned images' dict.
   ``syn`` reuses images already drawn with ``params["g"]`` (stage 2 shares them with R).
   D_img sees x_t and x_p as ``loss.dimg_view`` makes them (``fesgan.dimg_augment``).
@@ -337,9 +362,11 @@ def generator_terms(params: Params, batch: Batch, rng: jax.Array, *, models: Mod
 
   reconstruction = {"rec": lambda: losses.l1(x, syn["x_rec"]), "identity": identity}
   latent = lambda: losses.ns_generator_loss(models.dz.apply({"params": params["dz"]}, syn["z"]))
+  code_expr = lambda: losses.uniform_kl(
+      models.dz.apply({"params": params["dz"]}, syn["z"], expression=True))
   smooth = lambda: losses.total_variation(syn["x_t"]) + losses.total_variation(syn["x_p"])
   if only_warm:
-    made = {**reconstruction, "latent": latent, "tv": smooth}
+    made = {**reconstruction, "latent": latent, "tv": smooth, "code_expr": code_expr}
     return {t: made[t]() for t in loss.warmup_terms}, dict(syn)
   scores, logits = models.dimg.apply(
       {"params": params["dimg"]}, loss.dimg_view(jnp.concatenate([syn["x_t"], syn["x_p"]]), rng))
@@ -358,6 +385,8 @@ def generator_terms(params: Params, batch: Batch, rng: jax.Array, *, models: Mod
     terms["source"] = losses.cross_entropy(syn["source_logits"], y)
   if loss.cycle > 0:
     terms["cycle"] = losses.l1(x, cycle_back(params["g"], syn["x_t"], y, models=models))
+  if loss.code_expr > 0 and loss.labels:
+    terms["code_expr"] = code_expr()
   if warmup:  # with adv or expr among the warm-up's terms
     terms = {t: terms[t] for t in loss.warmup_terms if t in terms}
   aux = dict(syn)
@@ -390,16 +419,19 @@ def discriminator_update(states: FesganStates, batch: Batch, rng: jax.Array, *, 
 
 
 def latent_discriminator_update(states: FesganStates, batch: Batch, rng: jax.Array, *,
-                                models: Models) -> tuple[FesganStates, dict[str, jax.Array]]:
+                                models: Models, loss: FesganLoss = FesganLoss()
+                                ) -> tuple[FesganStates, dict[str, jax.Array]]:
   """One optimiser step of ``dz`` alone, against the encoder's codes of the batch (the warm-up's
-  iterations before D_img starts, where a generator term reads D_z: ``latent``); D_img's
+  iterations before D_img starts, where a generator term reads D_z: ``latent``, ``code_expr``); D_img's
   parameters and optimiser state are left as they are and its ``step`` counts the iteration.
   The prior's samples come from the key :func:`discriminator_losses` draws them with."""
   keys = named_keys(rng, "syn", "gp", "prior")
   z, _ = models.g.apply({"params": states.g.params}, batch["image"], method="encode_source")
   grads, metrics = jax.grad(
-      lambda p: latent_discriminator_loss(p, jax.lax.stop_gradient(z), keys["prior"],
-                                          models=models), has_aux=True)(states.dz.params)
+      lambda p: latent_discriminator_loss(
+          p, jax.lax.stop_gradient(z), keys["prior"], models=models,
+          labels=batch["label"] if loss.labels else None, cls_weight=loss.dz_cls),
+      has_aux=True)(states.dz.params)
   dz, m = apply_grads(states.dz, grads, "dz")
   dimg = states.dimg.replace(step=states.dimg.step + 1)
   return states.replace(dimg=dimg, dz=dz), {**metrics, **m}
@@ -439,7 +471,7 @@ def fesgan_step(states: FesganStates, batch: Batch, rng: jax.Array, *, models: M
   optimiser state as they are (the warm-up's terms do not read it, and the iteration costs the
   generator's step alone) and counts the iteration in its ``step``; its warm-up terms are then
   ``loss.solo_terms`` where set (``fesgan.warmup.solo_terms``).  D_z likewise, unless
-  ``update_dz`` (the stage's plan sets it where those terms read D_z, ``latent``:
+  ``update_dz`` (the stage's plan sets it where those terms read D_z, ``latent`` or ``code_expr``:
   :func:`jfesgan.state.latent_start`): then D_z steps alone there
   (:func:`latent_discriminator_update`), so that the latent term is a game against a
   discriminator that learns, at the price of one encoder pass and D_z's small step."""
@@ -450,7 +482,8 @@ def fesgan_step(states: FesganStates, batch: Batch, rng: jax.Array, *, models: M
   if update_d:
     states, metrics = discriminator_update(states, batch, keys["d"], models=models, loss=loss)
   elif update_dz:
-    states, metrics = latent_discriminator_update(states, batch, keys["d"], models=models)
+    states, metrics = latent_discriminator_update(states, batch, keys["d"], models=models,
+                                                  loss=loss)
   else:  # their step counters still count the iteration: FesganStates.step, where a run resumes
     states = states.replace(dimg=states.dimg.replace(step=states.dimg.step + 1),
                             dz=states.dz.replace(step=states.dz.step + 1))
@@ -648,6 +681,17 @@ def check_config(config, need) -> None:
          f"and below warmup.steps={warmup.steps}")
   need(config.fesgan.get("cycle_weight", 0.0) >= 0, "fesgan.cycle_weight",
        config.fesgan.get("cycle_weight"), "must be >= 0 (0: off)")
+  code = config.fesgan.get("code_expr_weight", 0.0)
+  need(code >= 0, "fesgan.code_expr_weight", code, "must be >= 0 (0: off)")
+  need(config.fesgan.get("dz_cls_weight", 1.0) >= 0, "fesgan.dz_cls_weight",
+       config.fesgan.get("dz_cls_weight"), "must be >= 0")
+  need(not code or config.fesgan.get("expression_labels", True), "fesgan.code_expr_weight", code,
+       "must be 0 with fesgan.expression_labels=False: the code's expression is read from labels")
+  if warmup is not None:
+    need("code_expr" not in listed(warmup.terms) + listed(warmup.get("solo_terms", ())) or code > 0,
+         "fesgan.warmup.terms", listed(warmup.terms),
+         "name code_expr only with fesgan.code_expr_weight > 0 (D_z has no classifier of the "
+         "code's expression without it)")
   if not config.fesgan.get("expression_labels", True):
     need("joint" not in stage_names(config), "fesgan.expression_labels", False,
          "(label-free stage 1, for pre-training) cannot run stage 'joint', which learns from the "

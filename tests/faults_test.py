@@ -355,6 +355,9 @@ def test_a_field_added_at_a_default_that_trains_otherwise_is_a_change():
     ("real.augment.rotate", -5.0, "config.real.augment: ranges must be >= 0"),
     ("fesgan.ema_decay", 1.0, "config.fesgan.ema_decay=1.0 must be in"),
     ("fesgan.cycle_weight", -1.0, "config.fesgan.cycle_weight=-1.0 must be >= 0"),
+    ("fesgan.code_expr_weight", -1.0, "config.fesgan.code_expr_weight=-1.0 must be >= 0"),
+    ("fesgan.warmup.terms", ("rec", "code_expr"), "config.fesgan.warmup.terms=('rec', 'code_expr') "
+     "name code_expr only with fesgan.code_expr_weight > 0"),
     ("fesgan.gan_loss", "wgan", "config.fesgan.gan_loss='wgan' must be one of ('wgan_gp', 'r1'"),
     ("model.g_depth", -1, "config.model.g_depth=-1 must be >= 0"),
     ("model.g_upsample", "bilinear", "config.model.g_upsample='bilinear' must be one of"),

@@ -122,6 +122,17 @@ def test_stage_one_starts_from_a_pretrained_one(tiny_config, tiny_run, tmp_path)
     np.testing.assert_array_equal(leaf, want, err_msg=name)
   assert not np.allclose(_flat(fresh.g.params)["encoder/Dense_0/kernel"],
                          _flat(started.g.params)["encoder/Dense_0/kernel"])
+  # With the code's expression term D_z also holds a classifier, which the source has not: its
+  # prior layers come from the source, the classifier stays fresh.
+  coded_cfg = tiny_config.copy_and_resolve_references()
+  coded_cfg.fesgan.code_expr_weight = 1.0
+  coded = build_models(coded_cfg, len(names), SUBJECTS)
+  coded_fresh, coded_started = make("", m=coded), make(label_free, m=coded)
+  for name, leaf in _flat(coded_started.dz.params).items():
+    want = (_flat(coded_fresh.dz.params) if name.startswith("expression")
+            else _flat(source["dz"]["params"]))[name]
+    np.testing.assert_array_equal(leaf, want, err_msg=name)
+  assert any(name.startswith("expression") for name in _flat(coded_started.dz.params))
 
   # A labelled source (the shared tiny run): the head's rows follow the classes by name.
   _, labelled = tiny_run

@@ -56,6 +56,8 @@ def test_generator_terms_reach_the_right_networks(setup):
   _, models, _, batch, params = setup
   rng = jax.random.key(5)
   for name in steps.GENERATOR_TERMS:
+    if name == "code_expr":  # only with D_z's classifier of the code's expression: its own test
+      continue
     grads = jax.grad(lambda p: steps.generator_terms(p, batch, rng, models=models)[0][name])(params)
     chex.assert_tree_all_finite(grads)
     n = norms(grads)
@@ -67,6 +69,91 @@ def test_generator_terms_reach_the_right_networks(setup):
       assert n["decoder"] > 0, (name, n)
     if name in ("rec", "identity", "tv"):
       assert n["dimg"] == 0 and n["dz"] == 0, (name, n)
+
+
+@pytest.fixture(scope="module")
+def coded(tiny_config):
+  """The setup with the code's expression term on (``fesgan.code_expr_weight``): D_z holds a
+  classifier of the code's expression."""
+  cfg = tiny_config.copy_and_resolve_references()
+  cfg.fesgan.code_expr_weight = 1.0
+  models = build_models(cfg, K, SUBJECTS)
+  rng = jax.random.key(0)
+  phi = state_lib.create_phi_state(models, cfg.phi.optimizer, jax.random.fold_in(rng, 1))
+  states = state_lib.create_fesgan_states(models, cfg.fesgan.optimizer, jax.random.fold_in(rng, 2),
+                                          phi)
+  x = jax.random.uniform(jax.random.fold_in(rng, 3), (N, 32, 32, 1), minval=-1, maxval=1)
+  batch = {"image": x, "label": jnp.arange(N) % K, "subject": jnp.arange(N) % SUBJECTS}
+  params = {"g": states.g.params, "dimg": states.dimg.params, "dz": states.dz.params,
+            "phi": states.phi.params}
+  return steps.FesganLoss.from_config(cfg.fesgan), models, states, batch, params
+
+
+def _split_dz(grads):
+  """L2 norms of D_z's gradient in its prior layers and in its expression classifier's."""
+  dz = grads["dz"]
+  part = lambda keep: float(jnp.sqrt(sum(jnp.sum(v**2) for k, layer in dz.items() if keep(k)
+                                         for v in jax.tree.leaves(layer))))
+  return part(lambda k: not k.startswith("expression")), part(lambda k: k.startswith("expression"))
+
+
+@pytest.mark.slow
+def test_code_expression_term_trains_the_encoder_and_its_classifier_only_dz(coded, setup):
+  """``fesgan.code_expr_weight``: the generator's code_expr term (KL from uniform of D_z's reading
+  of E(x)'s expression) reaches the encoder alone of g, not the decoder, D_img, Phi nor D_z's prior
+  layers; D_z's classifier learns from its cross-entropy on the codes' labels, which reaches its
+  expression layers alone (and no generator); D_z's prior layers are initialised as without the
+  classifier, and the term is absent where the weight is 0."""
+  loss, models, states, batch, params = coded
+  rng = jax.random.key(5)
+  assert models.dz.num_classes == K
+  terms, _ = steps.generator_terms(params, batch, rng, models=models, loss=loss)
+  assert float(terms["code_expr"]) >= 0
+  grads = jax.grad(lambda p: steps.generator_terms(p, batch, rng, models=models, loss=loss)[0]
+                   ["code_expr"])(params)
+  n = norms(grads)
+  assert n["encoder"] > 0 and n["decoder"] == 0 and n["dimg"] == 0 and n["phi"] == 0, n
+  # Of D_z it reads the classifier alone (the generator's update steps g alone).
+  assert _split_dz(grads)[0] == 0 and _split_dz(grads)[1] > 0
+  z = models.g.apply({"params": params["g"]}, batch["image"], method="encode")
+  prior = lambda p, labels: steps.latent_discriminator_loss(
+      p, z, rng, models=models, labels=labels, cls_weight=loss.dz_cls)
+  with_cls, metrics = prior(params["dz"], batch["label"])
+  without, _ = prior(params["dz"], None)
+  np.testing.assert_allclose(float(with_cls - without), float(metrics["dz/cls"]), rtol=1e-5)
+  g_prior, g_cls = (_split_dz({"dz": jax.grad(lambda p, lab=lab: prior(p, lab)[0])(params["dz"])})
+                    for lab in (None, batch["label"]))
+  assert g_prior[0] > 0 and g_prior[1] == 0, g_prior  # the prior's loss: its layers alone
+  assert g_cls[1] > 0, g_cls
+  # Through the discriminators' loss: D_z's loss reaches D_z alone, its classifier included.
+  grads = jax.grad(lambda p: steps.discriminator_losses(p, batch, rng, models=models,
+                                                        loss=loss)[0]["dz"])(params)
+  n = norms(grads)
+  assert n["encoder"] == 0 and n["decoder"] == 0 and n["dimg"] == 0 and n["dz"] > 0, n
+  assert min(_split_dz(grads)) > 0
+  # The prior's layers start as a D_z without the classifier starts them.
+  _, _, plain_states, _, plain = setup
+  chex.assert_trees_all_equal(plain["dz"], {k: v for k, v in params["dz"].items()
+                                            if not k.startswith("expression")})
+  assert "code_expr" not in steps.generator_terms(plain, batch, rng, models=setup[1],
+                                                  loss=setup[0])[0]
+
+
+@pytest.mark.slow
+def test_a_warmup_on_the_code_expression_steps_dz_and_its_classifier(coded, tiny_config):
+  """code_expr among the warm-up's terms: before the discriminators start D_z steps alone (its
+  classifier too, on the codes' labels), g's warm-up update reads the classifier just stepped."""
+  loss, models, states, batch, _ = coded
+  rng = jax.random.key(7)
+  states = _in_warmup(states, models, tiny_config)
+  warm = dataclasses.replace(loss, warmup_terms=("rec", "code_expr"))
+  out, metrics = steps.fesgan_step(states, batch, rng, models=models, loss=warm, warmup=True,
+                                   update_d=False, update_dz=True)
+  assert {"dz/cls", "dz/cls_acc", "g/code_expr", "g/rec"} <= set(metrics)
+  assert not any(k.startswith("dimg/") for k in metrics) and "g/latent" not in metrics
+  before, after = (_split_dz({"dz": s.dz.params}) for s in (states, out))
+  assert after[1] != before[1] and after[0] != before[0]
+  chex.assert_trees_all_equal(out.dimg.params, states.dimg.params)
 
 
 @pytest.mark.slow

@@ -58,11 +58,18 @@ def build_models(config, num_classes: int, num_subjects: int) -> Models:
                   depth=int(m.get("g_depth", 0)), upsample=m.get("g_upsample", "transpose"),
                   edit=edit_mode(m.get("g_edit", "none")), num_classes=num_classes),
       dimg=ImageDiscriminator(num_classes=num_classes, **common),
-      dz=LatentDiscriminator(hidden=tuple(m.dz_hidden), dtype=dtype),
+      dz=LatentDiscriminator(hidden=tuple(m.dz_hidden), dtype=dtype,
+                             num_classes=num_classes if code_expr(config) else 0),
       phi=IdentityNet(num_subjects=num_subjects, embed_dim=m.embed_dim, **common),
       r=Recogniser(num_classes=num_classes, embed_dim=m.embed_dim, arch=r_arch(config), **common),
       image_size=d.image_size, channels=d.channels, num_classes=num_classes,
       latent_dim=m.latent_dim)
+
+
+def code_expr(config) -> bool:
+  """Whether D_z holds a classifier of the code's expression: the generator's ``code_expr`` term
+  is on (``config.fesgan.code_expr_weight`` > 0)."""
+  return "fesgan" in config and float(config.fesgan.get("code_expr_weight", 0.0)) > 0
 
 
 def r_arch(config) -> str:

@@ -42,13 +42,32 @@ class ImageDiscriminator(nn.Module):
 
 
 class LatentDiscriminator(nn.Module):
-  """D_z: identity code (N, d) -> logit (N,) that the code is a sample of the prior U[-1, 1]^d."""
+  """D_z: identity code (N, d) -> logit (N,) that the code is a sample of the prior U[-1, 1]^d.
+
+  With ``num_classes`` > 0 it also holds a classifier of the code's expression, layers of its own
+  beside the prior's (``fesgan.code_expr_weight``): ``expression=True`` returns its (N, K) logits.
+  The generator's ``code_expr`` term trains the encoder to leave it guessing, so that the code
+  holds the person and the decoder must take the expression from its expression code (a Fader
+  network's latent adversary: Lample et al. 2017).  The prior's layers are named and initialised
+  as without it.
+  """
 
   hidden: tuple[int, ...] = (256, 256)
+  num_classes: int = 0
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, z: jax.Array) -> jax.Array:
+  def __call__(self, z: jax.Array, expression: bool = False) -> jax.Array:
+    if expression and not self.num_classes:
+      raise ValueError("this D_z has no expression classifier (fesgan.code_expr_weight is 0)")
+    # Initialisation creates both heads' layers; a call runs the one it asks for.
+    if self.num_classes and (expression or self.is_initializing()):
+      h = z.astype(self.dtype)
+      for i, w in enumerate(self.hidden):
+        h = nn.leaky_relu(nn.Dense(w, dtype=self.dtype, name=f"expression{i}")(h), 0.2)
+      logits = nn.Dense(self.num_classes, dtype=self.dtype, name="expression_out")(h)
+      if expression:
+        return logits.astype(jnp.float32)
     h = z.astype(self.dtype)
     for w in self.hidden:
       h = nn.leaky_relu(nn.Dense(w, dtype=self.dtype)(h), 0.2)
