@@ -261,7 +261,7 @@ def get_config() -> ml_collections.ConfigDict:
   # warmup.terms=("rec", "identity", "expr") keeps most of it (53.2 %) for about half the
   # translations' gain.  Real databases' configs (configs/database.py, configs/ck48.py) keep 0:
   # not measured there.
-  # warmup.terms: some of steps.GENERATOR_TERMS (adv or expr among them run D_img in g's loss).
+  # warmup.terms: some of steps.WARMUP_TERMS (adv or expr among them run D_img in g's loss).
   # warmup.d_steps: D_img and D_z step in the warm-up's last d_steps iterations (and in every one
   # after it); the iterations before are the generator's warm-up step alone, about half an
   # iteration's time on CPU (D_z steps there too where their terms read it: latent; D_z's step

@@ -26,7 +26,9 @@ from jfesgan.state import FesganStates, JointStates, PhasedState, TrainState, di
 Params = dict[str, Any]
 Batch = dict[str, jax.Array]
 
-GENERATOR_TERMS = ("adv", "latent", "expr", "rec", "identity", "tv", "code_expr")
+GENERATOR_TERMS = ("adv", "latent", "expr", "rec", "identity", "tv")
+# What stage 1's warm-up may train on: those, and the terms computed only when their weight is on.
+WARMUP_TERMS = (*GENERATOR_TERMS, "code_expr")
 # The terms a generator's way of making translations (model.g_edit) adds: "mask", the mean edit
 # mask of translations; "source", the encoder's expression estimate's cross-entropy on real faces.
 EDIT_TERMS = {"none": (), "mask": ("mask",), "difference": ("source",)}
@@ -68,7 +70,7 @@ class FesganLoss:
   ema_decay: float = 0.0
   dimg_augment: Augment = Augment()
   labels: bool = True
-  # The terms of stage 1's warm-up (``fesgan.warmup.terms``, some of GENERATOR_TERMS; with
+  # The terms of stage 1's warm-up (``fesgan.warmup.terms``, some of WARMUP_TERMS; with
   # neither "adv" nor "expr" among them its generator loss does not run D_img).
   warmup_terms: tuple[str, ...] = ("rec", "identity")
   # The warm-up's terms in its iterations before the discriminators start
@@ -137,7 +139,7 @@ class FesganLoss:
     return jax.tree.map(lambda a, p: d * a + (1.0 - d) * p, average, params)
 
   def generator_weight(self, term: str) -> float:
-    """The weight of generator term ``term`` (one of GENERATOR_TERMS, "cycle" or of EDIT_TERMS'
+    """The weight of generator term ``term`` (one of WARMUP_TERMS, "cycle" or of EDIT_TERMS'
     values)."""
     return getattr(self, term)
 
@@ -659,8 +661,8 @@ def check_config(config, need) -> None:
          f"must be in [0, fesgan.steps={config.fesgan.steps}): the warm-up is the first of "
          "stage 1's iterations (0: none)")
     terms = listed(warmup.terms)
-    need(bool(terms) and set(terms) <= set(GENERATOR_TERMS) and len(set(terms)) == len(terms),
-         "fesgan.warmup.terms", terms, f"must name some of {GENERATOR_TERMS}, each once")
+    need(bool(terms) and set(terms) <= set(WARMUP_TERMS) and len(set(terms)) == len(terms),
+         "fesgan.warmup.terms", terms, f"must name some of {WARMUP_TERMS}, each once")
     d_steps = warmup.get("d_steps", BEFORE_ADDED["fesgan.warmup.d_steps"])
     need(d_steps >= -1, "fesgan.warmup.d_steps", d_steps,
          "must be >= 0 (the warm-up's last iterations in which D_img and D_z step), or -1 (all)")
@@ -673,7 +675,7 @@ def check_config(config, need) -> None:
          f"must be -1 (or >= warmup.steps={warmup.steps}) with warmup.terms={terms}: adv and "
          "expr read D_img, which learns nothing before the discriminators start")
     solo = listed(warmup.get("solo_terms", ()))
-    alone = tuple(t for t in GENERATOR_TERMS if t not in ("adv", "expr"))
+    alone = tuple(t for t in WARMUP_TERMS if t not in ("adv", "expr"))
     need(set(solo) <= set(alone) and len(set(solo)) == len(solo), "fesgan.warmup.solo_terms",
          solo, f"must name some of {alone}, each once (empty: warmup.terms)")
     need(not solo or late, "fesgan.warmup.solo_terms", solo,

@@ -18,18 +18,24 @@ from jfesgan.models import build_models
 K, SUBJECTS, N = 7, 6, 8
 
 
-@pytest.fixture(scope="module")
-def setup(tiny_config):
-  models = build_models(tiny_config, K, SUBJECTS)
+def _fesgan_setup(cfg):
+  """(stage-1 loss, models, fresh stage-1 states, a batch of N random images, their params) for
+  ``cfg``."""
+  models = build_models(cfg, K, SUBJECTS)
   rng = jax.random.key(0)
-  phi = state_lib.create_phi_state(models, tiny_config.phi.optimizer, jax.random.fold_in(rng, 1))
-  states = state_lib.create_fesgan_states(models, tiny_config.fesgan.optimizer,
-                                          jax.random.fold_in(rng, 2), phi)
+  phi = state_lib.create_phi_state(models, cfg.phi.optimizer, jax.random.fold_in(rng, 1))
+  states = state_lib.create_fesgan_states(models, cfg.fesgan.optimizer, jax.random.fold_in(rng, 2),
+                                          phi)
   x = jax.random.uniform(jax.random.fold_in(rng, 3), (N, 32, 32, 1), minval=-1, maxval=1)
   batch = {"image": x, "label": jnp.arange(N) % K, "subject": jnp.arange(N) % SUBJECTS}
   params = {"g": states.g.params, "dimg": states.dimg.params, "dz": states.dz.params,
             "phi": states.phi.params}
-  return steps.FesganLoss.from_config(tiny_config.fesgan), models, states, batch, params
+  return steps.FesganLoss.from_config(cfg.fesgan), models, states, batch, params
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_config):
+  return _fesgan_setup(tiny_config)
 
 
 def _in_warmup(states, models, tiny_config):
@@ -56,8 +62,6 @@ def test_generator_terms_reach_the_right_networks(setup):
   _, models, _, batch, params = setup
   rng = jax.random.key(5)
   for name in steps.GENERATOR_TERMS:
-    if name == "code_expr":  # only with D_z's classifier of the code's expression: its own test
-      continue
     grads = jax.grad(lambda p: steps.generator_terms(p, batch, rng, models=models)[0][name])(params)
     chex.assert_tree_all_finite(grads)
     n = norms(grads)
@@ -77,16 +81,7 @@ def coded(tiny_config):
   classifier of the code's expression."""
   cfg = tiny_config.copy_and_resolve_references()
   cfg.fesgan.code_expr_weight = 1.0
-  models = build_models(cfg, K, SUBJECTS)
-  rng = jax.random.key(0)
-  phi = state_lib.create_phi_state(models, cfg.phi.optimizer, jax.random.fold_in(rng, 1))
-  states = state_lib.create_fesgan_states(models, cfg.fesgan.optimizer, jax.random.fold_in(rng, 2),
-                                          phi)
-  x = jax.random.uniform(jax.random.fold_in(rng, 3), (N, 32, 32, 1), minval=-1, maxval=1)
-  batch = {"image": x, "label": jnp.arange(N) % K, "subject": jnp.arange(N) % SUBJECTS}
-  params = {"g": states.g.params, "dimg": states.dimg.params, "dz": states.dz.params,
-            "phi": states.phi.params}
-  return steps.FesganLoss.from_config(cfg.fesgan), models, states, batch, params
+  return _fesgan_setup(cfg)
 
 
 def _split_dz(grads):
@@ -538,16 +533,7 @@ def test_dimg_augment_is_differentiable_and_reaches_the_same_networks(setup):
 def _edit_setup(tiny_config, edit):
   cfg = tiny_config.copy_and_resolve_references()
   cfg.model.g_edit = edit
-  models = build_models(cfg, K, SUBJECTS)
-  rng = jax.random.key(0)
-  phi = state_lib.create_phi_state(models, cfg.phi.optimizer, jax.random.fold_in(rng, 1))
-  states = state_lib.create_fesgan_states(models, cfg.fesgan.optimizer, jax.random.fold_in(rng, 2),
-                                          phi)
-  x = jax.random.uniform(jax.random.fold_in(rng, 3), (N, 32, 32, 1), minval=-1, maxval=1)
-  batch = {"image": x, "label": jnp.arange(N) % K, "subject": jnp.arange(N) % SUBJECTS}
-  params = {"g": states.g.params, "dimg": states.dimg.params, "dz": states.dz.params,
-            "phi": states.phi.params}
-  return steps.FesganLoss.from_config(cfg.fesgan), models, states, batch, params
+  return _fesgan_setup(cfg)
 
 
 @pytest.fixture(scope="module")
