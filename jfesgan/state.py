@@ -304,13 +304,10 @@ def pretrained_fesgan_params(params: dict, workdir: str, class_names) -> dict:
                 "dz": source["dz"]["params"]}
   # D_z's classifier of the code's expression (fesgan.code_expr_weight) starts fresh here: it
   # reads this run's classes, and a run without the term has none.
-  own = {k: v for k, v in flax.core.unfreeze(params["dz"]).items() if k.startswith("expression")}
-  theirs_all["dz"] = {k: v for k, v in flax.core.unfreeze(theirs_all["dz"]).items()
-                      if not k.startswith("expression")}
+  fresh_dz, own = _split_code_classifier(params["dz"])
+  theirs_all["dz"] = _split_code_classifier(theirs_all["dz"])[0]
   out = {}
-  for net, fresh in params.items():
-    if net == "dz":
-      fresh = {k: v for k, v in flax.core.unfreeze(fresh).items() if k not in own}
+  for net, fresh in {**params, "dz": fresh_dz}.items():
     # D_img's expression head may differ (another database's classes): its rows are mapped below.
     _check_same_layers(fresh, theirs_all[net], f"config.{field}={workdir!r}", net, net,
                        "model fields such as g_depth, g_edit or num_down",
@@ -323,6 +320,14 @@ def pretrained_fesgan_params(params: dict, workdir: str, class_names) -> dict:
     head = _shared_rows(head, out["dimg"]["classifier"], class_map(source_classes, class_names))
   out["dimg"] = dict(out["dimg"], classifier=head)
   return out
+
+
+def _split_code_classifier(dz_params) -> tuple[dict, dict]:
+  """D_z's parameters as (its prior's layers, its classifier of the code's expression: the
+  ``expression*`` layers, empty without ``fesgan.code_expr_weight``)."""
+  layers = flax.core.unfreeze(dz_params)
+  own = {k: v for k, v in layers.items() if k.startswith("expression")}
+  return {k: v for k, v in layers.items() if k not in own}, own
 
 
 def create_fesgan_states(models: Models, optimizers, rng: jax.Array, phi: TrainState,

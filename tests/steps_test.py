@@ -135,23 +135,6 @@ def test_code_expression_term_trains_the_encoder_and_its_classifier_only_dz(code
 
 
 @pytest.mark.slow
-def test_a_warmup_on_the_code_expression_steps_dz_and_its_classifier(coded, tiny_config):
-  """code_expr among the warm-up's terms: before the discriminators start D_z steps alone (its
-  classifier too, on the codes' labels), g's warm-up update reads the classifier just stepped."""
-  loss, models, states, batch, _ = coded
-  rng = jax.random.key(7)
-  states = _in_warmup(states, models, tiny_config)
-  warm = dataclasses.replace(loss, warmup_terms=("rec", "code_expr"))
-  out, metrics = steps.fesgan_step(states, batch, rng, models=models, loss=warm, warmup=True,
-                                   update_d=False, update_dz=True)
-  assert {"dz/cls", "dz/cls_acc", "g/code_expr", "g/rec"} <= set(metrics)
-  assert not any(k.startswith("dimg/") for k in metrics) and "g/latent" not in metrics
-  before, after = (_split_dz({"dz": s.dz.params}) for s in (states, out))
-  assert after[1] != before[1] and after[0] != before[0]
-  chex.assert_trees_all_equal(out.dimg.params, states.dimg.params)
-
-
-@pytest.mark.slow
 @pytest.mark.parametrize("gan", steps.GAN_LOSSES)
 def test_discriminator_losses_never_reach_the_generator(setup, gan):
   loss, models, _, batch, params = setup
@@ -363,29 +346,39 @@ def test_a_step_without_the_discriminators_moves_g_alone(setup, tiny_config):
   assert any(k.startswith("dimg/") for k in both_metrics)
 
 
-def test_a_warmup_reading_dz_steps_dz_alone_before_the_discriminators_start(setup, tiny_config):
-  """A warm-up term that reads D_z (``latent``) in the iterations before the discriminators
-  start (``update_dz``, which the stage's plan sets there: stages_test): D_z steps there alone on
-  the loss it has in a full step (same key, same value), D_img and its optimiser state do not
-  move (its step counts the iteration), and g's update is the warm-up's against the D_z just
-  stepped."""
-  loss, models, states, batch, params = setup
+@pytest.mark.parametrize("term", ["latent", pytest.param("code_expr", marks=pytest.mark.slow)])
+def test_a_warmup_reading_dz_steps_dz_alone_before_the_discriminators_start(request, tiny_config,
+                                                                            term):
+  """A warm-up term that reads D_z (``latent``; ``code_expr``, its classifier of the code's
+  expression) in the iterations before the discriminators start (``update_dz``, which the stage's
+  plan sets there: stages_test): D_z steps there alone on the loss it has in a full step (same
+  key, same value; with the classifier, its cross-entropy on the codes' labels too), D_img and its
+  optimiser state do not move (its step counts the iteration), and g's update is the warm-up's
+  against the D_z just stepped."""
+  loss, models, states, batch, params = request.getfixturevalue(
+      "coded" if term == "code_expr" else "setup")
   rng = jax.random.key(7)
   states = _in_warmup(states, models, tiny_config)
-  latent = dataclasses.replace(loss, warmup_terms=("rec", "latent"))
-  out, metrics = steps.fesgan_step(states, batch, rng, models=models, loss=latent, warmup=True,
+  warm = dataclasses.replace(loss, warmup_terms=("rec", term))
+  out, metrics = steps.fesgan_step(states, batch, rng, models=models, loss=warm, warmup=True,
                                    update_d=False, update_dz=True)
   keys = steps.named_keys(rng, "d", "g")
-  _, full = steps.discriminator_losses(params, batch, keys["d"], models=models, loss=latent)
+  _, full = steps.discriminator_losses(params, batch, keys["d"], models=models, loss=warm)
   np.testing.assert_allclose(float(metrics["dz/loss"]), float(full["dz/loss"]), rtol=1e-5)
-  assert not any(k.startswith("dimg/") for k in metrics) and "g/latent" in metrics
+  assert not any(k.startswith("dimg/") for k in metrics) and f"g/{term}" in metrics
+  assert ({"dz/cls", "dz/cls_acc"} <= set(metrics)) == (term == "code_expr")
+  assert ("g/latent" in metrics) == (term == "latent")
+  if term == "code_expr":  # both of D_z's heads step: the prior's and the classifier's layers
+    before, after = (_split_dz({"dz": s.dz.params}) for s in (states, out))
+    assert after[0] != before[0] and after[1] != before[1]
   assert _changed(out.dz.params, states.dz.params) and int(out.dz.step) == int(states.dz.step) + 1
   chex.assert_trees_all_equal((out.dimg.params, out.dimg.opt_state),
                               (states.dimg.params, states.dimg.opt_state))
   assert int(out.dimg.step) == int(states.dimg.step) + 1
-  stepped, _ = steps.latent_discriminator_update(states, batch, keys["d"], models=models)
+  stepped, _ = steps.latent_discriminator_update(states, batch, keys["d"], models=models,
+                                                 loss=warm)
   chex.assert_trees_all_equal(out.dz, stepped.dz)
-  want, _ = steps.generator_update(stepped, batch, keys["g"], models=models, loss=latent,
+  want, _ = steps.generator_update(stepped, batch, keys["g"], models=models, loss=warm,
                                    warmup=True)
   chex.assert_trees_all_equal(out.g, want.g)
 
