@@ -15,8 +15,9 @@ now also the default of every config, chosen on the embedded faces' validation s
 0.03 was chosen on the embedded faces (``results/procedural/generator_terms.md``) and is not
 measured on CK+48, whose committed tables were made with 1.0; nor is the default's warm-up of
 stage 1 (``fesgan.warmup``), so it is off here, nor its blurred upsampling with reconstruction
-weight 30 (``model.g_upsample``, ``fesgan.rec_weight``): configs/database.py keeps every database,
-this one included, at transposed convolutions and 10.  About 30 minutes of
+weight 30 (``model.g_upsample``, ``fesgan.rec_weight``), nor its expression weight 1 with a
+moving average at 0.99 (``fesgan.expr_weight``, ``fesgan.ema_decay``): configs/database.py keeps
+every database, this one included, at transposed convolutions, 10, 2 and no average.  About 30 minutes of
 stage 1 per fold on 2 CPU cores, then ~2.5 minutes per joint row; the cross-validation resumes
 where it stopped.
 

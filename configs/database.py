@@ -50,6 +50,10 @@ def get_config(name: str, subjects: bool = True, **data) -> ml_collections.Confi
   # the embedded faces): the transposed convolutions and rec_weight 10 here until measured.
   c.model.g_upsample = "transpose"
   c.fesgan.rec_weight = 10.0
+  # And the default's expression weight with its moving average (chosen together on the embedded
+  # faces): the expression term at 2 and g_ema = g here until measured.
+  c.fesgan.expr_weight = 2.0
+  c.fesgan.ema_decay = 0.0
   # Fields of the procedural renderer are not used by a real database.
   for k in ("num_identities", "data_seed", "idiosyncrasy", "au_noise", "pixel_noise"):
     del d[k]
