@@ -88,6 +88,28 @@ def test_tfds_builder_round_trip(tmp_path, generated):
   assert b2.data_dir == b.data_dir
 
 
+def test_change_made_per_class_reads_each_target_column(tiny_config, tmp_path):
+  """``synth/change_made/<class>`` is the change made over the translations to that class alone:
+  a "generator" that makes the ideal edit towards one class and copies its input otherwise
+  scores about 1 there (clipping to [-1, 1] takes a little), 0 for every other class, and the
+  pooled score is that class's share of it."""
+  cfg = tiny_config.data.copy_and_resolve_references()
+  cfg.data_dir = str(tmp_path)
+  _, test = pipeline.train_test(cfg)
+  idx, c_t = scores.translation_targets(test.label, test.num_classes)
+  x = pipeline.to_float(test.image[idx])
+  edited = scores.ideal_edits(x, test.render_truth(idx, c_t),
+                              test.render_truth(idx, test.label[idx]))
+  x_t = np.where((c_t == 2)[:, None, None, None], edited, x)
+  out = scores.truth_scores(x, x_t, test, idx, c_t)
+  chosen = out[f"synth/change_made/{test.class_names[2]}"]
+  assert 0.9 < chosen <= 1.0
+  for k, name in enumerate(test.class_names):
+    if k != 2:
+      assert out[f"synth/change_made/{name}"] == 0.0
+  assert out["synth/change_made"] == pytest.approx(np.mean(c_t == 2) * chosen, rel=1e-6)
+
+
 def test_subject_folds_are_disjoint_balanced_and_deterministic():
   subjects = np.repeat(np.arange(23), 5)
   labels = np.tile(np.arange(5), 23)

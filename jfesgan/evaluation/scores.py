@@ -18,7 +18,8 @@ Synthesis is judged on held-out identities (never seen in training):
   ``synth/change_made``: how much of the *expression's* change x_t makes, the projection of
   x_t - x on truth(c_t) - truth(y) (the change between two clean renderings, no noise in it) over
   its squared length (:func:`change_made`: 1 the whole change, 0 for copying or for denoising
-  alone, which is unrelated to it);
+  alone, which is unrelated to it); ``synth/change_made/<class>`` the same over the translations
+  to that class from another (which columns of the grid change too little);
 - ``synth/expr_acc_t``, ``synth/expr_acc_p``: expression accuracy of translations and of new
   identities x_p = G(z_p, c_p) under a recogniser trained on real images only (``eval/real_acc``
   is its accuracy on real held-out images, the ceiling to compare with);
@@ -310,6 +311,11 @@ def truth_scores(x: np.ndarray, x_t: np.ndarray, test: ArrayDataset, idx: np.nda
     scores[f"synth/psnr{name}"] = float(np.mean(10 * np.log10(1.0 / mse)))
   scores["synth/change_cos"] = change_agreement(real01, fake01, truth)
   scores["synth/change_made"] = change_made(real01, fake01, truth - own)
+  for k, name in enumerate(test.class_names):
+    to_k = (c_t == k) & (test.label[idx] != k)
+    if to_k.any():
+      scores[f"synth/change_made/{name}"] = change_made(real01[to_k], fake01[to_k],
+                                                        (truth - own)[to_k])
   return scores
 
 
