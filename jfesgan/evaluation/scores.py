@@ -310,12 +310,12 @@ def truth_scores(x: np.ndarray, x_t: np.ndarray, test: ArrayDataset, idx: np.nda
     scores[f"synth/l1{name}"] = float(np.mean(np.abs(err)))
     scores[f"synth/psnr{name}"] = float(np.mean(10 * np.log10(1.0 / mse)))
   scores["synth/change_cos"] = change_agreement(real01, fake01, truth)
-  scores["synth/change_made"] = change_made(real01, fake01, truth - own)
+  change = truth - own
+  scores["synth/change_made"] = change_made(real01, fake01, change)
   for k, name in enumerate(test.class_names):
     to_k = (c_t == k) & (test.label[idx] != k)
     if to_k.any():
-      scores[f"synth/change_made/{name}"] = change_made(real01[to_k], fake01[to_k],
-                                                        (truth - own)[to_k])
+      scores[f"synth/change_made/{name}"] = change_made(real01[to_k], fake01[to_k], change[to_k])
   return scores
 
 
