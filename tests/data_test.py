@@ -110,6 +110,29 @@ def test_change_made_per_class_reads_each_target_column(tiny_config, tmp_path):
   assert out["synth/change_made"] == pytest.approx(np.mean(c_t == 2) * chosen, rel=1e-6)
 
 
+def test_reconstruction_is_scored_against_the_inputs_own_truth(tiny_config, tmp_path):
+  """``synth/psnr_rec_truth`` scores the reconstructions against the inputs' own clean truth: a
+  perfect re-drawing of the person scores the floor's 100 dB, copying the noisy input scores its
+  own PSNR against that truth (computed here by hand), and without reconstructions there is no
+  such score."""
+  cfg = tiny_config.data.copy_and_resolve_references()
+  cfg.data_dir = str(tmp_path)
+  _, test = pipeline.train_test(cfg)
+  idx, c_t = scores.translation_targets(test.label, test.num_classes)
+  x = pipeline.to_float(test.image[idx])
+  own = test.render_truth(idx, test.label[idx])
+  perfect = scores.truth_scores(x, x, test, idx, c_t, x_rec=2.0 * own - 1.0)
+  assert perfect["synth/psnr_rec_truth"] == pytest.approx(100.0)
+  assert perfect["synth/l1_rec_truth"] == pytest.approx(0.0, abs=1e-6)
+  copied = scores.truth_scores(x, x, test, idx, c_t, x_rec=x)
+  mse = np.mean((((x + 1) / 2 - own) ** 2).reshape(len(idx), -1), -1)
+  assert copied["synth/psnr_rec_truth"] == pytest.approx(np.mean(-10 * np.log10(mse)), rel=1e-5)
+  assert copied["synth/psnr_rec_truth"] < 60.0
+  # Its own truth, not the target's: copying scores differently against the two.
+  assert copied["synth/psnr_rec_truth"] != pytest.approx(copied["synth/psnr_copy"], abs=1e-3)
+  assert "synth/psnr_rec_truth" not in scores.truth_scores(x, x, test, idx, c_t)
+
+
 def test_subject_folds_are_disjoint_balanced_and_deterministic():
   subjects = np.repeat(np.arange(23), 5)
   labels = np.tile(np.arange(5), 23)

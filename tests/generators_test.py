@@ -112,6 +112,7 @@ def test_rescoring_a_finished_run_reproduces_its_own_truth_scores(tiny_run, monk
   assert reads == ["fesgan"]
   (scores,) = runs.values()
   for key in ("synth/psnr", "synth/psnr_copy", "synth/psnr_edit", "synth/psnr_denoised",
+              "synth/psnr_rec_truth", "synth/l1_rec_truth",
               "synth/l1", "synth/change_cos", "synth/change_made", "synth/lattice",
               "synth/lattice_prior", "synth/lattice_real", "synth/id_nearest_edit",
               "synth/id_nearest_truth", "synth/id_nearest_pixel_edit",

@@ -20,6 +20,11 @@ Synthesis is judged on held-out identities (never seen in training):
   its squared length (:func:`change_made`: 1 the whole change, 0 for copying or for denoising
   alone, which is unrelated to it); ``synth/change_made/<class>`` the same over the translations
   to that class from another (which columns of the grid change too little);
+  ``synth/psnr_rec_truth``, ``synth/l1_rec_truth``: the reconstruction G(E(x), y) of the same
+  inputs against their own truth, truth(y): how well the autoencoder re-draws the person, the
+  ceiling of a re-drawn translation's PSNR (one that made the expression's whole change on top
+  of this reconstruction scores about this), so that a translation's shortfall can be split into
+  the autoencoder's and the expression's;
 - ``synth/expr_acc_t``, ``synth/expr_acc_p``: expression accuracy of translations and of new
   identities x_p = G(z_p, c_p) under a recogniser trained on real images only (``eval/real_acc``
   is its accuracy on real held-out images, the ceiling to compare with);
@@ -234,7 +239,8 @@ def synthesis_scores(ev: Evaluator, *, g_params, phi_params, r_params, test: Arr
   if test.truth is not None:
     scores.update(truth_scores(x[idx], x_t, test, idx, c_t,
                                person_by_phi=lambda im: nearest_person(
-                                   ev.embed(phi_params, im), idx, e_x, test.subject)))
+                                   ev.embed(phi_params, im), idx, e_x, test.subject),
+                               x_rec=x_rec[idx]))
   return scores
 
 
@@ -285,13 +291,15 @@ def ideal_edits(x: np.ndarray, truth: np.ndarray, own: np.ndarray) -> np.ndarray
 
 
 def truth_scores(x: np.ndarray, x_t: np.ndarray, test: ArrayDataset, idx: np.ndarray,
-                 c_t: np.ndarray, person_by_phi: Callable[[np.ndarray], float] | None = None
-                 ) -> dict[str, float]:
+                 c_t: np.ndarray, person_by_phi: Callable[[np.ndarray], float] | None = None,
+                 x_rec: np.ndarray | None = None) -> dict[str, float]:
   """The scores against the renderer's truth (the module's docstring) of translations ``x_t`` of
   ``x = test`` images ``idx`` (float, [-1, 1]) to expressions ``c_t``, with the person ceilings:
   ``synth/id_nearest_pixel_edit`` / ``_truth``, the person by pixels of the ideal edits and of
   the clean truths, and with ``person_by_phi`` (images of idx's people -> how often the nearest
-  real face under Phi is the right person) ``synth/id_nearest_edit`` / ``_truth``."""
+  real face under Phi is the right person) ``synth/id_nearest_edit`` / ``_truth``; with
+  ``x_rec``, the reconstructions G(E(x), y) of the same inputs, ``synth/psnr_rec_truth`` and
+  ``synth/l1_rec_truth`` (against the inputs' own truth)."""
   truth = test.render_truth(idx, c_t)
   fake01, real01 = (x_t + 1) / 2, (x + 1) / 2
   own = test.render_truth(idx, test.label[idx])
@@ -304,8 +312,12 @@ def truth_scores(x: np.ndarray, x_t: np.ndarray, test: ArrayDataset, idx: np.nda
     if person_by_phi is not None:
       scores[f"synth/id_nearest{name}"] = person_by_phi(img)
   ideal = (edited + 1) / 2
-  for name, img in (("", fake01), ("_copy", real01), ("_edit", ideal), ("_denoised", own)):
-    err = (img - truth).reshape(img.shape[0], -1)
+  pairs = [("", fake01, truth), ("_copy", real01, truth), ("_edit", ideal, truth),
+           ("_denoised", own, truth)]
+  if x_rec is not None:
+    pairs.append(("_rec_truth", (x_rec + 1) / 2, own))
+  for name, img, true in pairs:
+    err = (img - true).reshape(img.shape[0], -1)
     mse = np.maximum(np.mean(err**2, -1), 1e-10)
     scores[f"synth/l1{name}"] = float(np.mean(np.abs(err)))
     scores[f"synth/psnr{name}"] = float(np.mean(10 * np.log10(1.0 / mse)))
