@@ -12,7 +12,7 @@ seeds it is better: with two seeds the interval is wide, and a difference counts
 excludes 0).  Nothing is trained.
 With ``--rescore`` the scores against the renderer's truth are computed anew from each run's
 stage-1 generator with this code (:func:`jfesgan.evaluation.scores.truth_scores`: scores added
-since a run finished, such as ``synth/change_made`` and the person ceilings
+since a run finished, such as ``synth/change_made``, ``synth/psnr_rec_truth`` and the person ceilings
 ``synth/id_nearest{,_pixel}_{edit,truth}`` with the run's own Phi, for runs that predate them), and
 the lattice scores (``synth/lattice``, ``synth/lattice_prior``, ``synth/lattice_real``).  Writes
 ``<out>.json`` (with the command and the commit it was made at) and ``<out>.md``.
