@@ -67,8 +67,9 @@ def rescored(run: str) -> dict[str, float]:
   embed = restored_phi(config, train, tree)
   e_x = embed(real)
   person_by_phi = lambda im: scores_lib.nearest_person(embed(im), idx, e_x, test.subject)
-  # The reconstruction as the run's summary scores it: the decoder's full drawing G(E(x), y).
-  x_rec = gen.decode(gen.encode(real[idx]), np.eye(k, dtype=np.float32)[test.label[idx]])
+  # The reconstruction as the run's summary scores it: the decoder's full drawing G(E(x), y) of
+  # each held-out face once (idx repeats every face for each of its targets).
+  x_rec = gen.decode(gen.encode(real), np.eye(k, dtype=np.float32)[test.label])[idx]
   return {**scores_lib.truth_scores(real[idx], x_t, test, idx, c_t, person_by_phi=person_by_phi,
                                     x_rec=x_rec),
           **scores_lib.lattice_scores(x_t, x_p, real, 2**config.model.num_down)}
